@@ -1,0 +1,70 @@
+"""Test setup: no network, everything written under tmp, shared data located once.
+
+Tests build tiny random models of the real architectures, seed a local Hugging Face cache
+and run the production loading code against it. Sockets are blocked except loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+# Read at import time by huggingface_hub / ultralytics / gradio: set before any of them loads.
+_SESSION_TMP = Path(os.environ.setdefault("WILDSPACE_TEST_TMP", __import__("tempfile").mkdtemp(prefix="wildspace-tests-")))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["YOLO_OFFLINE"] = "1"
+os.environ["YOLO_CONFIG_DIR"] = str(_SESSION_TMP / "ultralytics")
+os.environ["HF_HOME"] = str(_SESSION_TMP / "hf")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+NO_SHARED = "../shared/data is absent (CI always has it); this test needs its real files"
+
+_real_connect = socket.socket.connect
+_real_create_connection = socket.create_connection
+
+
+def _is_loopback(address) -> bool:
+    if isinstance(address, tuple) and address:
+        host = str(address[0])
+        return host in ("localhost", "::1") or host.startswith("127.")
+    return isinstance(address, (str, bytes))  # unix sockets
+
+
+def _guarded_connect(self, address):
+    if not _is_loopback(address):
+        raise RuntimeError(f"network access blocked in tests: {address!r}")
+    return _real_connect(self, address)
+
+
+def _guarded_create_connection(address, *args, **kwargs):
+    if not _is_loopback(address):
+        raise RuntimeError(f"network access blocked in tests: {address!r}")
+    return _real_create_connection(address, *args, **kwargs)
+
+
+socket.socket.connect = _guarded_connect
+socket.create_connection = _guarded_create_connection
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch):
+    """Every test gets its own data dir, Hub cache and ultralytics settings dir, offline."""
+    monkeypatch.setenv("WILDSPACE_HOME", str(tmp_path / "wildspace-home"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics"))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(NO_SHARED)
+    return SHARED_DATA

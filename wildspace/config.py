@@ -1,0 +1,74 @@
+"""Settings read once from the environment.
+
+``WILDSPACE_HOME``   data dir (imported models, recorded hashes, user specs);
+                     default ``$XDG_CACHE_HOME/wildspace`` or ``~/.cache/wildspace``.
+``WILDSPACE_MODELS`` extra folder of model spec files (YAML), searched after ``models/``.
+``WILDSPACE_MAX_PIXELS`` largest image accepted, in pixels (default 200 megapixels).
+``HF_HOME`` / ``HF_HUB_CACHE`` the Hugging Face cache used for Hub-hosted weights.
+``HF_HUB_OFFLINE``   when ``1``, nothing is downloaded; missing models are an error.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILTIN_SPECS_DIR = REPO_ROOT / "models"
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    spec_dirs: tuple[Path, ...]
+    offline: bool
+    max_pixels: int
+    hf_cache: Path | None = None
+
+    @property
+    def imported_dir(self) -> Path:
+        """Where ``models import`` and URL downloads keep weight files."""
+        return self.home / "models"
+
+    @property
+    def user_specs_dir(self) -> Path:
+        """Specs written by ``models import --as NEW_NAME`` for custom weights."""
+        return self.home / "specs"
+
+    @property
+    def recorded_hashes(self) -> Path:
+        """sha256 recorded on first download for models without a published hash."""
+        return self.home / "recorded-sha256.json"
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment (call once, pass the result on)."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    default_home = Path(xdg) / "wildspace" if xdg else Path.home() / ".cache" / "wildspace"
+    home = Path(os.environ.get("WILDSPACE_HOME") or default_home).expanduser()
+    dirs = [BUILTIN_SPECS_DIR]
+    extra = os.environ.get("WILDSPACE_MODELS")
+    if extra:
+        dirs.append(Path(extra).expanduser())
+    dirs.append(home / "specs")
+    return Settings(
+        home=home,
+        spec_dirs=tuple(dirs),
+        offline=_truthy(os.environ.get("HF_HUB_OFFLINE")),
+        max_pixels=int(os.environ.get("WILDSPACE_MAX_PIXELS", 200_000_000)),
+        hf_cache=_hf_cache_dir(),
+    )
+
+
+def _hf_cache_dir() -> Path | None:
+    """The Hub cache huggingface_hub would use, read now (not at its import time)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return None

@@ -1,0 +1,76 @@
+"""Detector for legacy YOLOv5 checkpoints (MegaDetector v5): letterbox, forward, NMS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torchvision
+
+from wildspace.detect.base import Prepared, xyxy_to_detections
+from wildspace.detect.letterbox import boxes_to_original, letterbox
+from wildspace.detect.yolov5_legacy import load_yolov5_checkpoint
+from wildspace.types import Detection, DetectorInfo
+
+MAX_WH = 7680  # class offset for class-aware NMS, larger than any input side
+
+
+def yolov5_nms(pred: torch.Tensor, conf_threshold: float, iou_threshold: float = 0.45,
+               max_det: int = 300, max_nms: int = 30000) -> list[torch.Tensor]:
+    """Class-aware NMS on ``(B, N, 5 + nc)`` YOLOv5 output.
+
+    A row survives when objectness > ``conf_threshold`` and objectness x best class
+    probability > ``conf_threshold``. Returns per image an ``(n, 6)`` tensor of
+    ``[x1, y1, x2, y2, conf, class_id]`` in input px, by descending conf.
+    """
+    out = []
+    for x in pred:
+        x = x[x[:, 4] > conf_threshold]
+        if not len(x):
+            out.append(torch.zeros((0, 6), device=pred.device))
+            continue
+        scores = x[:, 5:] * x[:, 4:5]
+        conf, cls = scores.max(1)
+        keep = conf > conf_threshold
+        x, conf, cls = x[keep], conf[keep], cls[keep]
+        cx, cy, w, h = x[:, 0], x[:, 1], x[:, 2], x[:, 3]
+        boxes = torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), 1)
+        order = conf.argsort(descending=True)[:max_nms]
+        boxes, conf, cls = boxes[order], conf[order], cls[order]
+        kept = torchvision.ops.nms(boxes + cls[:, None].float() * MAX_WH, conf, iou_threshold)[:max_det]
+        out.append(torch.cat((boxes[kept], conf[kept, None], cls[kept, None].float()), 1))
+    return out
+
+
+class YOLOv5Detector:
+    """Runs a legacy YOLOv5 checkpoint the way the reference implementation does."""
+
+    def __init__(self, weights: str | Path, info: DetectorInfo, stride: int | None = None,
+                 device: str = "cpu", iou_threshold: float = 0.45):
+        self.model, labels = load_yolov5_checkpoint(weights)
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self.stride = stride or int(self.model.stride.max())
+        self.iou_threshold = iou_threshold
+        self.labels = labels
+        self.info = info
+
+    def prepare(self, image: np.ndarray) -> Prepared:
+        padded, geom = letterbox(image, self.info.input_size, self.stride)
+        return Prepared(key=geom.input_hw, data=padded, orig_hw=geom.orig_hw, meta=geom)
+
+    @torch.inference_mode()
+    def run(self, batch: Sequence[Prepared], conf_threshold: float) -> list[tuple[Detection, ...]]:
+        if not batch:
+            return []
+        arr = np.stack([p.data for p in batch])  # B x H x W x 3, uint8 RGB
+        x = torch.from_numpy(arr).to(self.device).permute(0, 3, 1, 2).float() / 255
+        pred = self.model(x)[0]
+        results = []
+        for p, det in zip(batch, yolov5_nms(pred, min(conf_threshold, 0.999), self.iou_threshold)):
+            det = det.cpu().numpy()
+            xyxy = boxes_to_original(det[:, :4], p.meta) if len(det) else det[:, :4]
+            results.append(xyxy_to_detections(xyxy, det[:, 4], det[:, 5], p.orig_hw, conf_threshold))
+        return results

@@ -1,0 +1,228 @@
+"""Model specs as data: one YAML file per model under ``models/``.
+
+A spec says where the weights come from (a Hub repo pinned to a commit, and/or a URL),
+how to check them (sha256), what the model expects (family, input size, labels) and how to
+use it (thresholds, licence, card). Adding a model needs a file, not code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+TASKS = ("detect", "classify", "embed")
+FAMILIES = ("yolov5-legacy", "ultralytics", "timm", "torchvision", "transformers")
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$")
+
+
+class SpecError(ValueError):
+    """A model spec file is malformed; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class HubSource:
+    repo_id: str
+    revision: str  # a 40-hex commit, never a branch name
+    path_in_repo: str
+    repo_type: str = "model"
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a weight file comes from and how it is verified.
+
+    ``sha256`` is ``None`` only when no hash is published; then the hash of the first
+    download is recorded and any later file that differs is refused.
+    """
+
+    filename: str
+    sha256: str | None
+    sha256_note: str = ""
+    md5: str | None = None
+    size_bytes: int | None = None
+    hub: HubSource | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    task: str
+    family: str
+    weights: WeightsSource
+    input_size: int
+    labels: tuple[str, ...]
+    thresholds: dict[str, float]
+    license: str
+    card: str
+    version: str = ""
+    stride: int = 32
+    path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def typical_threshold(self) -> float:
+        return float(self.thresholds.get("typical", 0.2))
+
+    @property
+    def conservative_threshold(self) -> float:
+        return float(self.thresholds.get("conservative", self.typical_threshold))
+
+
+def _req(data: dict, key: str, where: str) -> Any:
+    if key not in data or data[key] in (None, ""):
+        raise SpecError(f"{where}: missing required field '{key}'")
+    return data[key]
+
+
+def parse_spec(data: dict, where: str = "<spec>") -> ModelSpec:
+    """Validate a spec mapping and build a :class:`ModelSpec`.
+
+    Raises:
+        SpecError: naming the file and the offending field.
+    """
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: a spec must be a mapping, got {type(data).__name__}")
+    name = str(_req(data, "name", where))
+    if not _NAME.match(name):
+        raise SpecError(f"{where}: name '{name}' must be lowercase letters, digits, '-' or '.'")
+    task = _req(data, "task", where)
+    if task not in TASKS:
+        raise SpecError(f"{where}: task '{task}' is not one of {', '.join(TASKS)}")
+    family = _req(data, "family", where)
+    if family not in FAMILIES:
+        raise SpecError(f"{where}: family '{family}' is not one of {', '.join(FAMILIES)}")
+    w = _req(data, "weights", where)
+    sha = w.get("sha256")
+    if sha is not None and not _HEX64.match(str(sha)):
+        raise SpecError(f"{where}: weights.sha256 must be 64 lowercase hex digits or null")
+    md5 = w.get("md5")
+    if md5 is not None and not _HEX32.match(str(md5)):
+        raise SpecError(f"{where}: weights.md5 must be 32 lowercase hex digits or absent")
+    if sha is None and not w.get("sha256_note"):
+        raise SpecError(f"{where}: weights.sha256 is null; say why in weights.sha256_note")
+    hub = None
+    if w.get("hub"):
+        h = w["hub"]
+        rev = str(_req(h, "revision", where + " weights.hub"))
+        if not _HEX40.match(rev):
+            raise SpecError(f"{where}: weights.hub.revision '{rev}' must be a 40-hex commit")
+        hub = HubSource(
+            repo_id=str(_req(h, "repo_id", where + " weights.hub")),
+            revision=rev,
+            path_in_repo=str(h.get("path_in_repo") or w.get("filename")),
+            repo_type=str(h.get("repo_type", "model")),
+        )
+        if hub.repo_type not in ("model", "dataset", "space"):
+            raise SpecError(f"{where}: weights.hub.repo_type '{hub.repo_type}' is not model/dataset/space")
+    url = w.get("url")
+    if url is not None and not str(url).startswith("https://"):
+        raise SpecError(f"{where}: weights.url must be https://")
+    if hub is None and url is None and not w.get("local_only"):
+        raise SpecError(f"{where}: weights need a 'hub' source, a 'url', or local_only: true")
+    weights = WeightsSource(
+        filename=str(_req(w, "filename", where + " weights")),
+        sha256=sha,
+        sha256_note=str(w.get("sha256_note", "")),
+        md5=md5,
+        size_bytes=w.get("size_bytes"),
+        hub=hub,
+        url=url,
+    )
+    labels = tuple(str(x) for x in _req(data, "labels", where))
+    if len(set(labels)) != len(labels):
+        raise SpecError(f"{where}: labels must be unique")
+    thresholds = {str(k): float(v) for k, v in (data.get("thresholds") or {}).items()}
+    for k, v in thresholds.items():
+        if not 0.0 <= v <= 1.0:
+            raise SpecError(f"{where}: threshold '{k}'={v} is outside [0, 1]")
+    card = str(_req(data, "card", where)).strip()
+    input_size = int(_req(data, "input_size", where))
+    if input_size <= 0:
+        raise SpecError(f"{where}: input_size must be positive")
+    known = {"name", "task", "family", "weights", "labels", "thresholds", "card",
+             "input_size", "license", "version", "stride"}
+    return ModelSpec(
+        name=name, task=task, family=family, weights=weights, input_size=input_size,
+        labels=labels, thresholds=thresholds, license=str(_req(data, "license", where)),
+        card=card, version=str(data.get("version", "")), stride=int(data.get("stride", 32)),
+        extra={k: v for k, v in data.items() if k not in known},
+    )
+
+
+def spec_to_dict(spec: ModelSpec) -> dict:
+    """The inverse of :func:`parse_spec` (used to write user specs)."""
+    w = spec.weights
+    weights: dict[str, Any] = {"filename": w.filename, "sha256": w.sha256}
+    if w.sha256_note:
+        weights["sha256_note"] = w.sha256_note
+    if w.md5:
+        weights["md5"] = w.md5
+    if w.size_bytes is not None:
+        weights["size_bytes"] = w.size_bytes
+    if w.hub:
+        weights["hub"] = {"repo_id": w.hub.repo_id, "revision": w.hub.revision,
+                          "path_in_repo": w.hub.path_in_repo, "repo_type": w.hub.repo_type}
+    if w.url:
+        weights["url"] = w.url
+    if not w.hub and not w.url:
+        weights["local_only"] = True
+    out = {"name": spec.name, "task": spec.task, "family": spec.family, "version": spec.version,
+           "weights": weights, "input_size": spec.input_size, "stride": spec.stride,
+           "labels": list(spec.labels), "thresholds": dict(spec.thresholds),
+           "license": spec.license, "card": spec.card}
+    out.update(spec.extra)
+    return out
+
+
+def load_spec_file(path: Path) -> ModelSpec:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML ({exc})") from None
+    spec = parse_spec(data, str(path))
+    object.__setattr__(spec, "path", Path(path))
+    return spec
+
+
+class SpecRegistry:
+    """All specs found in the given folders; later folders cannot shadow earlier names."""
+
+    def __init__(self, dirs: Iterable[Path]):
+        self._specs: dict[str, ModelSpec] = {}
+        for d in dirs:
+            d = Path(d)
+            if not d.is_dir():
+                continue
+            for f in sorted(d.glob("*.yaml")):
+                spec = load_spec_file(f)
+                if spec.name in self._specs:
+                    continue
+                self._specs[spec.name] = spec
+
+    def names(self, task: str | None = None) -> list[str]:
+        return sorted(n for n, s in self._specs.items() if task is None or s.task == task)
+
+    def get(self, name: str) -> ModelSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise KeyError(
+                f"unknown model '{name}'; known models: {', '.join(self.names()) or 'none'}"
+            ) from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._specs
+
+    def __iter__(self):
+        return iter(self._specs[n] for n in sorted(self._specs))
+
+    def add(self, spec: ModelSpec) -> None:
+        self._specs[spec.name] = spec

@@ -1,0 +1,101 @@
+"""Safe image reading: EXIF orientation, mode conversion, pixel limits, clear failures."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
+
+# Never let a truncated file silently become a grey-bottomed image.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class ImageReadError(ValueError):
+    """A file could not be read as an image; the message is the user-facing reason."""
+
+
+def load_image(path: str | Path, max_pixels: int = 200_000_000) -> np.ndarray:
+    """Decode an image file to an RGB ``uint8`` array of shape ``(H, W, 3)``.
+
+    The EXIF orientation tag is applied (so boxes refer to the image as people see it).
+    Grayscale, palette, CMYK, 16-bit and alpha images are converted to RGB.
+
+    Raises:
+        ImageReadError: empty, truncated, corrupt, non-image or too large (> ``max_pixels``).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImageReadError(f"cannot open file: {exc.strerror or exc}") from None
+    if size == 0:
+        raise ImageReadError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise ImageReadError(f"image too large: {w}x{h} pixels exceeds the limit of "
+                                         f"{max_pixels} pixels")
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                return _to_rgb(im)
+    except ImageReadError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise ImageReadError("not a readable image (unknown or corrupt format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageReadError(f"image too large (decompression bomb guard): {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageReadError(f"corrupt or truncated image: {exc}") from None
+
+
+def _to_rgb(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        hi = max(arr.max(), 1.0)
+        im = Image.fromarray((arr * (255.0 / hi)).clip(0, 255).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, im)
+    if im.mode != "RGB":
+        im = im.convert("RGB")
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+def list_images(paths: Iterable[str | Path]) -> Iterator[tuple[Path, str]]:
+    """Expand inputs into ``(absolute path, relative name)`` pairs, in sorted order.
+
+    A folder is searched recursively for image extensions (its files are named relative to
+    it); a ``.txt`` file lists one path per line (relative to the list's folder); any other
+    path is taken as one image (it may turn out unreadable, which is a failure, not an error).
+
+    Raises:
+        FileNotFoundError: an input path does not exist.
+    """
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise FileNotFoundError(f"input not found: {p}")
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
+                    yield f, f.relative_to(p).as_posix()
+        elif p.suffix.lower() == ".txt":
+            for line in p.read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                f = Path(line)
+                if not f.is_absolute():
+                    f = p.parent / f
+                yield f, line
+        else:
+            yield p, p.name

@@ -1,0 +1,64 @@
+"""The shared vocabulary of wildspace: small frozen dataclasses passed between layers.
+
+Conventions used everywhere:
+- ``bbox_xywh_norm``: ``[x_min, y_min, width, height]`` as fractions of the (EXIF-rotated)
+  image width/height, the MegaDetector convention.
+- ``class_id``: the model's 0-based output index. The MegaDetector category id is
+  ``str(class_id + 1)``.
+- ``conf``: a probability in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object.
+
+    Attributes:
+        class_id: 0-based index into the detector's labels.
+        conf: confidence in [0, 1].
+        bbox_xywh_norm: ``(x_min, y_min, width, height)`` normalised to the image size.
+    """
+
+    class_id: int
+    conf: float
+    bbox_xywh_norm: tuple[float, float, float, float]
+
+    @property
+    def category(self) -> str:
+        """MegaDetector category key (``class_id + 1`` as a string)."""
+        return str(self.class_id + 1)
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """The outcome for one input file: detections, or a failure reason.
+
+    ``detections`` is ``None`` exactly when ``failure`` is set.
+    """
+
+    file: str
+    detections: tuple[Detection, ...] | None
+    failure: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    """What a built detector is: its name, labels and thresholds."""
+
+    name: str
+    labels: tuple[str, ...]
+    input_size: int
+    typical_threshold: float = 0.2
+    conservative_threshold: float = 0.05
+    version: str | None = None
+    extra: dict = field(default_factory=dict)
