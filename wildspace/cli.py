@@ -1,0 +1,134 @@
+"""``python -m wildspace …`` — the command line mirrors what the app can do.
+
+Heavy modules (torch, ultralytics) are imported only by the commands that need them, so
+``--help`` is instant. User mistakes end with one ``error: …`` line and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL = "megadetector-v5a"
+DEFAULT_OUTPUT_THRESHOLD = 0.005  # MegaDetector's batch default: keep low boxes, filter later
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 1."""
+
+
+def _threshold(text: str) -> float:
+    v = float(text)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"threshold must be between 0 and 1, got {text}")
+    return v
+
+
+def _positive(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m wildspace",
+                                description="Wildlife AI for camera traps: detect, convert, manage models.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("detect", help="detect animals, people and vehicles; write MegaDetector JSON")
+    src = d.add_mutually_exclusive_group()
+    src.add_argument("--model", help=f"model name from `models list` (default {DEFAULT_MODEL})")
+    src.add_argument("--weights", type=Path, help="any local detector checkpoint (.pt)")
+    d.add_argument("--image-size", type=_positive, help="inference size in px (default: the model's)")
+    d.add_argument("--threshold", type=_threshold, default=DEFAULT_OUTPUT_THRESHOLD,
+                   help=f"drop detections below this confidence (default {DEFAULT_OUTPUT_THRESHOLD})")
+    d.add_argument("--batch-size", type=_positive, default=4, help="images per forward pass")
+    d.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    d.add_argument("--output", "-o", type=Path, required=True, help="results file (.json)")
+    d.add_argument("paths", nargs="+", type=Path, help="images, folders (recursive) or .txt lists")
+
+    m = sub.add_parser("models", help="list and import models")
+    msub = m.add_subparsers(dest="models_command", required=True)
+    ml = msub.add_parser("list", help="known models and whether their weights are on this machine")
+    ml.add_argument("--json", action="store_true", help="machine-readable output")
+    mi = msub.add_parser("import", help="import a weight file (air-gapped stations)")
+    mi.add_argument("file", type=Path)
+    mi.add_argument("--as", dest="name", required=True,
+                    help="a known model name (hash verified) or a new name for custom weights")
+    return p
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from wildspace.formats.megadetector import build_results, write_results
+    from wildspace.media.images import list_images
+    from wildspace.pipeline import detect_files
+    from wildspace.services import DetectorService
+
+    try:
+        files = list(list_images(args.paths))
+    except FileNotFoundError as exc:
+        raise CliError(str(exc)) from None
+    if args.output.suffix.lower() != ".json":
+        raise CliError(f"--output must be a .json file, got {args.output}")
+    service = DetectorService(device=args.device)
+    if args.weights is not None:
+        detector = service.load(weights=args.weights, image_size=args.image_size)
+    else:
+        detector = service.load(name=args.model or DEFAULT_MODEL, image_size=args.image_size)
+    info = detector.info
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(files), unit="img", disable=not sys.stderr.isatty(), file=sys.stderr)
+    results = []
+    for r in detect_files(detector, files, args.threshold, batch_size=args.batch_size,
+                          max_pixels=service.settings.max_pixels):
+        results.append(r)
+        bar.update(1)
+    bar.close()
+    meta = {"megadetector_version": info.version or info.name, "model_name": info.name,
+            "typical_detection_threshold": info.typical_threshold,
+            "conservative_detection_threshold": info.conservative_threshold,
+            "image_size": info.input_size, "output_threshold": args.threshold}
+    doc = build_results(results, info.labels, info.extra.get("file", info.name), meta)
+    write_results(doc, args.output)
+    failed = sum(r.failed for r in results)
+    print(f"{len(results)} images, {sum(len(r.detections or ()) for r in results)} detections, "
+          f"{failed} failed -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from wildspace.services import DetectorService
+
+    service = DetectorService()
+    if args.models_command == "list":
+        rows = service.listing()
+        if args.json:
+            print(json.dumps([r.__dict__ for r in rows], indent=1))
+            return 0
+        width = max((len(r.name) for r in rows), default=4)
+        print(f"{'name':<{width}}  {'task':<8} {'family':<14} {'on disk':<8} licence")
+        for r in rows:
+            print(f"{r.name:<{width}}  {r.task:<8} {r.family:<14} {'yes' if r.cached else 'no':<8} {r.license}")
+        return 0
+    spec = service.import_model(args.file, args.name)
+    print(f"imported {args.file} as '{spec.name}' ({spec.family}, {len(spec.labels)} classes: "
+          f"{', '.join(spec.labels[:5])}{' …' if len(spec.labels) > 5 else ''})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from wildspace.errors import USER_ERRORS
+
+    try:
+        if args.command == "detect":
+            return cmd_detect(args)
+        return cmd_models(args)
+    except (CliError, *USER_ERRORS) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"error: {msg}", file=sys.stderr)
+        return 1

@@ -1,0 +1,96 @@
+"""Build a detector from a local, verified weight file (never downloads)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable
+
+from wildspace.detect.base import Detector
+from wildspace.hub.safe_pickle import UnsafeCheckpoint, checkpoint_globals
+from wildspace.hub.specs import ModelSpec
+from wildspace.types import DetectorInfo
+
+DETECTOR_FAMILIES = ("yolov5-legacy", "ultralytics")
+
+
+def detect_family(path: str | Path) -> str:
+    """Which detector family a checkpoint belongs to, from the globals its pickle names.
+
+    Raises:
+        UnsafeCheckpoint: unreadable, or of no supported family.
+    """
+    names = checkpoint_globals(path)
+    if any(n.startswith("models.yolo.") for n in names):
+        return "yolov5-legacy"
+    if any(n.startswith("ultralytics.nn.tasks.") for n in names):
+        return "ultralytics"
+    raise UnsafeCheckpoint(f"{Path(path).name}: not a detector checkpoint of a supported family "
+                           f"({', '.join(DETECTOR_FAMILIES)})")
+
+
+def _build_yolov5(path: Path, info: DetectorInfo, device: str) -> Detector:
+    from wildspace.detect.yolov5_detector import YOLOv5Detector
+
+    return YOLOv5Detector(path, info, device=device)
+
+
+def _build_ultralytics(path: Path, info: DetectorInfo, device: str) -> Detector:
+    from wildspace.detect.ultralytics_detector import UltralyticsDetector
+
+    return UltralyticsDetector(path, info, device=device)
+
+
+_BUILDERS: dict[str, Callable[[Path, DetectorInfo, str], Detector]] = {
+    "yolov5-legacy": _build_yolov5,
+    "ultralytics": _build_ultralytics,
+}
+
+
+def build_detector(path: str | Path, *, family: str | None = None, name: str | None = None,
+                   input_size: int | None = None, labels: tuple[str, ...] = (),
+                   thresholds: dict[str, float] | None = None, version: str = "",
+                   device: str = "cpu") -> Detector:
+    """Construct a detector from ``path``.
+
+    Unknown values come from the checkpoint: the family from its pickle, labels from its
+    class names, the input size from its training settings (else 640 for P5 / 1280 for P6).
+    """
+    path = Path(path)
+    family = family or detect_family(path)
+    if family not in _BUILDERS:
+        raise ValueError(f"family '{family}' cannot detect; choose from {', '.join(_BUILDERS)}")
+    thresholds = thresholds or {}
+    info = DetectorInfo(
+        name=name or path.stem, labels=tuple(labels), input_size=input_size or 0,
+        typical_threshold=thresholds.get("typical", 0.2),
+        conservative_threshold=thresholds.get("conservative", 0.05), version=version,
+        extra={"file": path.name},
+    )
+    det = _BUILDERS[family](path, info, device)
+    updates: dict = {}
+    if not info.labels or len(info.labels) != len(det.labels):
+        updates["labels"] = det.labels
+    if not input_size:
+        updates["input_size"] = _default_size(det)
+    if updates:
+        det.info = dataclasses.replace(det.info, **updates)
+    return det
+
+
+def _default_size(det) -> int:
+    trained = getattr(det, "trained_image_size", lambda: None)()
+    if trained:
+        return trained
+    return 1280 if getattr(det, "stride", 32) >= 64 else 640
+
+
+def build_detector_for_spec(spec: ModelSpec, path: str | Path, device: str = "cpu",
+                            input_size: int | None = None) -> Detector:
+    if spec.task != "detect":
+        raise ValueError(f"model '{spec.name}' is a {spec.task} model, not a detector")
+    det = build_detector(path, family=spec.family, name=spec.name,
+                         input_size=input_size or spec.input_size, labels=spec.labels,
+                         thresholds=spec.thresholds, version=spec.version, device=device)
+    det.info.extra["file"] = spec.weights.filename
+    return det

@@ -1,0 +1,196 @@
+"""The MegaDetector batch output format (Timelapse, EcoAssist/AddaxAI and others read it).
+
+Writer: ``format_version`` "1.5", ``detection_categories`` keyed ``"1", "2", …``
+(``class_id + 1``), conf rounded to 3 decimals and ``bbox`` (normalised
+``[x_min, y_min, width, height]``) to 4, images sorted by ``file``, failed files as
+``failure`` + ``detections: null``.
+
+Reader/validator: applies the rules of MegaDetector's own validator to files from any tool
+and raises :class:`FormatError` naming the first problem (path-like location + reason).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from wildspace.types import Detection, ImageResult
+
+FORMAT_VERSION = "1.5"
+CONF_DIGITS = 3
+COORD_DIGITS = 4
+MD_CATEGORIES = {"1": "animal", "2": "person", "3": "vehicle"}
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mpeg", ".mpg", ".mov", ".mkv", ".flv")
+
+
+class FormatError(ValueError):
+    """A results file does not follow the format; the message says where and why."""
+
+
+def categories_for(labels: Iterable[str]) -> dict[str, str]:
+    """``{"1": labels[0], "2": labels[1], …}`` — the MegaDetector category convention."""
+    return {str(i + 1): str(name) for i, name in enumerate(labels)}
+
+
+def detection_to_dict(d: Detection) -> dict[str, Any]:
+    return {"category": d.category, "conf": round(float(d.conf), CONF_DIGITS),
+            "bbox": [round(float(v), COORD_DIGITS) for v in d.bbox_xywh_norm]}
+
+
+def image_to_dict(r: ImageResult) -> dict[str, Any]:
+    if r.failure is not None:
+        return {"file": r.file, "failure": r.failure, "detections": None}
+    dets = sorted(r.detections or (), key=lambda d: -d.conf)
+    return {"file": r.file, "detections": [detection_to_dict(d) for d in dets]}
+
+
+def build_results(results: Iterable[ImageResult], labels: Iterable[str], detector: str,
+                  metadata: dict[str, Any] | None = None,
+                  completed: _dt.datetime | None = None) -> dict[str, Any]:
+    """Assemble a MegaDetector batch-format document.
+
+    Args:
+        results: one entry per input file (failures included).
+        labels: the detector's class names in output order.
+        detector: the weights file name (tools pick thresholds from it, e.g. ``md_v5a.0.0.pt``).
+        metadata: ``detector_metadata`` (``megadetector_version``,
+            ``typical_detection_threshold``, ``conservative_detection_threshold`` …).
+    """
+    completed = completed or _dt.datetime.now()
+    info = {"format_version": FORMAT_VERSION, "detector": detector,
+            "detection_completion_time": completed.strftime("%Y-%m-%d %H:%M:%S")}
+    if metadata:
+        info["detector_metadata"] = dict(metadata)
+    images = sorted((image_to_dict(r) for r in results), key=lambda d: d["file"])
+    return {"info": info, "detection_categories": categories_for(labels), "images": images}
+
+
+def write_results(doc: dict[str, Any], path: str | Path) -> Path:
+    """Validate and write atomically (a crash never leaves a half-written file)."""
+    validate(doc)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_results(source: str | Path | dict) -> dict[str, Any]:
+    """Load and validate a MegaDetector results file (any tool's, format 1.0 onwards)."""
+    if isinstance(source, dict):
+        doc = source
+    else:
+        try:
+            doc = json.loads(Path(source).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FormatError(f"cannot read {source}: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise FormatError(f"{source} is not valid JSON: {exc}") from None
+    validate(doc)
+    return doc
+
+
+def parse_results(doc: dict[str, Any]) -> list[ImageResult]:
+    """Validated document → :class:`ImageResult` list (category "k" → class_id k-1)."""
+    validate(doc)
+    out = []
+    for im in doc["images"]:
+        if im.get("failure") is not None:
+            out.append(ImageResult(im["file"], None, failure=im["failure"]))
+            continue
+        dets = tuple(Detection(int(d["category"]) - 1, float(d["conf"]),
+                               tuple(float(v) for v in d["bbox"])) for d in im["detections"])
+        out.append(ImageResult(im["file"], dets))
+    return out
+
+
+def _fail(where: str, why: str) -> None:
+    raise FormatError(f"{where}: {why}")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_categories(doc: dict, key: str) -> dict:
+    cats = doc.get(key)
+    if not isinstance(cats, dict):
+        _fail(key, "must be an object mapping category ids to names")
+    for k, v in cats.items():
+        if not isinstance(k, str) or not k.strip().lstrip("-").isdigit() or int(k) < 0:
+            _fail(f"{key}[{k!r}]", "keys must be non-negative integers written as strings")
+        if not isinstance(v, str) or not v.strip():
+            _fail(f"{key}[{k!r}]", "names must be non-empty strings")
+    return cats
+
+
+def validate(doc: Any) -> None:
+    """Raise :class:`FormatError` unless ``doc`` is a valid MegaDetector results document."""
+    if not isinstance(doc, dict):
+        _fail("document", "must be a JSON object")
+    info = doc.get("info")
+    if not isinstance(info, dict) or "format_version" not in info:
+        _fail("info", "must be an object with a format_version")
+    try:
+        version = float(info["format_version"])
+    except (TypeError, ValueError):
+        _fail("info.format_version", f"{info['format_version']!r} is not a version number")
+    if version >= 1.6 and not isinstance(info["format_version"], str):
+        _fail("info.format_version", "must be a string from version 1.6")
+    det_cats = _check_categories(doc, "detection_categories")
+    cls_cats = _check_categories(doc, "classification_categories") \
+        if "classification_categories" in doc else {}
+    images = doc.get("images")
+    if not isinstance(images, list):
+        _fail("images", "must be a list")
+    for i, im in enumerate(images):
+        _check_image(f"images[{i}]", im, det_cats, cls_cats, version)
+
+
+def _check_image(where: str, im: Any, det_cats: dict, cls_cats: dict, version: float) -> None:
+    if not isinstance(im, dict):
+        _fail(where, "must be an object")
+    if not isinstance(im.get("file"), str) or not im["file"]:
+        _fail(f"{where}.file", "must be a non-empty string")
+    where = f"{where} ({im['file']})"
+    failure = im.get("failure")
+    if failure is not None:
+        if not isinstance(failure, str):
+            _fail(f"{where}.failure", "must be a string")
+        if im.get("detections") is not None:
+            _fail(f"{where}.detections", "must be null when failure is set")
+        return
+    dets = im.get("detections")
+    if not isinstance(dets, list):
+        _fail(f"{where}.detections", "must be a list (empty when nothing was found)")
+    is_video = im["file"].lower().endswith(VIDEO_EXTENSIONS)
+    if is_video and version >= 1.4 and "frame_rate" in im and not _is_number(im["frame_rate"]):
+        _fail(f"{where}.frame_rate", "must be a number")
+    for j, d in enumerate(dets):
+        w = f"{where}.detections[{j}]"
+        if not isinstance(d, dict):
+            _fail(w, "must be an object")
+        if d.get("category") not in det_cats:
+            _fail(f"{w}.category", f"{d.get('category')!r} is not in detection_categories")
+        if not _is_number(d.get("conf")) or not -1e-6 <= d["conf"] <= 1 + 1e-6:
+            _fail(f"{w}.conf", f"{d.get('conf')!r} must be a number in [0, 1]")
+        bbox = d.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+            _fail(f"{w}.bbox", "must be [x_min, y_min, width, height] (4 numbers)")
+        if is_video and "frame_number" in d and not (isinstance(d["frame_number"], int) and d["frame_number"] >= 0):
+            _fail(f"{w}.frame_number", "must be a non-negative integer")
+        for k, c in enumerate(d.get("classifications") or []):
+            if not (isinstance(c, (list, tuple)) and len(c) == 2 and c[0] in cls_cats and _is_number(c[1])):
+                _fail(f"{w}.classifications[{k}]", "must be [category id in classification_categories, conf]")

@@ -1,0 +1,138 @@
+"""Services the CLI, the app and workers share: specs, verified weights, built detectors.
+
+Built once and passed in (no global model state); detectors are cached per
+(model, image size) with a small LRU so a Space does not hold every model in memory.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as _dt
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from wildspace.config import Settings, load_settings
+from wildspace.detect.base import Detector
+from wildspace.hub.fetch import ModelStore, ModelUnavailable, sha256_file
+from wildspace.hub.specs import ModelSpec, SpecError, SpecRegistry, WeightsSource, parse_spec, spec_to_dict
+
+
+@dataclass(frozen=True)
+class ModelListing:
+    name: str
+    task: str
+    family: str
+    cached: bool
+    path: str | None
+    license: str
+    source: str
+
+
+class DetectorService:
+    def __init__(self, settings: Settings | None = None, device: str = "cpu", max_cached: int = 2):
+        self.settings = settings or load_settings()
+        self.device = device
+        self.registry = SpecRegistry(self.settings.spec_dirs)
+        self.store = ModelStore(self.settings)
+        self._cache: collections.OrderedDict[tuple, Detector] = collections.OrderedDict()
+        self._max_cached = max_cached
+        self._lock = threading.Lock()
+
+    # -- what is known ------------------------------------------------------------------
+    def detector_names(self) -> list[str]:
+        return self.registry.names(task="detect")
+
+    def spec(self, name: str) -> ModelSpec:
+        return self.registry.get(name)
+
+    def listing(self) -> list[ModelListing]:
+        rows = []
+        for spec in self.registry:
+            path = self.store.cached_path(spec)
+            w = spec.weights
+            source = (f"hf://{w.hub.repo_id}@{w.hub.revision[:10]}" if w.hub else w.url or "imported")
+            rows.append(ModelListing(spec.name, spec.task, spec.family, path is not None,
+                                     str(path) if path else None, spec.license, source))
+        return rows
+
+    def available_detectors(self) -> list[str]:
+        """Detector names whose weights are on this machine now."""
+        return [n for n in self.detector_names() if self.store.cached_path(self.spec(n))]
+
+    # -- loading ------------------------------------------------------------------------
+    def load(self, name: str | None = None, weights: str | Path | None = None,
+             image_size: int | None = None) -> Detector:
+        """A built detector for a spec ``name`` or a local ``weights`` file (cached).
+
+        Raises:
+            KeyError: unknown model name (message lists the known ones).
+            ModelUnavailable: weights not on this machine and not downloadable.
+            HashMismatch / UnsafeCheckpoint: the file is not the pinned one, or hostile.
+        """
+        from wildspace.detect.factory import build_detector, build_detector_for_spec
+
+        if (name is None) == (weights is None):
+            raise ValueError("give exactly one of a model name or a weights file")
+        key = (name, str(Path(weights).resolve()) if weights else None, image_size)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            if name is not None:
+                spec = self.registry.get(name)
+                det = build_detector_for_spec(spec, self.store.fetch(spec), self.device, image_size)
+            else:
+                if not Path(weights).is_file():
+                    raise FileNotFoundError(f"weights file not found: {weights}")
+                det = build_detector(weights, input_size=image_size, device=self.device)
+            self._cache[key] = det
+            while len(self._cache) > self._max_cached:
+                self._cache.popitem(last=False)
+            return det
+
+    # -- air-gapped import --------------------------------------------------------------
+    def import_model(self, file: str | Path, name: str) -> ModelSpec:
+        """Bring a weight file onto this machine under ``name``.
+
+        A known ``name`` must match its spec's hash. A new ``name`` registers custom weights:
+        the family and class names are read from the (safely scanned) checkpoint and a spec
+        is written to the data dir.
+        """
+        file = Path(file)
+        if not file.is_file():
+            raise FileNotFoundError(f"file not found: {file}")
+        if name in self.registry:
+            spec = self.registry.get(name)
+            self.store.import_file(spec, file)
+            return spec
+        from wildspace.detect.factory import build_detector
+
+        det = build_detector(file, device="cpu")  # scans, loads and reads labels; refuses hostile files
+        family = "yolov5-legacy" if type(det).__name__ == "YOLOv5Detector" else "ultralytics"
+        digest = sha256_file(file)
+        try:
+            spec = parse_spec(spec_to_dict(ModelSpec(
+                name=name, task="detect", family=family,
+                weights=WeightsSource(filename=file.name, sha256=digest,
+                                      sha256_note="recorded at import", size_bytes=file.stat().st_size),
+                input_size=det.info.input_size, labels=det.info.labels,
+                thresholds={"typical": 0.2, "conservative": 0.05},
+                license="unknown (custom weights imported by a user)",
+                card=f"Custom detector imported from {file.name} on "
+                     f"{_dt.date.today().isoformat()}. Classes: {', '.join(det.info.labels)}.",
+                version="custom", stride=getattr(det, "stride", 32),
+            )), where=f"import of {file.name}")
+        except SpecError as exc:
+            raise ValueError(str(exc)) from None
+        self.store.import_file(spec, file)
+        out = self.settings.user_specs_dir / f"{name}.yaml"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False), encoding="utf-8")
+        self.registry.add(spec)
+        return spec
+
+
+__all__ = ["DetectorService", "ModelListing", "ModelUnavailable"]
