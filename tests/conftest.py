@@ -68,3 +68,38 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(NO_SHARED)
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory) -> dict:
+    """Random-weight checkpoints of the real architectures, built once per session."""
+    from tests import factories
+
+    d = tmp_path_factory.mktemp("model-files")
+    return {
+        "mdv5_p6": factories.make_yolov5_checkpoint(d / "md_v5x6_random.pt", variant="n6"),
+        "yolov9": factories.make_ultralytics_checkpoint(d / "MDV6-yolov9-random.pt", "yolov9t.yaml"),
+        "yolov10": factories.make_ultralytics_checkpoint(d / "MDV6-yolov10-random.pt", "yolov10n.yaml"),
+    }
+
+
+@pytest.fixture(scope="session")
+def rtdetr_file(tmp_path_factory) -> Path:
+    from tests import factories
+
+    d = tmp_path_factory.mktemp("rtdetr")
+    return factories.make_ultralytics_checkpoint(d / "MDV6-rtdetr-random.pt", "rtdetr-l.yaml")
+
+
+@pytest.fixture
+def specs_dir(tmp_path, monkeypatch) -> Path:
+    """A folder of test specs the production registry reads (WILDSPACE_MODELS)."""
+    d = tmp_path / "specs"
+    d.mkdir()
+    monkeypatch.setenv("WILDSPACE_MODELS", str(d))
+    return d
+
+
+@pytest.fixture
+def hub_cache(tmp_path) -> Path:
+    return tmp_path / "hf" / "hub"

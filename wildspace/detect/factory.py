@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from wildspace.detect.base import Detector
-from wildspace.hub.safe_pickle import UnsafeCheckpoint, checkpoint_globals
+from wildspace.hub.safe_pickle import UnsafeCheckpoint, checkpoint_globals, is_data_global
 from wildspace.hub.specs import ModelSpec
 from wildspace.types import DetectorInfo
 
@@ -25,6 +25,10 @@ def detect_family(path: str | Path) -> str:
         return "yolov5-legacy"
     if any(n.startswith("ultralytics.nn.tasks.") for n in names):
         return "ultralytics"
+    foreign = sorted(n for n in names if not is_data_global(n) and not n.startswith("torch.nn."))
+    if foreign:
+        raise UnsafeCheckpoint(f"{Path(path).name}: refused, the checkpoint references code "
+                               f"outside the allowlist: {', '.join(foreign[:5])}")
     raise UnsafeCheckpoint(f"{Path(path).name}: not a detector checkpoint of a supported family "
                            f"({', '.join(DETECTOR_FAMILIES)})")
 

@@ -58,17 +58,34 @@ def check_ultralytics_checkpoint(path: str | Path) -> set[str]:
     return names
 
 
+def _pt_alias(path: Path) -> Path:
+    """A ``.pt``-named symlink to ``path`` (ultralytics picks its backend by suffix)."""
+    import hashlib
+    import tempfile
+
+    alias_dir = Path(tempfile.gettempdir()) / "wildspace-pt-alias"
+    alias_dir.mkdir(exist_ok=True)
+    alias = alias_dir / (hashlib.sha1(str(path).encode()).hexdigest() + ".pt")
+    if not alias.is_symlink():
+        alias.symlink_to(path)
+    return alias
+
+
 class UltralyticsDetector:
     """Runs a verified ultralytics checkpoint through ultralytics' own predictor."""
 
     def __init__(self, weights: str | Path, info: DetectorInfo, device: str = "cpu"):
-        weights = Path(weights).resolve()
+        weights = Path(weights).absolute()  # keep the snapshot name: ultralytics wants ".pt"
         names = check_ultralytics_checkpoint(weights)
+        if weights.suffix != ".pt":
+            weights = _pt_alias(weights)
         _configure_ultralytics()
         from ultralytics import RTDETR, YOLO
 
-        cls = RTDETR if "ultralytics.nn.tasks.RTDETRDetectionModel" in names else YOLO
-        self.model = cls(str(weights), task="detect")
+        if "ultralytics.nn.tasks.RTDETRDetectionModel" in names:
+            self.model = RTDETR(str(weights))
+        else:
+            self.model = YOLO(str(weights), task="detect")
         self.device = device
         raw = self.model.names
         self.labels = tuple(str(raw[k]) for k in sorted(raw)) if isinstance(raw, dict) else tuple(raw)
