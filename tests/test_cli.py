@@ -1,0 +1,120 @@
+"""The command line, run as users run it (a subprocess), on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.factories import make_yolov5_checkpoint, seed_hub_cache, sha256, write_spec
+from wildspace.formats.megadetector import read_results
+from wildspace.media.images import IMAGE_EXTENSIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "wildspace", *map(str, args)], cwd=cwd or ROOT,
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.fixture
+def camera_trap_folder(shared_data, tmp_path):
+    """The MegaDetector test images plus a zero-byte, a truncated and a non-image file."""
+    src = shared_data / "camera-trap" / "megadetector-test"
+    dst = tmp_path / "cards" / "site-A"
+    shutil.copytree(src, dst)
+    bad = dst / "bad"
+    bad.mkdir()
+    (bad / "zero.jpg").write_bytes(b"")
+    jpeg = next(src.glob("*.jpg")).read_bytes()
+    (bad / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 3])
+    (bad / "notes.png").write_text("not an image")
+    return dst
+
+
+@pytest.mark.slow
+def test_detect_with_real_yolov5n_writes_md_json_for_every_image(shared_data, camera_trap_folder, tmp_path):
+    out = tmp_path / "out.json"
+    r = run_cli("detect", "--weights", shared_data / "weights" / "yolov5n.pt", "--image-size", 640,
+                "--output", out, camera_trap_folder)
+    assert r.returncode == 0, r.stderr
+    doc = read_results(out)
+    expected = sorted(p.relative_to(camera_trap_folder).as_posix() for p in camera_trap_folder.rglob("*")
+                      if p.suffix.lower() in IMAGE_EXTENSIONS)
+    assert sorted(im["file"] for im in doc["images"]) == expected
+    by = {im["file"]: im for im in doc["images"]}
+    for name in ("bad/zero.jpg", "bad/truncated.jpg", "bad/notes.png"):
+        assert by[name]["detections"] is None and by[name]["failure"]
+    good = [im for im in doc["images"] if not im["file"].startswith("bad/")]
+    assert len(good) == 16 and all(isinstance(im["detections"], list) for im in good)
+    assert doc["detection_categories"]["1"] == "person"  # the checkpoint's own names
+    zebra = by["snapshot_serengeti_S5_U10_U10_R4_S5_U10_R4_IMAG3595.JPG"]["detections"]
+    assert zebra[0]["category"] == "23" and zebra[0]["conf"] == pytest.approx(0.854, abs=0.002)
+
+
+def test_detect_with_a_txt_list_and_a_named_model(tmp_path, specs_dir, hub_cache, shared_data):
+    ckpt = make_yolov5_checkpoint(tmp_path / "md.pt", variant="n6")
+    rev = seed_hub_cache(hub_cache, "org/md", "md.pt", ckpt)
+    write_spec(specs_dir, "tiny-md", "yolov5-legacy", "md.pt", sha256(ckpt), input_size=320,
+               hub={"repo_id": "org/md", "revision": rev, "path_in_repo": "md.pt"})
+    img = next((shared_data / "camera-trap" / "ena24-small").glob("*.jpg"))
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"{img}\nmissing.jpg\n")
+    out = tmp_path / "o.json"
+    r = run_cli("detect", "--model", "tiny-md", "--threshold", "0.2", "--output", out, lst)
+    assert r.returncode == 0, r.stderr
+    doc = read_results(out)
+    assert doc["detection_categories"] == {"1": "animal", "2": "person", "3": "vehicle"}
+    assert doc["info"]["detector_metadata"]["image_size"] == 320
+    by = {im["file"]: im for im in doc["images"]}
+    assert by["missing.jpg"]["failure"].startswith("cannot open file")
+
+
+def test_missing_model_offline_is_one_clear_line(tmp_path):
+    img = tmp_path / "x.jpg"
+    img.write_bytes(b"")
+    r = run_cli("detect", "--model", "megadetector-v5a", "--output", tmp_path / "o.json", img)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "python -m wildspace models import FILE --as megadetector-v5a" in r.stderr
+
+
+@pytest.mark.parametrize("args, code, text", [
+    (["detect", "--output", "o.json", "nowhere/"], 1, "input not found"),
+    (["detect", "--threshold", "3", "--output", "o.json", "."], 2, "between 0 and 1"),
+    (["detect", "--model", "no-such-model", "--output", "o.json", "."], 1, "known models"),
+    (["detect", "x.jpg"], 2, "--output"),
+])
+def test_usage_errors(args, code, text, tmp_path):
+    r = run_cli(*args, cwd=tmp_path)
+    assert r.returncode == code
+    assert text in r.stderr and "Traceback" not in r.stderr
+
+
+def test_models_import_and_list(tmp_path, shared_data):
+    r = run_cli("models", "import", shared_data / "weights" / "yolov5n.pt", "--as", "coco-yolov5n")
+    assert r.returncode == 0, r.stderr
+    assert "80 classes" in r.stdout
+    listing = json.loads(run_cli("models", "list", "--json").stdout)
+    row = next(x for x in listing if x["name"] == "coco-yolov5n")
+    assert row["cached"] and row["family"] == "yolov5-legacy"
+    assert any(x["name"] == "megadetector-v5a" and not x["cached"] for x in listing)
+    evil_marker = tmp_path / "pwned"
+    from tests.factories import make_malicious_checkpoint
+    evil = make_malicious_checkpoint(tmp_path / "evil.pt", evil_marker)
+    r = run_cli("models", "import", evil, "--as", "evil")
+    assert r.returncode == 1 and "refused" in r.stderr and not evil_marker.exists()
+
+
+def test_import_of_a_known_model_checks_its_hash(tmp_path):
+    fake = tmp_path / "md_v5a.0.0.pt"
+    fake.write_bytes(b"not the real weights")
+    r = run_cli("models", "import", fake, "--as", "megadetector-v5a")
+    assert r.returncode == 1 and "refusing" in r.stderr
