@@ -54,6 +54,11 @@ def load_image(path: str | Path, max_pixels: int = 200_000_000) -> np.ndarray:
         raise ImageReadError(f"image too large (decompression bomb guard): {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageReadError(f"corrupt or truncated image: {exc}") from None
+    except ImportError:
+        # ultralytics wraps Image.open to try an optional HEIF plugin on unknown formats
+        raise ImageReadError("not a readable image (unknown or corrupt format)") from None
+    except Exception as exc:  # any other decoder error: this file fails, the batch goes on
+        raise ImageReadError(f"cannot decode image: {type(exc).__name__}: {exc}") from None
 
 
 def _to_rgb(im: Image.Image) -> np.ndarray:
