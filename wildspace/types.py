@@ -26,6 +26,7 @@ class Detection:
     class_id: int
     conf: float
     bbox_xywh_norm: tuple[float, float, float, float]
+    frame_number: int | None = None  # videos: 0-based index of the decoded frame
 
     @property
     def category(self) -> str:
@@ -45,6 +46,8 @@ class ImageResult:
     failure: str | None = None
     width: int | None = None
     height: int | None = None
+    frame_rate: float | None = None  # videos only
+    frames_processed: tuple[int, ...] | None = None  # videos only: sampled frame numbers
 
     @property
     def failed(self) -> bool:

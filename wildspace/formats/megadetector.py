@@ -38,15 +38,25 @@ def categories_for(labels: Iterable[str]) -> dict[str, str]:
 
 
 def detection_to_dict(d: Detection) -> dict[str, Any]:
-    return {"category": d.category, "conf": round(float(d.conf), CONF_DIGITS),
-            "bbox": [round(float(v), COORD_DIGITS) for v in d.bbox_xywh_norm]}
+    out = {"category": d.category, "conf": round(float(d.conf), CONF_DIGITS),
+           "bbox": [round(float(v), COORD_DIGITS) for v in d.bbox_xywh_norm]}
+    if d.frame_number is not None:
+        out["frame_number"] = int(d.frame_number)
+    return out
 
 
 def image_to_dict(r: ImageResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"file": r.file}
+    if r.frame_rate is not None:
+        out["frame_rate"] = round(float(r.frame_rate), 3)
+    if r.frames_processed is not None:
+        out["frames_processed"] = [int(f) for f in r.frames_processed]
     if r.failure is not None:
-        return {"file": r.file, "failure": r.failure, "detections": None}
-    dets = sorted(r.detections or (), key=lambda d: -d.conf)
-    return {"file": r.file, "detections": [detection_to_dict(d) for d in dets]}
+        out.update(failure=r.failure, detections=None)
+        return out
+    dets = sorted(r.detections or (), key=lambda d: (d.frame_number or 0, -d.conf))
+    out["detections"] = [detection_to_dict(d) for d in dets]
+    return out
 
 
 def build_results(results: Iterable[ImageResult], labels: Iterable[str], detector: str,
@@ -108,11 +118,15 @@ def parse_results(doc: dict[str, Any]) -> list[ImageResult]:
     out = []
     for im in doc["images"]:
         if im.get("failure") is not None:
-            out.append(ImageResult(im["file"], None, failure=im["failure"]))
+            out.append(ImageResult(im["file"], None, failure=im["failure"],
+                                   frame_rate=im.get("frame_rate")))
             continue
         dets = tuple(Detection(int(d["category"]) - 1, float(d["conf"]),
-                               tuple(float(v) for v in d["bbox"])) for d in im["detections"])
-        out.append(ImageResult(im["file"], dets))
+                               tuple(float(v) for v in d["bbox"]), d.get("frame_number"))
+                     for d in im["detections"])
+        frames = im.get("frames_processed")
+        out.append(ImageResult(im["file"], dets, frame_rate=im.get("frame_rate"),
+                               frames_processed=tuple(frames) if frames is not None else None))
     return out
 
 
@@ -178,6 +192,9 @@ def _check_image(where: str, im: Any, det_cats: dict, cls_cats: dict, version: f
     is_video = im["file"].lower().endswith(VIDEO_EXTENSIONS)
     if is_video and version >= 1.4 and "frame_rate" in im and not _is_number(im["frame_rate"]):
         _fail(f"{where}.frame_rate", "must be a number")
+    frames = im.get("frames_processed")
+    if frames is not None and not (isinstance(frames, list) and all(isinstance(f, int) for f in frames)):
+        _fail(f"{where}.frames_processed", "must be a list of frame numbers")
     for j, d in enumerate(dets):
         w = f"{where}.detections[{j}]"
         if not isinstance(d, dict):

@@ -1,0 +1,55 @@
+"""CSV exports: one row per detection, and one row per image (spreadsheets, R, pandas)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Iterable
+
+from wildspace.formats.categories import image_status, label_kind, label_of
+from wildspace.types import ImageResult
+
+DETECTION_COLUMNS = ["file", "frame_number", "category", "label", "kind", "conf",
+                     "bbox_x", "bbox_y", "bbox_width", "bbox_height"]
+IMAGE_COLUMNS = ["file", "status", "detections", "max_conf_animal", "max_conf_human",
+                 "max_conf_vehicle", "top_label", "top_conf", "failure"]
+
+
+def write_detections_csv(results: Iterable[ImageResult], labels: tuple[str, ...], path: str | Path,
+                         threshold: float = 0.0) -> Path:
+    """One row per detection with ``conf >= threshold``; bbox normalised (x, y = top-left)."""
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(DETECTION_COLUMNS)
+        for r in sorted(results, key=lambda r: r.file):
+            for d in sorted(r.detections or (), key=lambda d: (d.frame_number or 0, -d.conf)):
+                if d.conf < threshold:
+                    continue
+                label = label_of(labels, d)
+                w.writerow([r.file, "" if d.frame_number is None else d.frame_number, d.category,
+                            label, label_kind(label), f"{d.conf:.3f}",
+                            *(f"{v:.4f}" for v in d.bbox_xywh_norm)])
+    return path
+
+
+def write_images_csv(results: Iterable[ImageResult], labels: tuple[str, ...], path: str | Path,
+                     threshold: float) -> Path:
+    """One row per file: status at ``threshold`` (failed/empty/animal/human/vehicle/unknown),
+    number of detections, best confidence per kind, the top label."""
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(IMAGE_COLUMNS)
+        for r in sorted(results, key=lambda r: r.file):
+            dets = [d for d in (r.detections or ()) if d.conf >= threshold]
+            best: dict[str, float] = {}
+            for d in dets:
+                k = label_kind(label_of(labels, d))
+                best[k] = max(best.get(k, 0.0), d.conf)
+            top = max(dets, key=lambda d: d.conf, default=None)
+            w.writerow([r.file, image_status(r, labels, threshold), len(dets),
+                        *(f"{best[k]:.3f}" if k in best else "" for k in ("animal", "human", "vehicle")),
+                        label_of(labels, top) if top else "", f"{top.conf:.3f}" if top else "",
+                        r.failure or ""])
+    return path

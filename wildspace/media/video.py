@@ -1,0 +1,140 @@
+"""Video reading (sampled frames) and browser-playable H.264 writing, with PyAV.
+
+Frame numbers are 0-based indexes of decoded frames, as in MegaDetector's video output.
+A video that cannot be opened or yields no frame raises :class:`VideoReadError`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+
+class VideoReadError(ValueError):
+    """The file cannot be decoded as a video; the message is the user-facing reason."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames to analyse: every ``every_n_frames``-th frame, or one frame every
+    ``every_seconds`` seconds (whichever is given; default every frame)."""
+
+    every_n_frames: int | None = None
+    every_seconds: float | None = None
+    max_frames: int = 10_000
+
+    def __post_init__(self):
+        if self.every_n_frames is not None and self.every_n_frames < 1:
+            raise ValueError("every_n_frames must be >= 1")
+        if self.every_seconds is not None and self.every_seconds <= 0:
+            raise ValueError("every_seconds must be > 0")
+
+
+@dataclass(frozen=True)
+class VideoFrame:
+    number: int
+    seconds: float
+    image: np.ndarray  # RGB uint8 H x W x 3
+
+
+def video_fps(path: str | Path) -> float:
+    """Average frame rate of the first video stream (frames per second)."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise VideoReadError("no video stream in the file")
+            s = c.streams.video[0]
+            rate = s.average_rate or s.base_rate or s.guessed_rate
+            return float(rate) if rate else 0.0
+    except VideoReadError:
+        raise
+    except Exception as exc:  # av.error.* and friends
+        raise VideoReadError(f"cannot open video: {type(exc).__name__}: {exc}") from None
+
+
+def read_frames(path: str | Path, sampling: Sampling = Sampling(),
+                max_pixels: int = 50_000_000) -> Iterator[VideoFrame]:
+    """Decode the video and yield only the sampled frames as RGB arrays.
+
+    Raises:
+        VideoReadError: unreadable file, no video stream, or no decodable frame.
+    """
+    import av
+
+    fps = video_fps(path)
+    step_s = sampling.every_seconds
+    next_t = 0.0
+    yielded = 0
+    decoded = 0
+    try:
+        with av.open(str(path)) as c:
+            stream = c.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in c.decode(stream):
+                n = decoded
+                decoded += 1
+                t = float(frame.time) if frame.time is not None else (n / fps if fps else 0.0)
+                if sampling.every_n_frames is not None:
+                    take = n % sampling.every_n_frames == 0
+                elif step_s is not None:
+                    take = t + 1e-6 >= next_t
+                    if take:
+                        next_t = (math.floor(t / step_s + 1e-6) + 1) * step_s
+                else:
+                    take = True
+                if not take:
+                    continue
+                if frame.width * frame.height > max_pixels:
+                    raise VideoReadError(f"video frames too large: {frame.width}x{frame.height}")
+                yield VideoFrame(n, t, frame.to_ndarray(format="rgb24"))
+                yielded += 1
+                if yielded >= sampling.max_frames:
+                    break
+    except VideoReadError:
+        raise
+    except Exception as exc:
+        if decoded == 0:
+            raise VideoReadError(f"cannot decode video: {type(exc).__name__}: {exc}") from None
+        # a corrupt tail: keep what was decoded
+    if decoded == 0:
+        raise VideoReadError("no decodable frames in the video")
+
+
+def write_h264(frames: Iterable[np.ndarray], path: str | Path, fps: float) -> Path:
+    """Encode RGB frames to an MP4 (H.264, yuv420p, faststart) that browsers play.
+
+    Odd widths/heights are padded by one pixel (yuv420p needs even sizes).
+    """
+    import av
+
+    path = Path(path)
+    rate = Fraction(max(fps, 0.1)).limit_denominator(1000)
+    container = av.open(str(path), mode="w", options={"movflags": "+faststart"})
+    stream = None
+    try:
+        for img in frames:
+            h, w = img.shape[:2]
+            if h % 2 or w % 2:
+                img = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+            if stream is None:
+                stream = container.add_stream("libx264", rate=rate)
+                stream.width, stream.height = img.shape[1], img.shape[0]
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"preset": "veryfast", "crf": "23"}
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        if stream is None:
+            raise ValueError("no frames to write")
+        for packet in stream.encode():
+            container.mux(packet)
+    finally:
+        container.close()
+    return path
