@@ -50,6 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--output", "-o", type=Path, required=True, help="results file (.json)")
     d.add_argument("paths", nargs="+", type=Path, help="images, folders (recursive) or .txt lists")
 
+    c = sub.add_parser("convert", help="turn a MegaDetector JSON into other formats")
+    c.add_argument("results", type=Path, help="MegaDetector batch JSON (from wildspace or any tool)")
+    c.add_argument("--to", dest="kinds", action="append",
+                   choices=["csv", "coco", "camtrap-dp", "crops", "sorted", "all"],
+                   help="output format (repeatable; default all that the inputs allow)")
+    c.add_argument("--images", type=Path, help="folder the results' file paths are relative to "
+                   "(needed for crops, sorted folders, EXIF times and image sizes)")
+    c.add_argument("--threshold", type=_threshold, default=0.2,
+                   help="confidence threshold for the exports (default 0.2)")
+    c.add_argument("--output", "-o", type=Path, required=True, help="output folder")
+
     m = sub.add_parser("models", help="list and import models")
     msub = m.add_subparsers(dest="models_command", required=True)
     ml = msub.add_parser("list", help="known models and whether their weights are on this machine")
@@ -62,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from wildspace.formats.megadetector import build_results, write_results
+    from wildspace.formats.megadetector import build_results, detector_metadata, write_results
     from wildspace.media.images import list_images
     from wildspace.pipeline import detect_files
     from wildspace.services import DetectorService
@@ -88,15 +99,28 @@ def cmd_detect(args: argparse.Namespace) -> int:
         results.append(r)
         bar.update(1)
     bar.close()
-    meta = {"megadetector_version": info.version or info.name, "model_name": info.name,
-            "typical_detection_threshold": info.typical_threshold,
-            "conservative_detection_threshold": info.conservative_threshold,
-            "image_size": info.input_size, "output_threshold": args.threshold}
-    doc = build_results(results, info.labels, info.extra.get("file", info.name), meta)
+    doc = build_results(results, info.labels, info.extra.get("file", info.name),
+                        detector_metadata(info, args.threshold))
     write_results(doc, args.output)
     failed = sum(r.failed for r in results)
     print(f"{len(results)} images, {sum(len(r.detections or ()) for r in results)} detections, "
           f"{failed} failed -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from wildspace.formats.exports import EXPORT_KINDS, NEEDS_IMAGES, result_set_from_md, write_exports
+    from wildspace.formats.megadetector import read_results
+
+    if args.images is not None and not args.images.is_dir():
+        raise CliError(f"--images must be a folder: {args.images}")
+    rs = result_set_from_md(read_results(args.results), args.images)
+    kinds = [k for k in (args.kinds or ["all"]) if k != "all"]
+    if not kinds:
+        kinds = [k for k in EXPORT_KINDS if k != "md-json" and (args.images or k not in NEEDS_IMAGES)]
+    paths = write_exports(rs, args.output, args.threshold, kinds, name=args.results.stem)
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
     return 0
 
 
@@ -125,9 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     from wildspace.errors import USER_ERRORS
 
     try:
-        if args.command == "detect":
-            return cmd_detect(args)
-        return cmd_models(args)
+        commands = {"detect": cmd_detect, "convert": cmd_convert, "models": cmd_models}
+        return commands[args.command](args)
     except (CliError, *USER_ERRORS) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"error: {msg}", file=sys.stderr)

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from wildspace.types import Detection, ImageResult
+from wildspace.types import Detection, DetectorInfo, ImageResult
 
 FORMAT_VERSION = "1.5"
 CONF_DIGITS = 3
@@ -30,6 +30,14 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mpeg", ".mpg", ".mov", ".mkv", ".flv")
 
 class FormatError(ValueError):
     """A results file does not follow the format; the message says where and why."""
+
+
+def detector_metadata(info: DetectorInfo, output_threshold: float) -> dict[str, Any]:
+    """``info.detector_metadata`` for a run: thresholds tools use, plus what produced it."""
+    return {"megadetector_version": info.version or info.name, "model_name": info.name,
+            "typical_detection_threshold": info.typical_threshold,
+            "conservative_detection_threshold": info.conservative_threshold,
+            "image_size": info.input_size, "output_threshold": output_threshold}
 
 
 def categories_for(labels: Iterable[str]) -> dict[str, str]:

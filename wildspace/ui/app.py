@@ -8,11 +8,12 @@ from pathlib import Path
 import gradio as gr
 
 from wildspace.services import DetectorService
-from wildspace.ui import single_image
+from wildspace.ui import batch_tab, single_image, video_tab
 
 INTRO = """# wildspace
-Find animals, people and vehicles in camera-trap photos with MegaDetector and other open models.
-Nothing you upload is kept after your session ends."""
+Find animals, people and vehicles in camera-trap photos and videos with MegaDetector and other
+open models. Results download in the formats Timelapse, spreadsheets, COCO tools and GBIF
+(Camtrap DP) read."""
 
 
 def build_app(service: DetectorService, out_dir: Path | None = None) -> gr.Blocks:
@@ -20,5 +21,16 @@ def build_app(service: DetectorService, out_dir: Path | None = None) -> gr.Block
     with gr.Blocks(title="wildspace") as demo:
         gr.Markdown(INTRO)
         with gr.Tab("Single image"):
-            single_image.build_tab(service, out_dir)
+            single_image.build_tab(service, out_dir / "single")
+        with gr.Tab("Batch"):
+            batch_tab.build_tab(service, out_dir / "batch")
+        with gr.Tab("Video"):
+            video_tab.build_tab(service, out_dir / "video")
     return demo
+
+
+def mcp_available() -> bool:
+    """Gradio's MCP server needs the ``gradio[mcp]`` extra."""
+    import importlib.util
+
+    return importlib.util.find_spec("mcp") is not None

@@ -1,0 +1,149 @@
+"""Exports users' tools read: CSV, COCO Camera Traps, Camtrap DP, crops, sorted folders."""
+
+from __future__ import annotations
+
+import csv
+import json
+import zipfile
+
+import pytest
+from PIL import Image
+
+from wildspace.formats import camtrap_dp
+from wildspace.formats.coco_ct import coco_to_results, read_coco, to_coco, validate_coco
+from wildspace.formats.exports import EXPORT_KINDS, ResultSet, write_exports
+from wildspace.formats.megadetector import FormatError
+from wildspace.types import Detection, ImageResult
+
+LABELS = ("animal", "person", "vehicle")
+
+
+@pytest.fixture
+def result_set(tmp_path):
+    """Four files: a deer + person, an empty frame, a vehicle in a second camera, a failure."""
+    root = tmp_path / "card"
+    files = {}
+    for name, size in [("cam1/a.jpg", (400, 300)), ("cam1/b.jpg", (400, 300)), ("cam2/c.jpg", (640, 480))]:
+        p = root / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        exif = Image.Exif()
+        exif[0x8769] = {0x9003: "2024:05:06 07:08:09"}
+        Image.new("RGB", size, (90, 120, 60)).save(p, exif=exif)
+        files[name] = p
+    results = [
+        ImageResult("cam1/a.jpg", (Detection(0, 0.9, (0.1, 0.2, 0.3, 0.4)), Detection(1, 0.6, (0.5, 0.5, 0.2, 0.2)),
+                                   Detection(0, 0.1, (0.0, 0.0, 0.1, 0.1))), width=400, height=300),
+        ImageResult("cam1/b.jpg", (), width=400, height=300),
+        ImageResult("cam2/c.jpg", (Detection(2, 0.75, (0.25, 0.25, 0.5, 0.5)),)),
+        ImageResult("cam2/broken.jpg", None, failure="corrupt or truncated image"),
+    ]
+    return ResultSet(results, LABELS, "md_v5a.0.0.pt", {"model_name": "megadetector-v5a"}, files)
+
+
+def test_all_exports_are_written(result_set, tmp_path):
+    paths = write_exports(result_set, tmp_path / "out", 0.2)
+    assert set(paths) == set(EXPORT_KINDS)
+    assert all(p.is_file() for p in paths.values())
+
+
+def test_csv_rows(result_set, tmp_path):
+    paths = write_exports(result_set, tmp_path / "out", 0.2, ["csv"])
+    rows = list(csv.DictReader(open(paths["csv"])))
+    assert [(r["file"], r["label"], r["kind"], r["conf"]) for r in rows] == [
+        ("cam1/a.jpg", "animal", "animal", "0.900"), ("cam1/a.jpg", "person", "human", "0.600"),
+        ("cam2/c.jpg", "vehicle", "vehicle", "0.750")]
+    images = {r["file"]: r for r in csv.DictReader(open(tmp_path / "out" / "wildspace_images.csv"))}
+    assert images["cam1/a.jpg"]["status"] == "human" and images["cam1/a.jpg"]["max_conf_animal"] == "0.900"
+    assert images["cam1/b.jpg"]["status"] == "empty"
+    assert images["cam2/broken.jpg"]["status"] == "failed" and images["cam2/broken.jpg"]["failure"]
+
+
+def test_coco_round_trip(result_set):
+    doc = to_coco(result_set.results, LABELS, result_set.files, threshold=0.0)
+    validate_coco(doc)
+    assert doc["categories"][0] == {"id": 0, "name": "empty"}
+    by_image = {im["id"]: im for im in doc["images"]}
+    assert by_image["cam2/c.jpg"]["width"] == 640  # read from the file header
+    assert by_image["cam1/a.jpg"]["datetime"] == "2024-05-06 07:08:09"
+    assert by_image["cam2/broken.jpg"]["corrupt"] is True
+    ann = next(a for a in doc["annotations"] if a["image_id"] == "cam2/c.jpg")
+    assert ann["bbox"] == [160.0, 120.0, 320.0, 240.0] and ann["category_id"] == 3 and ann["score"] == 0.75
+    assert any(a["category_id"] == 0 and a["image_id"] == "cam1/b.jpg" for a in doc["annotations"])
+    back, labels = coco_to_results(json.loads(json.dumps(doc)))
+    assert labels == LABELS
+    original = {r.file: r for r in result_set.results}
+    for r in back:
+        o = original[r.file]
+        assert r.failed == o.failed
+        if not r.failed:
+            assert len(r.detections) == len(o.detections)
+            for a, b in zip(sorted(r.detections, key=lambda d: -d.conf), sorted(o.detections, key=lambda d: -d.conf)):
+                assert a.class_id == b.class_id and a.conf == pytest.approx(b.conf, abs=1e-3)
+                assert a.bbox_xywh_norm == pytest.approx(b.bbox_xywh_norm, abs=1e-3)
+
+
+@pytest.mark.parametrize("mutate, where", [
+    (lambda d: d["annotations"].append(dict(d["annotations"][0])), "duplicate id"),
+    (lambda d: d["annotations"][0].update(image_id="nope"), "image_id"),
+    (lambda d: d["annotations"][0].update(category_id=42), "category_id"),
+    (lambda d: d["images"][0].pop("height"), "width and height"),
+    (lambda d: d.pop("categories"), "categories"),
+])
+def test_coco_validator(result_set, mutate, where):
+    doc = to_coco(result_set.results, LABELS, result_set.files)
+    mutate(doc)
+    with pytest.raises(FormatError, match=where):
+        validate_coco(doc)
+
+
+def test_reads_human_coco_boxes(shared_data):
+    doc = read_coco(shared_data / "camera-trap" / "ena24-small" / "coco_annotations.json")
+    results, labels = coco_to_results(doc)
+    assert len(results) == 21 and len(labels) >= 1
+
+
+def test_camtrap_dp_package_passes_frictionless_validation(result_set, tmp_path):
+    out = camtrap_dp.write_package(result_set, tmp_path / "pkg", 0.2)
+    assert camtrap_dp.validate_package(out) == []
+    obs = list(csv.DictReader(open(out / "observations.csv")))
+    assert sorted(o["observationType"] for o in obs) == ["animal", "blank", "human", "vehicle"]
+    deer = next(o for o in obs if o["observationType"] == "animal")
+    assert (deer["bboxX"], deer["bboxY"], deer["bboxWidth"], deer["bboxHeight"]) == ("0.1000", "0.2000", "0.3000", "0.4000")
+    assert deer["classificationMethod"] == "machine" and deer["classificationProbability"] == "0.900"
+    media = list(csv.DictReader(open(out / "media.csv")))
+    assert {m["timestamp"] for m in media} == {"2024-05-06T07:08:09+00:00"}  # EXIF time, UTC offset
+    assert len(media) == 3  # the failed file is not media
+    deps = {d["deploymentID"] for d in csv.DictReader(open(out / "deployments.csv"))}
+    assert deps == {"cam1", "cam2"}
+    descriptor = json.loads((out / "datapackage.json").read_text())
+    assert descriptor["profile"] == camtrap_dp.PROFILE_URL
+    assert descriptor["temporal"] == {"start": "2024-05-06", "end": "2024-05-06"}
+
+
+def test_camtrap_dp_validation_catches_errors(result_set, tmp_path):
+    out = camtrap_dp.write_package(result_set, tmp_path / "pkg", 0.2)
+    text = (out / "observations.csv").read_text()
+    (out / "observations.csv").write_text(text.replace(",animal,", ",dog,", 1))
+    assert any("constraint" in p for p in camtrap_dp.validate_package(out))
+    out2 = camtrap_dp.write_package(result_set, tmp_path / "pkg2", 0.2)
+    d = json.loads((out2 / "datapackage.json").read_text())
+    del d["project"]
+    (out2 / "datapackage.json").write_text(json.dumps(d))
+    assert any("project" in p for p in camtrap_dp.validate_package(out2))
+
+
+def test_crops_and_sorted_zips(result_set, tmp_path):
+    paths = write_exports(result_set, tmp_path / "out", 0.2, ["crops", "sorted"])
+    with zipfile.ZipFile(paths["crops"]) as z:
+        names = sorted(z.namelist())
+        assert names == ["animal/cam1/a_0_0.90.jpg", "person/cam1/a_1_0.60.jpg", "vehicle/cam2/c_0_0.75.jpg"]
+        with z.open("vehicle/cam2/c_0_0.75.jpg") as f:
+            assert Image.open(f).size == (320, 240)
+    with zipfile.ZipFile(paths["sorted"]) as z:
+        assert sorted(z.namelist()) == ["empty/cam1/b.jpg", "person/cam1/a.jpg", "vehicle/cam2/c.jpg"]
+
+
+def test_exports_that_need_images_say_so(result_set, tmp_path):
+    no_files = ResultSet(result_set.results, LABELS, "x.pt", {}, {})
+    with pytest.raises(ValueError, match="needs the images"):
+        write_exports(no_files, tmp_path / "o", 0.2, ["crops"])

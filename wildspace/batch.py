@@ -1,0 +1,90 @@
+"""Batch and video runs as the app and (later) the workers do them: uploads in, results and
+every export out. One function per kind of run, so handing a run to the worker queue only
+changes who calls it."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from wildspace.formats.categories import summarise
+from wildspace.formats.megadetector import detector_metadata
+from wildspace.formats.exports import EXPORT_KINDS, ResultSet, write_exports
+from wildspace.media.archives import VIDEO_EXTENSIONS, UploadLimits, unpack_uploads
+from wildspace.media.video import Sampling
+from wildspace.pipeline import detect_files
+from wildspace.services import DetectorService
+from wildspace.types import DetectorInfo, ImageResult
+from wildspace.video_pipeline import detect_video
+
+Progress = Callable[[int, int, str], None]  # (done, total, what)
+
+
+@dataclass
+class RunOutput:
+    results: list[ImageResult]
+    info: DetectorInfo
+    threshold: float
+    files: dict[str, Path] = field(default_factory=dict)
+    exports: dict[str, Path] = field(default_factory=dict)
+    annotated: dict[str, Path] = field(default_factory=dict)  # videos: name -> annotated mp4
+
+    @property
+    def summary(self) -> dict[str, int]:
+        return summarise(self.results, self.info.labels, self.threshold)
+
+
+def result_set(out: RunOutput) -> ResultSet:
+    info = out.info
+    return ResultSet(out.results, info.labels, info.extra.get("file", info.name),
+                     detector_metadata(info, out.threshold), out.files)
+
+
+def run_image_batch(service: DetectorService, uploads: Sequence[str | Path], model: str,
+                    threshold: float, work_dir: Path, progress: Progress | None = None,
+                    batch_size: int = 4, limits: UploadLimits = UploadLimits(),
+                    exports: Sequence[str] = EXPORT_KINDS) -> RunOutput:
+    """Unpack ``uploads`` (images and zips) under ``work_dir``, detect, write every export."""
+    work_dir = Path(work_dir)
+    unpacked = unpack_uploads(uploads, work_dir / "inputs", limits)
+    detector = service.load(name=model)
+    total = len(unpacked.files) + len(unpacked.failures)
+    results = [ImageResult(name, None, failure=why) for name, why in unpacked.failures]
+    if progress:
+        progress(len(results), total, "images")
+    for r in detect_files(detector, unpacked.files, threshold, batch_size=batch_size,
+                          max_pixels=service.settings.max_pixels):
+        results.append(r)
+        if progress:
+            progress(len(results), total, "images")
+    out = RunOutput(results, detector.info, threshold, files={name: p for p, name in unpacked.files})
+    out.exports = write_exports(result_set(out), work_dir / "exports", threshold, exports)
+    return out
+
+
+def run_videos(service: DetectorService, uploads: Sequence[str | Path], model: str,
+               threshold: float, work_dir: Path, sampling: Sampling,
+               progress: Progress | None = None, batch_size: int = 8) -> RunOutput:
+    """Detect on the sampled frames of each video; write annotated MP4s and video MD JSON."""
+    work_dir = Path(work_dir)
+    detector = service.load(name=model)
+    unpacked = unpack_uploads(uploads, work_dir / "inputs", extensions=VIDEO_EXTENSIONS)
+    results = [ImageResult(name, None, failure=why) for name, why in unpacked.failures]
+    annotated: dict[str, Path] = {}
+    (work_dir / "annotated").mkdir(parents=True, exist_ok=True)
+    total = len(unpacked.files)
+    for i, (path, name) in enumerate(unpacked.files):
+        target = work_dir / "annotated" / f"{i:03d}_{Path(name).stem}.mp4"
+        r = detect_video(detector, path, name, threshold, sampling, batch_size, annotated_path=target)
+        results.append(r)
+        if not r.failed and target.is_file():
+            annotated[name] = target
+        if progress:
+            progress(i + 1, total, "videos")
+    out = RunOutput(results, detector.info, threshold, files={}, annotated=annotated)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out.exports = write_exports(result_set(out), work_dir / "exports", threshold, ("md-json", "csv"),
+                                name=f"wildspace-video-{stamp}")
+    return out

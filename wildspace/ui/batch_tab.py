@@ -1,0 +1,108 @@
+"""The *Batch* tab: many images or zips in; summary, gallery, table and every export out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+from PIL import Image
+
+from wildspace.batch import RunOutput, run_image_batch
+from wildspace.formats.categories import image_status, label_kind, label_of
+from wildspace.media.draw import draw_detections
+from wildspace.media.images import ImageReadError, load_image
+from wildspace.services import DetectorService
+from wildspace.ui.common import gpu, model_controls, new_work_dir, user_errors
+
+TABLE_HEADERS = ["file", "status", "detections", "max animal", "max person", "max vehicle",
+                 "top label", "failure"]
+GALLERY_MAX = 48
+THUMB_SIDE = 1024
+
+
+def summary_markdown(out: RunOutput) -> str:
+    s = out.summary
+    return (f"**{s['images']} files** at threshold {out.threshold:.2f}: "
+            f"{s['with animals']} with animals, {s['with people']} with people, "
+            f"{s['with vehicles']} with vehicles, {s['empty']} empty, {s['failed']} failed"
+            + (f", {s['with other objects']} with other objects" if s["with other objects"] else ""))
+
+
+def table_rows(out: RunOutput) -> list[list]:
+    rows = []
+    for r in sorted(out.results, key=lambda r: r.file):
+        dets = [d for d in r.detections or () if d.conf >= out.threshold]
+        best = {}
+        for d in dets:
+            k = label_kind(label_of(out.info.labels, d))
+            best[k] = max(best.get(k, 0.0), round(d.conf, 3))
+        top = max(dets, key=lambda d: d.conf, default=None)
+        rows.append([r.file, image_status(r, out.info.labels, out.threshold), len(dets),
+                     best.get("animal"), best.get("human"), best.get("vehicle"),
+                     label_of(out.info.labels, top) if top else "", r.failure or ""])
+    return rows
+
+
+def gallery_items(out: RunOutput, work_dir: Path, max_pixels: int) -> list[tuple[str, str]]:
+    """Annotated thumbnails (files on disk, not images in memory), images with detections first."""
+    ranked = sorted((r for r in out.results if not r.failed and r.file in out.files),
+                    key=lambda r: (-max((d.conf for d in r.detections or ()), default=0.0), r.file))
+    items = []
+    thumbs = work_dir / "thumbs"
+    thumbs.mkdir(exist_ok=True)
+    for i, r in enumerate(ranked[:GALLERY_MAX]):
+        try:
+            image = load_image(out.files[r.file], max_pixels=max_pixels)
+        except ImageReadError:
+            continue
+        dets = tuple(d for d in r.detections or () if d.conf >= out.threshold)
+        im = draw_detections(image, dets, out.info.labels)
+        im.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
+        path = thumbs / f"{i:04d}.jpg"
+        im.save(path, quality=85)
+        items.append((str(path), f"{r.file} — {image_status(r, out.info.labels, out.threshold)}"))
+    return items
+
+
+def detect_batch(service: DetectorService, files, model: str, threshold: float, out_root: Path,
+                 progress=None):
+    if not files:
+        raise gr.Error("Upload images or a zip of images first.")
+    paths = [f if isinstance(f, str) else f.name for f in files]
+    work_dir = new_work_dir(out_root)
+
+    def report(done: int, total: int, what: str) -> None:
+        if progress is not None:
+            progress((done, max(total, 1)), desc=f"{done}/{total} {what}")
+
+    with user_errors():
+        out = run_image_batch(service, paths, model, float(threshold), work_dir, progress=report)
+    downloads = [str(p) for p in out.exports.values()]
+    csv_images = work_dir / "exports" / "wildspace_images.csv"
+    if csv_images.is_file():
+        downloads.insert(2, str(csv_images))
+    return (summary_markdown(out), gallery_items(out, work_dir, service.settings.max_pixels),
+            table_rows(out), downloads)
+
+
+def build_tab(service: DetectorService, out_root: Path) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            files = gr.File(file_count="multiple", label="Images or zip files",
+                            file_types=["image", ".zip"])
+            model, threshold = model_controls(service)
+            button = gr.Button("Detect in all files", variant="primary")
+        with gr.Column(scale=2):
+            summary = gr.Markdown(label="Summary")
+            gallery = gr.Gallery(label="Detections (most confident first)", columns=4, height=420)
+            table = gr.Dataframe(headers=TABLE_HEADERS, label="Results per file (click a header to sort)",
+                                 interactive=False)
+            downloads = gr.File(file_count="multiple", label="Downloads: MegaDetector JSON, CSV, "
+                                "COCO Camera Traps, Camtrap DP, crops, images sorted into folders")
+
+    @gpu
+    def run(file_list, model_name, conf, progress=gr.Progress()):
+        return detect_batch(service, file_list, model_name, conf, out_root, progress)
+
+    button.click(run, [files, model, threshold], [summary, gallery, table, downloads],
+                 api_name="detect_batch")

@@ -1,0 +1,57 @@
+"""Pieces every tab shares: the model picker, the threshold slider, error messages."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from wildspace.errors import USER_ERRORS
+from wildspace.services import DetectorService
+
+
+def model_controls(service: DetectorService) -> tuple[gr.Dropdown, gr.Slider]:
+    """A detector dropdown and a confidence slider that follows the model's typical threshold."""
+    names = service.detector_names()
+    on_disk = service.available_detectors()
+    default = on_disk[0] if on_disk else ("megadetector-v5a" if "megadetector-v5a" in names else names[0])
+
+    def threshold_for(model: str) -> float:
+        return service.spec(model).typical_threshold if model in names else 0.2
+
+    model = gr.Dropdown(choices=names, value=default, label="Detector",
+                        info="Models marked on disk in `python -m wildspace models list` run offline.")
+    threshold = gr.Slider(0.01, 0.99, value=threshold_for(default), step=0.01,
+                          label="Confidence threshold",
+                          info="Boxes below this confidence are ignored. Starts at the model's typical threshold.")
+    model.change(lambda m: gr.update(value=threshold_for(m)), model, threshold, api_name=False)
+    return model, threshold
+
+
+@contextlib.contextmanager
+def user_errors():
+    """Show the errors a user can cause as a message in the app, not a stack trace."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise gr.Error(msg) from None
+
+
+def new_work_dir(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=root, prefix="run-"))
+
+
+def gpu(fn):
+    """Wrap GPU work for ZeroGPU when running on a Hugging Face Space; a no-op elsewhere."""
+    if not os.environ.get("SPACE_ID"):
+        return fn
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(fn)

@@ -1,0 +1,83 @@
+"""The *Video* tab: sampled frames through the detector, an annotated video that plays in the
+browser, a per-video summary and MegaDetector video JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from wildspace.batch import RunOutput, run_videos
+from wildspace.formats.categories import label_kind, label_of
+from wildspace.media.video import Sampling
+from wildspace.services import DetectorService
+from wildspace.ui.common import gpu, model_controls, new_work_dir, user_errors
+
+SUMMARY_HEADERS = ["video", "frame rate", "frames analysed", "frames with detections",
+                   "max animal", "max person", "max vehicle", "failure"]
+MODES = ("every N frames", "every S seconds")
+
+
+def summary_rows(out: RunOutput) -> list[list]:
+    rows = []
+    for r in sorted(out.results, key=lambda r: r.file):
+        dets = [d for d in r.detections or () if d.conf >= out.threshold]
+        best: dict[str, float] = {}
+        for d in dets:
+            k = label_kind(label_of(out.info.labels, d))
+            best[k] = max(best.get(k, 0.0), round(d.conf, 3))
+        frames = sorted({d.frame_number for d in dets})
+        rows.append([r.file, r.frame_rate, len(r.frames_processed or ()),
+                     ", ".join(map(str, frames[:40])) + (" …" if len(frames) > 40 else ""),
+                     best.get("animal"), best.get("human"), best.get("vehicle"), r.failure or ""])
+    return rows
+
+
+def sampling_from(mode: str, value: float) -> Sampling:
+    if mode not in MODES:
+        raise gr.Error(f"Sampling must be one of: {', '.join(MODES)}")
+    if value is None or value <= 0:
+        raise gr.Error("The sampling step must be a positive number.")
+    return Sampling(every_n_frames=max(1, int(value))) if mode == MODES[0] else Sampling(every_seconds=float(value))
+
+
+def detect_videos(service: DetectorService, files, model: str, threshold: float, mode: str,
+                  step: float, out_root: Path, progress=None):
+    if not files:
+        raise gr.Error("Upload one or more videos first.")
+    paths = [f if isinstance(f, str) else f.name for f in files]
+    sampling = sampling_from(mode, step)
+    work_dir = new_work_dir(out_root)
+
+    def report(done: int, total: int, what: str) -> None:
+        if progress is not None:
+            progress((done, max(total, 1)), desc=f"{done}/{total} {what}")
+
+    with user_errors():
+        out = run_videos(service, paths, model, float(threshold), work_dir, sampling, progress=report)
+    videos = [str(p) for p in out.annotated.values()]
+    first = videos[0] if videos else None
+    return first, videos or None, summary_rows(out), str(out.exports["md-json"])
+
+
+def build_tab(service: DetectorService, out_root: Path) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            files = gr.File(file_count="multiple", label="Videos", file_types=["video"])
+            with gr.Row():
+                mode = gr.Radio(list(MODES), value=MODES[1], label="Sample")
+                step = gr.Number(value=1, minimum=0.01, label="N frames / S seconds")
+            model, threshold = model_controls(service)
+            button = gr.Button("Detect in videos", variant="primary")
+        with gr.Column(scale=2):
+            video = gr.Video(label="Annotated video (sampled frames)", format="mp4")
+            all_videos = gr.File(file_count="multiple", label="All annotated videos")
+            table = gr.Dataframe(headers=SUMMARY_HEADERS, label="Per-video summary", interactive=False)
+            md_json = gr.File(label="MegaDetector video JSON")
+
+    @gpu
+    def run(file_list, model_name, conf, sample_mode, sample_step, progress=gr.Progress()):
+        return detect_videos(service, file_list, model_name, conf, sample_mode, sample_step, out_root, progress)
+
+    button.click(run, [files, model, threshold, mode, step], [video, all_videos, table, md_json],
+                 api_name="detect_video")
