@@ -20,6 +20,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["YOLO_OFFLINE"] = "1"
 os.environ["YOLO_CONFIG_DIR"] = str(_SESSION_TMP / "ultralytics")
 os.environ["HF_HOME"] = str(_SESSION_TMP / "hf")
+os.environ["GRADIO_TEMP_DIR"] = str(_SESSION_TMP / "gradio")  # one for the session: apps outlive tests
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NO_SHARED = "../shared/data is absent (CI always has it); this test needs its real files"
@@ -59,7 +60,6 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics"))
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     yield
 
 

@@ -118,3 +118,26 @@ def test_import_of_a_known_model_checks_its_hash(tmp_path):
     fake.write_bytes(b"not the real weights")
     r = run_cli("models", "import", fake, "--as", "megadetector-v5a")
     assert r.returncode == 1 and "refusing" in r.stderr
+
+
+def test_convert_md_json_into_every_format(shared_data, tmp_path):
+    from wildspace.formats.camtrap_dp import validate_package
+    from wildspace.formats.coco_ct import coco_to_results, read_coco
+    from wildspace.formats.megadetector import parse_results
+
+    folder = shared_data / "camera-trap" / "ena24-small"
+    md = folder / "md_annotations.json"  # written by MegaDetector itself (format 1.4)
+    r = run_cli("convert", md, "--images", folder, "--threshold", "0.2", "--output", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    for suffix in ("_detections.csv", "_images.csv", "_coco_camera_traps.json", "_camtrap_dp.zip",
+                   "_crops.zip", "_sorted.zip"):
+        assert (out / f"md_annotations{suffix}").is_file(), suffix
+    assert validate_package(out / "md_annotations_camtrap_dp") == []
+    coco_results, _ = coco_to_results(read_coco(out / "md_annotations_coco_camera_traps.json"))
+    md_results = {x.file: x for x in parse_results(read_results(md))}
+    for c in coco_results:
+        kept = [d for d in md_results[c.file].detections if d.conf >= 0.2]
+        assert len(c.detections) == len(kept)
+    r = run_cli("convert", md, "--to", "crops", "--output", tmp_path / "o2")
+    assert r.returncode == 1 and "needs the images" in r.stderr

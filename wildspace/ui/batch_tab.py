@@ -10,13 +10,14 @@ from PIL import Image
 from wildspace.batch import RunOutput, run_image_batch
 from wildspace.formats.categories import image_status, label_kind, label_of
 from wildspace.media.draw import draw_detections
-from wildspace.media.images import ImageReadError, load_image
+from wildspace.media.images import IMAGE_EXTENSIONS, ImageReadError, load_image
 from wildspace.services import DetectorService
 from wildspace.ui.common import gpu, model_controls, new_work_dir, user_errors
 
 TABLE_HEADERS = ["file", "status", "detections", "max animal", "max person", "max vehicle",
                  "top label", "failure"]
 GALLERY_MAX = 48
+UPLOAD_TYPES = sorted({e for ext in (*IMAGE_EXTENSIONS, ".zip") for e in (ext, ext.upper())})
 THUMB_SIDE = 1024
 
 
@@ -89,12 +90,13 @@ def build_tab(service: DetectorService, out_root: Path) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             files = gr.File(file_count="multiple", label="Images or zip files",
-                            file_types=["image", ".zip"])
-            model, threshold = model_controls(service)
-            button = gr.Button("Detect in all files", variant="primary")
+                            file_types=UPLOAD_TYPES, elem_id="batch-files")
+            model, threshold = model_controls(service, "batch")
+            button = gr.Button("Detect in all files", variant="primary", elem_id="batch-run")
         with gr.Column(scale=2):
-            summary = gr.Markdown(label="Summary")
-            gallery = gr.Gallery(label="Detections (most confident first)", columns=4, height=420)
+            summary = gr.Markdown(label="Summary", elem_id="batch-summary")
+            gallery = gr.Gallery(label="Detections (most confident first)", columns=4, height=420,
+                                 elem_id="batch-gallery")
             table = gr.Dataframe(headers=TABLE_HEADERS, label="Results per file (click a header to sort)",
                                  interactive=False)
             downloads = gr.File(file_count="multiple", label="Downloads: MegaDetector JSON, CSV, "

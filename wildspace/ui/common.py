@@ -13,7 +13,7 @@ from wildspace.errors import USER_ERRORS
 from wildspace.services import DetectorService
 
 
-def model_controls(service: DetectorService) -> tuple[gr.Dropdown, gr.Slider]:
+def model_controls(service: DetectorService, prefix: str) -> tuple[gr.Dropdown, gr.Slider]:
     """A detector dropdown and a confidence slider that follows the model's typical threshold."""
     names = service.detector_names()
     on_disk = service.available_detectors()
@@ -23,10 +23,12 @@ def model_controls(service: DetectorService) -> tuple[gr.Dropdown, gr.Slider]:
         return service.spec(model).typical_threshold if model in names else 0.2
 
     model = gr.Dropdown(choices=names, value=default, label="Detector",
-                        info="Models marked on disk in `python -m wildspace models list` run offline.")
+                        info="Models marked on disk in `python -m wildspace models list` run offline.",
+                        elem_id=f"{prefix}-model")
     threshold = gr.Slider(0.01, 0.99, value=threshold_for(default), step=0.01,
                           label="Confidence threshold",
-                          info="Boxes below this confidence are ignored. Starts at the model's typical threshold.")
+                          info="Boxes below this confidence are ignored. Starts at the model's typical threshold.",
+                          elem_id=f"{prefix}-threshold")
     model.change(lambda m: gr.update(value=threshold_for(m)), model, threshold, api_name=False)
     return model, threshold
 

@@ -45,11 +45,12 @@ def detect_single(service: DetectorService, image_path: str | None, model: str,
 def build_tab(service: DetectorService, out_dir: Path) -> None:
     with gr.Row():
         with gr.Column():
-            image = gr.Image(type="filepath", label="Camera-trap image", sources=["upload", "clipboard"])
-            model, threshold = model_controls(service)
-            button = gr.Button("Detect", variant="primary")
+            image = gr.Image(type="filepath", label="Camera-trap image", sources=["upload", "clipboard"],
+                             elem_id="single-input")
+            model, threshold = model_controls(service, "single")
+            button = gr.Button("Detect", variant="primary", elem_id="single-run")
         with gr.Column():
-            annotated = gr.Image(type="pil", label="Detections", format="jpeg")
+            annotated = gr.Image(type="pil", label="Detections", format="jpeg", elem_id="single-output")
             table = gr.Dataframe(headers=TABLE_HEADERS, label="Detections (bbox as fractions of the image)",
                                  interactive=False)
             download = gr.File(label="MegaDetector JSON (Timelapse, AddaxAI …)")

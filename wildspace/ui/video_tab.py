@@ -9,6 +9,7 @@ import gradio as gr
 
 from wildspace.batch import RunOutput, run_videos
 from wildspace.formats.categories import label_kind, label_of
+from wildspace.media.archives import VIDEO_EXTENSIONS
 from wildspace.media.video import Sampling
 from wildspace.services import DetectorService
 from wildspace.ui.common import gpu, model_controls, new_work_dir, user_errors
@@ -16,6 +17,7 @@ from wildspace.ui.common import gpu, model_controls, new_work_dir, user_errors
 SUMMARY_HEADERS = ["video", "frame rate", "frames analysed", "frames with detections",
                    "max animal", "max person", "max vehicle", "failure"]
 MODES = ("every N frames", "every S seconds")
+VIDEO_TYPES = sorted({e for ext in (*VIDEO_EXTENSIONS, ".zip") for e in (ext, ext.upper())})
 
 
 def summary_rows(out: RunOutput) -> list[list]:
@@ -63,17 +65,18 @@ def detect_videos(service: DetectorService, files, model: str, threshold: float,
 def build_tab(service: DetectorService, out_root: Path) -> None:
     with gr.Row():
         with gr.Column(scale=1):
-            files = gr.File(file_count="multiple", label="Videos", file_types=["video"])
+            files = gr.File(file_count="multiple", label="Videos", file_types=VIDEO_TYPES, elem_id="video-files")
             with gr.Row():
                 mode = gr.Radio(list(MODES), value=MODES[1], label="Sample")
-                step = gr.Number(value=1, minimum=0.01, label="N frames / S seconds")
-            model, threshold = model_controls(service)
-            button = gr.Button("Detect in videos", variant="primary")
+                step = gr.Number(value=1, minimum=0.01, label="N frames / S seconds", elem_id="video-step")
+            model, threshold = model_controls(service, "video")
+            button = gr.Button("Detect in videos", variant="primary", elem_id="video-run")
         with gr.Column(scale=2):
-            video = gr.Video(label="Annotated video (sampled frames)", format="mp4")
+            video = gr.Video(label="Annotated video (sampled frames)", format="mp4", elem_id="video-output")
             all_videos = gr.File(file_count="multiple", label="All annotated videos")
-            table = gr.Dataframe(headers=SUMMARY_HEADERS, label="Per-video summary", interactive=False)
-            md_json = gr.File(label="MegaDetector video JSON")
+            table = gr.Dataframe(headers=SUMMARY_HEADERS, label="Per-video summary", interactive=False,
+                                 elem_id="video-summary")
+            md_json = gr.File(label="MegaDetector video JSON", elem_id="video-json")
 
     @gpu
     def run(file_list, model_name, conf, sample_mode, sample_step, progress=gr.Progress()):
