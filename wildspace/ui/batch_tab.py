@@ -65,7 +65,7 @@ def gallery_items(out: RunOutput, work_dir: Path, max_pixels: int) -> list[tuple
     return items
 
 
-def detect_batch(service: DetectorService, files, model: str, threshold: float, out_root: Path,
+def run_batch_tab(service: DetectorService, files, model: str, threshold: float, out_root: Path,
                  progress=None):
     if not files:
         raise gr.Error("Upload images or a zip of images first.")
@@ -103,8 +103,18 @@ def build_tab(service: DetectorService, out_root: Path) -> None:
                                 "COCO Camera Traps, Camtrap DP, crops, images sorted into folders")
 
     @gpu
-    def run(file_list, model_name, conf, progress=gr.Progress()):
-        return detect_batch(service, file_list, model_name, conf, out_root, progress)
+    def detect_batch(file_list, model_name, conf, progress=gr.Progress()):
+        """Find animals, people and vehicles in many camera-trap images or zip files.
 
-    button.click(run, [files, model, threshold], [summary, gallery, table, downloads],
+        Args:
+            file_list: images and/or zip files of images.
+            model_name: detector name (e.g. megadetector-v5a).
+            conf: confidence threshold between 0 and 1.
+        Returns:
+            a summary, annotated images, one table row per file, and export files
+            (MegaDetector JSON, CSV, COCO Camera Traps, Camtrap DP, crops, sorted images).
+        """
+        return run_batch_tab(service, file_list, model_name, conf, out_root, progress)
+
+    button.click(detect_batch, [files, model, threshold], [summary, gallery, table, downloads],
                  api_name="detect_batch")

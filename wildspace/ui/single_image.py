@@ -56,7 +56,16 @@ def build_tab(service: DetectorService, out_dir: Path) -> None:
             download = gr.File(label="MegaDetector JSON (Timelapse, AddaxAI …)")
 
     @gpu
-    def run(image_path, model_name, conf):
+    def detect_image(image_path, model_name, conf):
+        """Find animals, people and vehicles in one camera-trap image.
+
+        Args:
+            image_path: the image file.
+            model_name: detector name (e.g. megadetector-v5a).
+            conf: confidence threshold between 0 and 1.
+        Returns:
+            the annotated image, a table of detections and a MegaDetector JSON file.
+        """
         return detect_single(service, image_path, model_name, conf, out_dir)
 
-    button.click(run, [image, model, threshold], [annotated, table, download], api_name="detect_image")
+    button.click(detect_image, [image, model, threshold], [annotated, table, download], api_name="detect_image")

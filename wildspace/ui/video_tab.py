@@ -79,8 +79,20 @@ def build_tab(service: DetectorService, out_root: Path) -> None:
             md_json = gr.File(label="MegaDetector video JSON", elem_id="video-json")
 
     @gpu
-    def run(file_list, model_name, conf, sample_mode, sample_step, progress=gr.Progress()):
+    def detect_video(file_list, model_name, conf, sample_mode, sample_step, progress=gr.Progress()):
+        """Find animals, people and vehicles in camera-trap videos.
+
+        Args:
+            file_list: video files (mp4, avi, asf, mov, mkv …).
+            model_name: detector name (e.g. megadetector-v5a).
+            conf: confidence threshold between 0 and 1.
+            sample_mode: "every N frames" or "every S seconds".
+            sample_step: N (frames) or S (seconds).
+        Returns:
+            the first annotated video, all annotated videos, a per-video summary and
+            MegaDetector video JSON.
+        """
         return detect_videos(service, file_list, model_name, conf, sample_mode, sample_step, out_root, progress)
 
-    button.click(run, [files, model, threshold, mode, step], [video, all_videos, table, md_json],
+    button.click(detect_video, [files, model, threshold, mode, step], [video, all_videos, table, md_json],
                  api_name="detect_video")
