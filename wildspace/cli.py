@@ -61,6 +61,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="confidence threshold for the exports (default 0.2)")
     c.add_argument("--output", "-o", type=Path, required=True, help="output folder")
 
+    w = sub.add_parser("worker", help="run a queue worker (one per GPU)")
+    w.add_argument("--queue", help="redis://host:port/db or sqlite:///path (default: WILDSPACE_QUEUE or the embedded queue)")
+    w.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (pin one worker per GPU)")
+    w.add_argument("--concurrency", type=_positive, default=1, help="jobs processed at once")
+    w.add_argument("--batch-size", type=_positive, default=4, help="images per forward pass")
+
+    j = sub.add_parser("jobs", help="submit and follow queued batches")
+    j.add_argument("--queue", help="queue URL (default: WILDSPACE_QUEUE or the embedded queue)")
+    j.add_argument("--owner", default=None, help="job owner (default: WILDSPACE_OWNER or cli:<user>)")
+    jsub = j.add_subparsers(dest="jobs_command", required=True)
+    js = jsub.add_parser("submit", help="queue a detection batch; prints the job id")
+    jsrc = js.add_mutually_exclusive_group()
+    jsrc.add_argument("--model", help=f"model name (default {DEFAULT_MODEL})")
+    jsrc.add_argument("--weights", type=Path, help="a local detector checkpoint")
+    js.add_argument("--threshold", type=_threshold, default=DEFAULT_OUTPUT_THRESHOLD)
+    js.add_argument("--image-size", type=_positive)
+    js.add_argument("--chunk-size", type=_positive, default=16, help="inputs per queue task")
+    js.add_argument("paths", nargs="+", type=Path, help="images, folders or .txt lists")
+    jst = jsub.add_parser("status", help="state, done/total, failures")
+    jst.add_argument("id")
+    jst.add_argument("--json", action="store_true")
+    jr = jsub.add_parser("result", help="write the results (MD JSON, or another export)")
+    jr.add_argument("id")
+    jr.add_argument("--output", "-o", type=Path, required=True,
+                    help=".json for MegaDetector JSON; a folder with --format for other exports")
+    jr.add_argument("--format", choices=["md-json", "csv", "coco", "camtrap-dp"], default="md-json")
+    jr.add_argument("--threshold", type=_threshold, default=0.2, help="threshold for other exports")
+    jc = jsub.add_parser("cancel", help="stop a job (within one item)")
+    jc.add_argument("id")
+    jsub.add_parser("list", help="your jobs")
+
     m = sub.add_parser("models", help="list and import models")
     msub = m.add_subparsers(dest="models_command", required=True)
     ml = msub.add_parser("list", help="known models and whether their weights are on this machine")
@@ -149,9 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     from wildspace.errors import USER_ERRORS
 
     try:
-        commands = {"detect": cmd_detect, "convert": cmd_convert, "models": cmd_models}
+        from wildspace.jobs.cli import cmd_jobs, cmd_worker
+
+        commands = {"detect": cmd_detect, "convert": cmd_convert, "models": cmd_models,
+                    "worker": cmd_worker, "jobs": cmd_jobs}
         return commands[args.command](args)
     except (CliError, *USER_ERRORS) as exc:
+        from wildspace.jobs.store import JobNotFound
+
+        if isinstance(exc, JobNotFound):
+            print(f"error: no job {exc.args[0]!r} for this owner", file=sys.stderr)
+            return 1
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"error: {msg}", file=sys.stderr)
         return 1

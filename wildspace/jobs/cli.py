@@ -1,0 +1,114 @@
+"""``python -m wildspace worker`` and ``python -m wildspace jobs …``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import signal
+import sys
+from pathlib import Path, PurePosixPath
+
+
+def default_owner(explicit: str | None = None) -> str:
+    if explicit:
+        return explicit
+    if os.environ.get("WILDSPACE_OWNER"):
+        return os.environ["WILDSPACE_OWNER"]
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def unique_inputs(files) -> list[dict]:
+    """``[{"name", "path"}]`` with names made unique (the name is the result's key)."""
+    seen: set[str] = set()
+    out = []
+    for path, name in files:
+        candidate, n = name, 1
+        while candidate in seen:
+            p = PurePosixPath(name)
+            candidate = str(p.with_name(f"{p.stem}_{n}{p.suffix}"))
+            n += 1
+        seen.add(candidate)
+        out.append({"name": candidate, "path": str(Path(path).absolute())})
+    return out
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from wildspace.jobs.queue import JobQueue, WorkerContext
+    from wildspace.services import DetectorService
+
+    queue = JobQueue(url=args.queue)
+    ctx = WorkerContext(service=DetectorService(device=args.device), batch_size=args.batch_size)
+    consumer = queue.consumer(ctx, args.concurrency)
+
+    def stop(signum, frame):  # finish the item in hand, leave the rest for the next worker
+        ctx.stop.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    consumer.start()
+    queue.start_recovery_loop(ctx.stop)
+    print(f"worker {ctx.worker_id} on {args.device}, queue {queue.url}, storage {queue.store.root}",
+          file=sys.stderr, flush=True)
+    while not ctx.stop.wait(0.5):
+        pass
+    consumer.stop(graceful=True)
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from wildspace.jobs.queue import JobQueue
+    from wildspace.jobs.store import JobSpec, status_dict
+
+    queue = JobQueue(url=args.queue)
+    store = queue.store
+    owner = default_owner(args.owner)
+    c = args.jobs_command
+    if c == "submit":
+        from wildspace.cli import DEFAULT_MODEL
+        from wildspace.media.images import list_images
+
+        inputs = unique_inputs(list_images(args.paths))
+        if not inputs:
+            raise ValueError("no images found in the given paths")
+        if args.weights is not None and not args.weights.is_file():
+            raise FileNotFoundError(f"weights file not found: {args.weights}")
+        spec = JobSpec(owner=owner, kind="detect-images", inputs=inputs,
+                       model=None if args.weights else (args.model or DEFAULT_MODEL),
+                       weights=str(args.weights.absolute()) if args.weights else None,
+                       threshold=args.threshold, image_size=args.image_size, chunk_size=args.chunk_size)
+        print(queue.submit(spec))
+        return 0
+    if c == "list":
+        for s in store.list(owner):
+            print(f"{s.id}  {s.state:<9} {s.done}/{s.total}  failures {s.failures}  {s.created[:19]}  {s.model}")
+        return 0
+    if c == "status":
+        s = store.status(args.id, owner)
+        if args.json:
+            print(json.dumps(status_dict(s)))
+        else:
+            print(f"{s.state}: {s.done}/{s.total} done, {s.failures} failed")
+        return 0
+    if c == "cancel":
+        store.cancel(args.id, owner)
+        print(f"cancel requested for {args.id}")
+        return 0
+    # result
+    from wildspace.formats.exports import result_set_from_md, write_exports
+    from wildspace.formats.megadetector import read_results, write_results
+
+    s = store.status(args.id, owner)
+    path = store.result_path(args.id) if s.state == "done" else store.partial_result(args.id, owner)
+    doc = read_results(path)
+    if args.format == "md-json":
+        write_results(doc, args.output)
+        print(f"{s.state}: {len(doc['images'])}/{s.total} images -> {args.output}")
+        return 0
+    paths = write_exports(result_set_from_md(doc), args.output, args.threshold, [args.format])
+    print(f"{s.state}: {len(doc['images'])}/{s.total} images -> {paths[args.format]}")
+    return 0

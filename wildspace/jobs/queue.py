@@ -1,0 +1,156 @@
+"""The worker queue: huey, embedded (SQLite file, nothing to start) or Redis.
+
+A job is split into chunks of inputs; each chunk is one huey task, so several workers (one
+per GPU, on one or many machines sharing a Redis broker) split a batch between them. A worker
+takes a chunk's lease, skips inputs already on disk, records each result as it is made and
+renews the lease. A worker that dies leaves an expiring lease: recovery (at worker start and
+every ``lease_ttl`` seconds) re-queues chunks that are unfinished and unleased, and the next
+worker resumes them where they stopped.
+
+    WILDSPACE_QUEUE    redis://host:6379/0 for Redis; default sqlite in the data dir
+    WILDSPACE_STORAGE  job storage root (default <data dir>/storage); must be shared by the
+                       app and the workers
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wildspace.config import Settings, load_settings
+from wildspace.jobs.leases import Leases, RedisLeases, SqliteLeases
+from wildspace.jobs.store import JobSpec, JobStore
+
+log = logging.getLogger("wildspace.jobs")
+PENDING_TTL = 3600.0
+
+
+@dataclass
+class WorkerContext:
+    """What a worker process holds: its services (models stay loaded across jobs)."""
+
+    service: object  # DetectorService
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    stop: threading.Event = field(default_factory=threading.Event)
+    batch_size: int = 4
+
+
+def queue_url(settings: Settings, url: str | None = None) -> str:
+    return url or os.environ.get("WILDSPACE_QUEUE") or f"sqlite:///{settings.home / 'queue.db'}"
+
+
+def storage_root(settings: Settings) -> Path:
+    return Path(os.environ.get("WILDSPACE_STORAGE") or settings.home / "storage")
+
+
+class JobQueue:
+    def __init__(self, settings: Settings | None = None, url: str | None = None,
+                 store: JobStore | None = None, lease_ttl: float | None = None):
+        from huey import RedisHuey, SqliteHuey
+
+        self.settings = settings or load_settings()
+        self.url = queue_url(self.settings, url)
+        self.lease_ttl = float(lease_ttl or os.environ.get("WILDSPACE_LEASE_TTL", 30))
+        self.store = store or JobStore(storage_root(self.settings))
+        if self.url.startswith(("redis://", "rediss://", "unix://")):
+            import redis
+
+            self.huey = RedisHuey("wildspace", url=self.url)
+            self.leases: Leases = RedisLeases(redis.Redis.from_url(self.url))
+        elif self.url.startswith("sqlite:///"):
+            path = Path(self.url[len("sqlite:///"):])  # sqlite:////abs/path or sqlite:///rel/path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.huey = SqliteHuey("wildspace", filename=str(path))
+            self.leases = SqliteLeases(path.with_suffix(".leases.db"))
+        else:
+            raise ValueError(f"queue URL '{self.url}' is not redis://… or sqlite:///…")
+        self.context: WorkerContext | None = None
+        self._run_chunk = self.huey.task(retries=2, retry_delay=2, name="wildspace.run_chunk")(self._task)
+
+    # -- submitting ---------------------------------------------------------------------
+    def submit(self, spec: JobSpec) -> str:
+        self.store.create(spec)
+        for k in range(len(spec.chunks())):
+            self._enqueue(spec.id, k)
+        return spec.id
+
+    def _enqueue(self, job_id: str, chunk: int) -> None:
+        self.leases.acquire(f"pending:{job_id}:{chunk}", "queue", PENDING_TTL)
+        self._run_chunk(job_id, chunk)
+
+    def recover(self) -> int:
+        """Re-queue unfinished chunks nobody holds or waits for; returns how many."""
+        n = 0
+        for spec in self.store.unfinished():
+            done = self.store.done_indexes(spec.id)
+            for k, chunk in enumerate(spec.chunks()):
+                if all(i in done for i in chunk):
+                    continue
+                if self.leases.holder(f"{spec.id}:{k}") or self.leases.holder(f"pending:{spec.id}:{k}"):
+                    continue
+                self._enqueue(spec.id, k)
+                n += 1
+            if len(done) >= spec.total:
+                self.store.assemble(spec.id)
+        return n
+
+    # -- working ------------------------------------------------------------------------
+    def _task(self, job_id: str, chunk: int) -> None:
+        from wildspace.jobs.runner import run_chunk
+
+        ctx = self.context
+        if ctx is None:
+            raise RuntimeError("this process is not a worker (no WorkerContext)")
+        self.leases.release(f"pending:{job_id}:{chunk}", "queue")
+        key = f"{job_id}:{chunk}"
+        if not self.leases.acquire(key, ctx.worker_id, self.lease_ttl):
+            return  # another worker has it
+        try:
+            run_chunk(self.store, job_id, chunk, ctx,
+                      renew=lambda: self.leases.renew(key, ctx.worker_id, self.lease_ttl))
+        finally:
+            self.leases.release(key, ctx.worker_id)
+        self.store.assemble(job_id)
+
+    def consumer(self, context: WorkerContext, concurrency: int = 1):
+        """A huey consumer for this process (threads; the model is shared and stays loaded).
+
+        It installs no signal handlers: the caller decides what SIGTERM means (the worker
+        command: finish the item in hand, then stop; the app: its own shutdown).
+        """
+        from huey.consumer import Consumer
+
+        class _Consumer(Consumer):
+            def _set_signal_handlers(self):
+                pass
+
+        self.context = context
+        return _Consumer(self.huey, workers=max(1, concurrency), worker_type="thread",
+                         periodic=False, check_worker_health=False)
+
+    def start_recovery_loop(self, stop: threading.Event) -> threading.Thread:
+        def loop() -> None:
+            while not stop.is_set():
+                try:
+                    self.recover()
+                except Exception:  # keep recovering; a broken job must not stop the worker
+                    log.exception("recovery pass failed")
+                stop.wait(max(1.0, self.lease_ttl / 2))
+
+        t = threading.Thread(target=loop, name="wildspace-recovery", daemon=True)
+        t.start()
+        return t
+
+
+def start_local_worker(queue: JobQueue, service, concurrency: int = 1) -> WorkerContext:
+    """Run a worker inside this process (the app with the embedded queue does this)."""
+    ctx = WorkerContext(service=service)
+    consumer = queue.consumer(ctx, concurrency)
+    consumer.start()
+    queue.start_recovery_loop(ctx.stop)
+    return ctx
