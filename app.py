@@ -1,4 +1,8 @@
-"""Start the wildspace Gradio app: ``python app.py`` (also the Hugging Face Space entry point)."""
+"""Start the wildspace Gradio app: ``python app.py`` (also the Hugging Face Space entry point).
+
+With the embedded queue (the default) the app also runs a local worker, so this one process
+is a working system; with ``WILDSPACE_QUEUE=redis://…`` separate workers do the queued work.
+"""
 
 import os
 
@@ -6,13 +10,17 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
+from wildspace.jobs.queue import JobQueue, start_local_worker  # noqa: E402
 from wildspace.services import DetectorService  # noqa: E402
 from wildspace.ui.app import build_app, mcp_available  # noqa: E402
 
 
 def main() -> None:
     service = DetectorService(device=os.environ.get("WILDSPACE_DEVICE", "cpu"))
-    demo = build_app(service)
+    queue = JobQueue(service.settings)
+    if queue.url.startswith("sqlite") or os.environ.get("WILDSPACE_LOCAL_WORKER") == "1":
+        start_local_worker(queue, service)
+    demo = build_app(service, queue=queue, queue_above=int(os.environ.get("WILDSPACE_QUEUE_ABOVE", 50)))
     demo.queue(default_concurrency_limit=2).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         mcp_server=mcp_available(),  # the same functions become tools for AI assistants

@@ -64,6 +64,45 @@ def run_image_batch(service: DetectorService, uploads: Sequence[str | Path], mod
     return out
 
 
+def submit_image_batch(queue, owner: str, uploads: Sequence[str | Path], model: str,
+                       threshold: float, limits: UploadLimits = UploadLimits(),
+                       chunk_size: int = 16) -> str:
+    """Hand a batch to the worker queue: inputs are unpacked into the job's own folder in
+    the shared storage; files refused while unpacking are recorded as failures at once."""
+    from wildspace.jobs.store import JobSpec
+
+    store = queue.store
+    job_id = store.new_id()
+    unpacked = unpack_uploads(uploads, store.inputs_dir(job_id), limits)
+    inputs = [{"name": name, "path": str(path)} for path, name in unpacked.files]
+    inputs += [{"name": name, "path": ""} for name, _ in unpacked.failures]
+    spec = JobSpec(owner=owner, kind="detect-images", inputs=inputs, model=model,
+                   threshold=threshold, chunk_size=chunk_size, id=job_id)
+    store.create(spec)
+    for k, (name, why) in enumerate(unpacked.failures, start=len(unpacked.files)):
+        store.put_item(job_id, k, ImageResult(name, None, failure=why), worker="upload")
+    queue.enqueue_pending(job_id)
+    return job_id
+
+
+def job_output(store, job_id: str, owner: str, work_dir: Path, threshold: float,
+               exports: Sequence[str] = EXPORT_KINDS) -> RunOutput:
+    """Results and exports of a queued job (done or not: what is finished so far)."""
+    spec = store.spec(job_id, owner)
+    det = store.detector(job_id) or {"labels": [], "detector": spec.model or "unknown", "metadata": {}}
+    meta = det["metadata"]
+    info = DetectorInfo(name=meta.get("model_name", spec.model or "unknown"), labels=tuple(det["labels"]),
+                        input_size=int(meta.get("image_size") or 0),
+                        typical_threshold=meta.get("typical_detection_threshold", 0.2),
+                        conservative_threshold=meta.get("conservative_detection_threshold", 0.05),
+                        version=meta.get("megadetector_version"), extra={"file": det["detector"]})
+    files = {i["name"]: Path(i["path"]) for i in spec.inputs if i["path"]}
+    out = RunOutput(store.results(job_id), info, threshold, files=files)
+    out.exports = write_exports(result_set(out), Path(work_dir) / "exports", threshold, exports,
+                                name=f"wildspace-job-{job_id[:8]}")
+    return out
+
+
 def run_videos(service: DetectorService, uploads: Sequence[str | Path], model: str,
                threshold: float, work_dir: Path, sampling: Sampling,
                progress: Progress | None = None, batch_size: int = 8) -> RunOutput:

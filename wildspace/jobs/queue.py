@@ -38,6 +38,13 @@ class WorkerContext:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     stop: threading.Event = field(default_factory=threading.Event)
     batch_size: int = 4
+    consumer: object = None
+
+    def shutdown(self) -> None:
+        """Stop after the items in hand (used by in-process workers)."""
+        self.stop.set()
+        if self.consumer is not None:
+            self.consumer.stop(graceful=True)
 
 
 def queue_url(settings: Settings, url: str | None = None) -> str:
@@ -75,9 +82,17 @@ class JobQueue:
     # -- submitting ---------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> str:
         self.store.create(spec)
-        for k in range(len(spec.chunks())):
-            self._enqueue(spec.id, k)
+        self.enqueue_pending(spec.id)
         return spec.id
+
+    def enqueue_pending(self, job_id: str) -> None:
+        """Queue every chunk of a stored job that still has inputs without a result."""
+        spec = self.store.spec(job_id)
+        done = self.store.done_indexes(job_id)
+        for k, chunk in enumerate(spec.chunks()):
+            if any(i not in done for i in chunk):
+                self._enqueue(job_id, k)
+        self.store.assemble(job_id)
 
     def _enqueue(self, job_id: str, chunk: int) -> None:
         self.leases.acquire(f"pending:{job_id}:{chunk}", "queue", PENDING_TTL)
@@ -151,6 +166,7 @@ def start_local_worker(queue: JobQueue, service, concurrency: int = 1) -> Worker
     """Run a worker inside this process (the app with the embedded queue does this)."""
     ctx = WorkerContext(service=service)
     consumer = queue.consumer(ctx, concurrency)
+    ctx.consumer = consumer
     consumer.start()
     queue.start_recovery_loop(ctx.stop)
     return ctx

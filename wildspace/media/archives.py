@@ -140,3 +140,21 @@ def _copy_limited(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limi
 
 def clean(dest: Path) -> None:
     shutil.rmtree(dest, ignore_errors=True)
+
+
+def count_inputs(uploads: Iterable[str | Path], extensions: frozenset[str] = IMAGE_EXTENSIONS) -> int:
+    """How many files an upload holds (zip members with wanted extensions), read cheaply
+    from zip directories; used to decide whether a batch goes to the worker queue."""
+    n = 0
+    for upload in uploads:
+        upload = Path(upload)
+        if upload.suffix.lower() == ".zip":
+            try:
+                with zipfile.ZipFile(upload) as z:
+                    n += sum(1 for i in z.infolist()
+                             if not i.is_dir() and PurePosixPath(i.filename).suffix.lower() in extensions)
+            except (zipfile.BadZipFile, OSError):
+                n += 1
+        else:
+            n += 1
+    return n

@@ -8,7 +8,8 @@ from pathlib import Path
 import gradio as gr
 
 from wildspace.services import DetectorService
-from wildspace.ui import batch_tab, single_image, video_tab
+from wildspace.ui import batch_tab, jobs_tab, single_image, video_tab
+from wildspace.ui.identity import owner_state
 
 INTRO = """# wildspace
 Find animals, people and vehicles in camera-trap photos and videos with MegaDetector and other
@@ -16,16 +17,24 @@ open models. Results download in the formats Timelapse, spreadsheets, COCO tools
 (Camtrap DP) read."""
 
 
-def build_app(service: DetectorService, out_dir: Path | None = None) -> gr.Blocks:
+def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
+              queue_above: int | None = None) -> gr.Blocks:
+    """The app. With a ``queue``, batches of more than ``queue_above`` files go to the
+    workers and a *Jobs* tab appears."""
     out_dir = out_dir or Path(tempfile.gettempdir()) / "wildspace-app"
     with gr.Blocks(title="wildspace") as demo:
         gr.Markdown(INTRO)
+        stored, owner, on_load = owner_state(service.settings.home)
         with gr.Tab("Single image"):
             single_image.build_tab(service, out_dir / "single")
         with gr.Tab("Batch"):
-            batch_tab.build_tab(service, out_dir / "batch")
+            batch_tab.build_tab(service, out_dir / "batch", owner, queue, queue_above)
         with gr.Tab("Video"):
             video_tab.build_tab(service, out_dir / "video")
+        if queue is not None:
+            with gr.Tab("Jobs"):
+                jobs_tab.build_tab(queue, out_dir / "jobs", owner)
+        demo.load(on_load, stored, [stored, owner], api_name=False)
     return demo
 
 

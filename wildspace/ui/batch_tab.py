@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import gradio as gr
 from PIL import Image
 
-from wildspace.batch import RunOutput, run_image_batch
+from wildspace.batch import RunOutput, job_output, run_image_batch, submit_image_batch
 from wildspace.formats.categories import image_status, label_kind, label_of
+from wildspace.media.archives import count_inputs
 from wildspace.media.draw import draw_detections
 from wildspace.media.images import IMAGE_EXTENSIONS, ImageReadError, load_image
 from wildspace.services import DetectorService
 from wildspace.ui.common import gpu, model_controls, new_work_dir, user_errors
+from wildspace.ui.identity import owner_of
 
 TABLE_HEADERS = ["file", "status", "detections", "max animal", "max person", "max vehicle",
                  "top label", "failure"]
@@ -66,7 +69,9 @@ def gallery_items(out: RunOutput, work_dir: Path, max_pixels: int) -> list[tuple
 
 
 def run_batch_tab(service: DetectorService, files, model: str, threshold: float, out_root: Path,
-                 progress=None):
+                  progress=None, queue=None, owner: str = "anonymous", queue_above: int | None = None):
+    """Generator: small batches run here; batches above ``queue_above`` files go to the worker
+    queue and this shows their progress until they are done (they go on if the page closes)."""
     if not files:
         raise gr.Error("Upload images or a zip of images first.")
     paths = [f if isinstance(f, str) else f.name for f in files]
@@ -77,16 +82,29 @@ def run_batch_tab(service: DetectorService, files, model: str, threshold: float,
             progress((done, max(total, 1)), desc=f"{done}/{total} {what}")
 
     with user_errors():
-        out = run_image_batch(service, paths, model, float(threshold), work_dir, progress=report)
+        if queue is not None and queue_above is not None and count_inputs(paths) > queue_above:
+            job_id = submit_image_batch(queue, owner, paths, model, float(threshold))
+            while True:
+                st = queue.store.status(job_id, owner)
+                report(st.done, st.total, "images (queued job)")
+                if st.state in ("done", "cancelled"):
+                    break
+                yield (f"Large batch: queued as job `{job_id}` — {st.done}/{st.total} done. "
+                       "It keeps running if you close this page; see the Jobs tab.", None, None, None)
+                time.sleep(1.0)
+            out = job_output(queue.store, job_id, owner, work_dir, float(threshold))
+        else:
+            out = run_image_batch(service, paths, model, float(threshold), work_dir, progress=report)
     downloads = [str(p) for p in out.exports.values()]
-    csv_images = work_dir / "exports" / "wildspace_images.csv"
-    if csv_images.is_file():
-        downloads.insert(2, str(csv_images))
-    return (summary_markdown(out), gallery_items(out, work_dir, service.settings.max_pixels),
-            table_rows(out), downloads)
+    images_csv = next(iter((work_dir / "exports").glob("*_images.csv")), None)
+    if images_csv is not None:
+        downloads.insert(2, str(images_csv))
+    yield (summary_markdown(out), gallery_items(out, work_dir, service.settings.max_pixels),
+           table_rows(out), downloads)
 
 
-def build_tab(service: DetectorService, out_root: Path) -> None:
+def build_tab(service: DetectorService, out_root: Path, owner_state=None, queue=None,
+              queue_above: int | None = None) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             files = gr.File(file_count="multiple", label="Images or zip files",
@@ -103,7 +121,8 @@ def build_tab(service: DetectorService, out_root: Path) -> None:
                                 "COCO Camera Traps, Camtrap DP, crops, images sorted into folders")
 
     @gpu
-    def detect_batch(file_list, model_name, conf, progress=gr.Progress()):
+    def detect_batch(file_list, model_name, conf, token=None, request: gr.Request = None,
+                     progress=gr.Progress()):
         """Find animals, people and vehicles in many camera-trap images or zip files.
 
         Args:
@@ -114,7 +133,8 @@ def build_tab(service: DetectorService, out_root: Path) -> None:
             a summary, annotated images, one table row per file, and export files
             (MegaDetector JSON, CSV, COCO Camera Traps, Camtrap DP, crops, sorted images).
         """
-        return run_batch_tab(service, file_list, model_name, conf, out_root, progress)
+        yield from run_batch_tab(service, file_list, model_name, conf, out_root, progress, queue,
+                                 owner_of(request, token), queue_above)
 
-    button.click(detect_batch, [files, model, threshold], [summary, gallery, table, downloads],
-                 api_name="detect_batch")
+    inputs = [files, model, threshold] + ([owner_state] if owner_state is not None else [])
+    button.click(detect_batch, inputs, [summary, gallery, table, downloads], api_name="detect_batch")

@@ -1,0 +1,74 @@
+"""The *Jobs* tab: the caller's own queued jobs, live progress, cancel, downloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from wildspace.batch import job_output
+from wildspace.jobs.store import JobNotFound
+from wildspace.ui.common import new_work_dir
+from wildspace.ui.identity import owner_of
+
+HEADERS = ["job", "state", "done", "total", "failed", "created (UTC)", "model"]
+
+
+def job_rows(queue, owner: str) -> list[list]:
+    return [[s.id, s.state, s.done, s.total, s.failures, s.created[:19].replace("T", " "), s.model]
+            for s in queue.store.list(owner)]
+
+
+def list_jobs(queue, owner: str):
+    rows = job_rows(queue, owner)
+    return rows, gr.update(choices=[r[0] for r in rows])
+
+
+def cancel_job(queue, job_id: str | None, owner: str):
+    if not job_id:
+        raise gr.Error("Choose one of your jobs first.")
+    try:
+        queue.store.cancel(job_id, owner)
+    except JobNotFound:
+        raise gr.Error("No such job among yours.") from None
+    return list_jobs(queue, owner)
+
+
+def job_results(queue, job_id: str | None, owner: str, out_root: Path, threshold: float = 0.2):
+    if not job_id:
+        raise gr.Error("Choose one of your jobs first.")
+    try:
+        out = job_output(queue.store, job_id, owner, new_work_dir(out_root), threshold,
+                         exports=("md-json", "csv", "coco", "camtrap-dp"))
+    except JobNotFound:
+        raise gr.Error("No such job among yours.") from None
+    return [str(p) for p in out.exports.values()]
+
+
+def build_tab(queue, out_root: Path, owner_state) -> None:
+    gr.Markdown("Batches above the size limit run on the worker queue. They keep running when "
+                "you close the page and survive a restart of the app; only you can see yours.")
+    table = gr.Dataframe(headers=HEADERS, label="Your jobs", interactive=False, elem_id="jobs-table")
+    with gr.Row():
+        job = gr.Dropdown(label="Job", choices=[], allow_custom_value=True, elem_id="jobs-choice")
+        threshold = gr.Slider(0.01, 0.99, value=0.2, step=0.01, label="Threshold for the exports")
+    with gr.Row():
+        refresh = gr.Button("Refresh")
+        cancel = gr.Button("Cancel job", variant="stop")
+        download = gr.Button("Download results", variant="primary")
+    files = gr.File(file_count="multiple", label="Results so far (MegaDetector JSON, CSV, COCO, Camtrap DP)")
+    timer = gr.Timer(3.0)
+
+    def _list(token, request: gr.Request):
+        return list_jobs(queue, owner_of(request, token))
+
+    def _cancel(job_id, token, request: gr.Request):
+        return cancel_job(queue, job_id, owner_of(request, token))
+
+    def _results(job_id, conf, token, request: gr.Request):
+        return job_results(queue, job_id, owner_of(request, token), out_root, conf)
+
+    refresh.click(_list, [owner_state], [table, job], api_name="list_jobs")
+    timer.tick(_list, [owner_state], [table, job], api_name=False, show_progress="hidden")
+    cancel.click(_cancel, [job, owner_state], [table, job], api_name="cancel_job")
+    download.click(_results, [job, threshold, owner_state], [files], api_name="job_results")
