@@ -65,16 +65,17 @@ def run_image_batch(service: DetectorService, uploads: Sequence[str | Path], mod
 
 
 def submit_image_batch(queue, owner: str, uploads: Sequence[str | Path], model: str,
-                       threshold: float, limits: UploadLimits = UploadLimits(),
+                       threshold: float, work_dir: Path, limits: UploadLimits = UploadLimits(),
                        chunk_size: int = 16) -> str:
-    """Hand a batch to the worker queue: inputs are unpacked into the job's own folder in
-    the shared storage; files refused while unpacking are recorded as failures at once."""
+    """Hand a batch to the worker queue: inputs are unpacked here, then copied into the
+    job's folder in the shared storage (workers may be elsewhere); files refused while
+    unpacking are recorded as failures at once."""
     from wildspace.jobs.store import JobSpec
 
     store = queue.store
     job_id = store.new_id()
-    unpacked = unpack_uploads(uploads, store.inputs_dir(job_id), limits)
-    inputs = [{"name": name, "path": str(path)} for path, name in unpacked.files]
+    unpacked = unpack_uploads(uploads, Path(work_dir) / "inputs", limits)
+    inputs = [{"name": name, "path": store.put_input(job_id, path, name)} for path, name in unpacked.files]
     inputs += [{"name": name, "path": ""} for name, _ in unpacked.failures]
     spec = JobSpec(owner=owner, kind="detect-images", inputs=inputs, model=model,
                    threshold=threshold, chunk_size=chunk_size, id=job_id)
@@ -96,7 +97,8 @@ def job_output(store, job_id: str, owner: str, work_dir: Path, threshold: float,
                         typical_threshold=meta.get("typical_detection_threshold", 0.2),
                         conservative_threshold=meta.get("conservative_detection_threshold", 0.05),
                         version=meta.get("megadetector_version"), extra={"file": det["detector"]})
-    files = {i["name"]: Path(i["path"]) for i in spec.inputs if i["path"]}
+    cache = Path(work_dir) / "inputs-cache"
+    files = {i["name"]: store.local_input(job_id, i["path"], cache) for i in spec.inputs if i["path"]}
     out = RunOutput(store.results(job_id), info, threshold, files=files)
     out.exports = write_exports(result_set(out), Path(work_dir) / "exports", threshold, exports,
                                 name=f"wildspace-job-{job_id[:8]}")

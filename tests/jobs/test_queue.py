@@ -72,8 +72,7 @@ def test_killed_workers_resume_and_every_item_is_done_exactly_once(queue_url, wo
     assert seen == sorted(seen) and s.done == total  # progress is monotonic and reaches total
     records = list(queue.store.items(job))
     assert sorted(r["index"] for r in records) == list(range(total))
-    import json
-    doc = json.loads(queue.store.result_path(job).read_text())
+    doc = queue.store.document(job)
     assert sorted(im["file"] for im in doc["images"]) == sorted(i["name"] for i in spec.inputs)
     reference = _reference(weights, spec)
     for im in doc["images"]:

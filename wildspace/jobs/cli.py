@@ -103,8 +103,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     from wildspace.formats.megadetector import read_results, write_results
 
     s = store.status(args.id, owner)
-    path = store.result_path(args.id) if s.state == "done" else store.partial_result(args.id, owner)
-    doc = read_results(path)
+    doc = read_results(store.document(args.id))
     if args.format == "md-json":
         write_results(doc, args.output)
         print(f"{s.state}: {len(doc['images'])}/{s.total} images -> {args.output}")

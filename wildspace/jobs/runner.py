@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -28,7 +29,9 @@ def run_chunk(store: JobStore, job_id: str, chunk: int, ctx, renew: Callable[[],
     store.put_detector(job_id, info.labels, info.extra.get("file", info.name),
                        detector_metadata(info, spec.threshold))
     by_name = {spec.inputs[i]["name"]: i for i in indexes}
-    files = [(Path(spec.inputs[i]["path"]), spec.inputs[i]["name"]) for i in indexes]
+    cache = Path(tempfile.gettempdir()) / "wildspace-job-inputs"
+    files = [(store.local_input(job_id, spec.inputs[i]["path"], cache), spec.inputs[i]["name"])
+             for i in indexes]
     recorded = 0
     results = detect_files(detector, files, spec.threshold, batch_size=ctx.batch_size,
                            max_pixels=service.settings.max_pixels)
@@ -41,4 +44,8 @@ def run_chunk(store: JobStore, job_id: str, chunk: int, ctx, renew: Callable[[],
                 break
     finally:
         results.close()
+        if not store.files.local:  # copies fetched from remote storage are not kept
+            for path, _ in files:
+                if cache in path.parents:
+                    path.unlink(missing_ok=True)
     return recorded

@@ -11,6 +11,12 @@ Layout of one job (``<root>/jobs/<job id>/``)::
 Results are appended item by item, then assembled, so a killed worker loses at most the item
 in flight, and a restarted one skips what is already on disk: every input appears exactly
 once. Job ids are 192-bit random tokens; a job is only visible to its owner.
+
+The root is a local folder or any fsspec URL (``hf://datasets/org/repo/jobs``, ``s3://…``)
+so an app and GPU workers on different machines can share jobs. Locally, files are written
+with an atomic rename and items with an atomic create-if-absent (hard link); on object stores
+each file is one object put (whole or not at all), and a chunk's lease keeps two workers off
+the same item.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import datetime as _dt
 import json
 import os
 import secrets
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -70,53 +77,120 @@ class JobStatus:
     model: str | None
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
+class _Files:
+    """The few file operations the store needs, on a local folder or an fsspec filesystem."""
+
+    def __init__(self, root: str | Path):
+        import fsspec
+        from fsspec.implementations.local import LocalFileSystem
+
+        self.url = str(root)
+        self.fs, self.root = fsspec.core.url_to_fs(self.url)
+        self.local = isinstance(self.fs, LocalFileSystem)
+        self.root = self.root.rstrip("/")
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def read(self, path: str) -> str:
+        return self.fs.cat_file(path).decode("utf-8")
+
+    def exists(self, path: str) -> bool:
+        return self.fs.exists(path)
+
+    def names(self, folder: str, suffix: str = "") -> list[str]:
+        try:
+            entries = self.fs.ls(folder, detail=False)
+        except (FileNotFoundError, OSError):
+            return []
+        return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries if e.endswith(suffix))
+
+    def write(self, path: str, text: str) -> None:
+        if not self.local:
+            self.fs.pipe_file(path, text.encode("utf-8"))
+            return
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def create(self, path: str, text: str) -> bool:
+        """Write only if absent; atomic locally (the chunk lease guards object stores)."""
+        if not self.local:
+            if self.fs.exists(path):
+                return False
+            self.fs.pipe_file(path, text.encode("utf-8"))
+            return True
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                return False
+            return True
+        finally:
             os.unlink(tmp)
 
+    def put_file(self, local: Path, path: str) -> None:
+        if self.local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, path)
+        else:
+            self.fs.put_file(str(local), path)
 
-def _atomic_create(path: Path, text: str) -> bool:
-    """Write ``path`` only if it does not exist yet (atomic, even between processes)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        os.unlink(tmp)
+    def get_file(self, path: str, local: Path) -> Path:
+        if self.local:
+            return Path(path)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        if not local.exists():
+            self.fs.get_file(path, str(local))
+        return local
 
 
 class JobStore:
-    """Jobs under a local storage root (shared by the app and the workers)."""
+    """Jobs under a storage root shared by the app and the workers (a folder or fsspec URL)."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
-        (self.root / "jobs").mkdir(parents=True, exist_ok=True)
+        self.files = _Files(root)
+        self.root = self.files.url
+        if self.files.local:
+            Path(self.files.path("jobs")).mkdir(parents=True, exist_ok=True)
 
     # -- paths --------------------------------------------------------------------------
-    def _dir(self, job_id: str) -> Path:
+    def _dir(self, job_id: str, *parts: str) -> str:
         if not job_id or "/" in job_id or job_id.startswith(".") or len(job_id) > 64:
             raise JobNotFound(job_id)
-        return self.root / "jobs" / job_id
+        return self.files.path("jobs", job_id, *parts)
 
-    def inputs_dir(self, job_id: str) -> Path:
-        return self._dir(job_id) / "inputs"
+    def stored_input(self, job_id: str, name: str) -> str:
+        """Where an uploaded input is kept in the storage (``stored:`` paths in a spec)."""
+        return f"stored:inputs/{name}"
+
+    def put_input(self, job_id: str, local: Path, name: str) -> str:
+        """Copy an uploaded file into the job's storage; returns the spec path for it."""
+        self.files.put_file(local, self._dir(job_id, "inputs", name))
+        return self.stored_input(job_id, name)
+
+    def local_input(self, job_id: str, path: str, cache: Path) -> Path:
+        """A local file for a spec input path (downloaded from remote storage if needed)."""
+        if not path.startswith("stored:"):
+            return Path(path)
+        rel = path[len("stored:"):]
+        return self.files.get_file(self._dir(job_id, rel), cache / job_id / rel)
 
     # -- creating and reading -----------------------------------------------------------
     @staticmethod
@@ -128,91 +202,94 @@ class JobStore:
             raise ValueError(f"unknown job kind '{spec.kind}'; choose from {', '.join(KINDS)}")
         if not spec.inputs:
             raise ValueError("a job needs at least one input")
-        d = self._dir(spec.id)
-        (d / "items").mkdir(parents=True, exist_ok=True)
-        _atomic_write(d / "job.json", json.dumps(asdict(spec), indent=1))
+        self.files.write(self._dir(spec.id, "job.json"), json.dumps(asdict(spec), indent=1))
         return spec
 
     def spec(self, job_id: str, owner: str | None = None) -> JobSpec:
         """The job's request; ``owner=None`` is for workers (no ownership check)."""
-        p = self._dir(job_id) / "job.json"
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            data = json.loads(self.files.read(self._dir(job_id, "job.json")))
         except (OSError, ValueError):
             raise JobNotFound(job_id) from None
         if owner is not None and data.get("owner") != owner:
             raise JobNotFound(job_id)
         return JobSpec(**data)
 
+    def _job_ids(self) -> list[str]:
+        return self.files.names(self.files.path("jobs"))
+
     def list(self, owner: str) -> list[JobStatus]:
         out = []
-        for d in sorted((self.root / "jobs").iterdir()):
+        for job_id in self._job_ids():
             try:
-                spec = self.spec(d.name, owner)
+                out.append(self.status(job_id, owner))
             except JobNotFound:
                 continue
-            out.append(self.status(spec.id, owner))
         return sorted(out, key=lambda s: s.created, reverse=True)
 
     # -- items --------------------------------------------------------------------------
-    def item_path(self, job_id: str, index: int) -> Path:
-        return self._dir(job_id) / "items" / f"{index:07d}.json"
+    def _item(self, job_id: str, index: int) -> str:
+        return self._dir(job_id, "items", f"{index:07d}.json")
 
     def has_item(self, job_id: str, index: int) -> bool:
-        return self.item_path(job_id, index).is_file()
+        return self.files.exists(self._item(job_id, index))
 
     def put_item(self, job_id: str, index: int, result: ImageResult, worker: str) -> bool:
         """Record one finished input. Returns False (and writes nothing) if it was already
         recorded: the first result of an item is the one that counts."""
         record = {"index": index, "worker": worker, "image": image_to_dict(result)}
-        return _atomic_create(self.item_path(job_id, index), json.dumps(record))
+        return self.files.create(self._item(job_id, index), json.dumps(record))
 
     def items(self, job_id: str) -> Iterator[dict]:
-        for p in sorted((self._dir(job_id) / "items").glob("*.json")):
+        folder = self._dir(job_id, "items")
+        for name in self.files.names(folder, ".json"):
+            if name.startswith("."):
+                continue
             try:
-                yield json.loads(p.read_text(encoding="utf-8"))
+                yield json.loads(self.files.read(f"{folder}/{name}"))
             except (OSError, ValueError):
-                continue  # an interrupted write never leaves a partial file (atomic rename)
+                continue  # writes are whole-or-nothing; skip anything unreadable
 
     def done_indexes(self, job_id: str) -> set[int]:
-        return {int(p.stem) for p in (self._dir(job_id) / "items").glob("*.json")}
+        return {int(n[:-5]) for n in self.files.names(self._dir(job_id, "items"), ".json")
+                if n[:-5].isdigit()}
 
     # -- detector, cancel, result -------------------------------------------------------
     def put_detector(self, job_id: str, labels: tuple[str, ...], detector: str, metadata: dict) -> None:
-        p = self._dir(job_id) / "detector.json"
-        if not p.exists():
-            _atomic_write(p, json.dumps({"labels": list(labels), "detector": detector, "metadata": metadata}))
+        self.files.create(self._dir(job_id, "detector.json"),
+                          json.dumps({"labels": list(labels), "detector": detector, "metadata": metadata}))
 
     def detector(self, job_id: str) -> dict | None:
-        p = self._dir(job_id) / "detector.json"
-        return json.loads(p.read_text()) if p.exists() else None
+        p = self._dir(job_id, "detector.json")
+        return json.loads(self.files.read(p)) if self.files.exists(p) else None
 
     def cancel(self, job_id: str, owner: str) -> None:
         self.spec(job_id, owner)
-        _atomic_write(self._dir(job_id) / "cancel", _dt.datetime.now(_dt.timezone.utc).isoformat())
+        self.files.write(self._dir(job_id, "cancel"), _dt.datetime.now(_dt.timezone.utc).isoformat())
 
     def cancelled(self, job_id: str) -> bool:
-        return (self._dir(job_id) / "cancel").exists()
+        return self.files.exists(self._dir(job_id, "cancel"))
 
-    def result_path(self, job_id: str) -> Path:
-        return self._dir(job_id) / "result.json"
+    def has_result(self, job_id: str) -> bool:
+        return self.files.exists(self._dir(job_id, "result.json"))
 
-    def assemble(self, job_id: str) -> Path | None:
-        """Write ``result.json`` when every input has a result (idempotent); return it."""
+    def assemble(self, job_id: str) -> bool:
+        """Write ``result.json`` when every input has a result (idempotent)."""
         spec = self.spec(job_id)
-        if self.result_path(job_id).exists():
-            return self.result_path(job_id)
-        done = self.done_indexes(job_id)
-        if len(done) < spec.total:
-            return None
-        return self._write_result(job_id, spec)
+        if self.has_result(job_id):
+            return True
+        if len(self.done_indexes(job_id)) < spec.total:
+            return False
+        self.files.write(self._dir(job_id, "result.json"), json.dumps(self.document(job_id), indent=1))
+        return True
 
-    def _write_result(self, job_id: str, spec: JobSpec) -> Path:
+    def document(self, job_id: str) -> dict:
+        """The MegaDetector document of what is done so far (all of it once done)."""
+        if self.has_result(job_id):
+            return json.loads(self.files.read(self._dir(job_id, "result.json")))
+        spec = self.spec(job_id)
         det = self.detector(job_id) or {"labels": [], "detector": spec.model or "unknown", "metadata": {}}
-        results = self.results(job_id)
-        doc = build_results(results, det["labels"], det["detector"], det["metadata"])
-        _atomic_write(self.result_path(job_id), json.dumps(doc, indent=1))
-        return self.result_path(job_id)
+        return build_results(self.results(job_id), det["labels"], det["detector"], det["metadata"])
 
     def results(self, job_id: str) -> list[ImageResult]:
         images = [rec["image"] for rec in self.items(job_id)]
@@ -224,24 +301,13 @@ class JobStore:
         except FormatError:
             return [ImageResult(im["file"], None, failure="result unreadable") for im in images]
 
-    def partial_result(self, job_id: str, owner: str) -> Path:
-        """A MegaDetector document of what is done so far (for cancelled or running jobs)."""
-        spec = self.spec(job_id, owner)
-        if self.result_path(job_id).exists():
-            return self.result_path(job_id)
-        p = self._dir(job_id) / "partial-result.json"
-        det = self.detector(job_id) or {"labels": [], "detector": spec.model or "unknown", "metadata": {}}
-        doc = build_results(self.results(job_id), det["labels"], det["detector"], det["metadata"])
-        _atomic_write(p, json.dumps(doc, indent=1))
-        return p
-
     # -- status -------------------------------------------------------------------------
     def status(self, job_id: str, owner: str | None = None) -> JobStatus:
         spec = self.spec(job_id, owner)
         records = list(self.items(job_id))
         failures = sum(1 for r in records if r["image"].get("failure"))
         done = len(records)
-        if self.result_path(job_id).exists():
+        if self.has_result(job_id):
             state = "done"
         elif self.cancelled(job_id):
             state = "cancelled"
@@ -254,12 +320,12 @@ class JobStore:
 
     def unfinished(self) -> Iterator[JobSpec]:
         """Jobs that still have work (not done, not cancelled) — for recovery."""
-        for d in sorted((self.root / "jobs").iterdir()):
+        for job_id in self._job_ids():
             try:
-                spec = self.spec(d.name)
+                spec = self.spec(job_id)
             except JobNotFound:
                 continue
-            if not self.result_path(spec.id).exists() and not self.cancelled(spec.id):
+            if not self.has_result(job_id) and not self.cancelled(job_id):
                 yield spec
 
 

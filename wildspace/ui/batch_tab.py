@@ -83,7 +83,7 @@ def run_batch_tab(service: DetectorService, files, model: str, threshold: float,
 
     with user_errors():
         if queue is not None and queue_above is not None and count_inputs(paths) > queue_above:
-            job_id = submit_image_batch(queue, owner, paths, model, float(threshold))
+            job_id = submit_image_batch(queue, owner, paths, model, float(threshold), work_dir)
             while True:
                 st = queue.store.status(job_id, owner)
                 report(st.done, st.total, "images (queued job)")
