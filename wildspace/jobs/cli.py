@@ -8,7 +8,7 @@ import json
 import os
 import signal
 import sys
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 
 def default_owner(explicit: str | None = None) -> str:
@@ -24,17 +24,10 @@ def default_owner(explicit: str | None = None) -> str:
 
 def unique_inputs(files) -> list[dict]:
     """``[{"name", "path"}]`` with names made unique (the name is the result's key)."""
+    from wildspace.media.archives import unique_name
+
     seen: set[str] = set()
-    out = []
-    for path, name in files:
-        candidate, n = name, 1
-        while candidate in seen:
-            p = PurePosixPath(name)
-            candidate = str(p.with_name(f"{p.stem}_{n}{p.suffix}"))
-            n += 1
-        seen.add(candidate)
-        out.append({"name": candidate, "path": str(Path(path).absolute())})
-    return out
+    return [{"name": unique_name(name, seen), "path": str(Path(path).absolute())} for path, name in files]
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

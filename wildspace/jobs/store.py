@@ -77,6 +77,17 @@ class JobStatus:
     model: str | None
 
 
+def _synced_temp(target: Path, text: str) -> str:
+    """A fsynced temporary file next to ``target`` (to rename or link into place)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    return tmp
+
+
 class _Files:
     """The few file operations the store needs, on a local folder or an fsspec filesystem."""
 
@@ -109,15 +120,9 @@ class _Files:
         if not self.local:
             self.fs.pipe_file(path, text.encode("utf-8"))
             return
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        tmp = _synced_temp(Path(path), text)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
+            os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -129,16 +134,10 @@ class _Files:
                 return False
             self.fs.pipe_file(path, text.encode("utf-8"))
             return True
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        tmp = _synced_temp(Path(path), text)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
             try:
-                os.link(tmp, target)
+                os.link(tmp, path)
             except FileExistsError:
                 return False
             return True

@@ -51,15 +51,16 @@ def unpack_uploads(uploads: Iterable[str | Path], dest: Path, limits: UploadLimi
         if upload.suffix.lower() == ".zip":
             total = _unpack_zip(upload, dest, limits, extensions, out, seen, total)
         elif upload.suffix.lower() in extensions or upload.suffix.lower() not in ARCHIVE_EXTENSIONS:
-            out.files.append((upload, _unique(upload.name, seen)))
+            out.files.append((upload, unique_name(upload.name, seen)))
         else:
-            out.failures.append((_unique(upload.name, seen), "archive type not supported (use .zip)"))
+            out.failures.append((unique_name(upload.name, seen), "archive type not supported (use .zip)"))
         if len(out.files) > limits.max_files:
             raise ValueError(f"too many files: more than {limits.max_files} in one upload")
     return out
 
 
-def _unique(name: str, seen: set[str]) -> str:
+def unique_name(name: str, seen: set[str]) -> str:
+    """``name``, or ``stem_1.ext``, ``stem_2.ext`` … if already in ``seen``; adds it to ``seen``."""
     candidate, n = name, 1
     while candidate in seen:
         p = PurePosixPath(name)
@@ -76,7 +77,7 @@ def _unpack_zip(zpath: Path, dest: Path, limits: UploadLimits, extensions: froze
     try:
         zf = zipfile.ZipFile(zpath)
     except (zipfile.BadZipFile, OSError) as exc:
-        out.failures.append((_unique(zpath.name, seen), f"not a readable zip file: {exc}"))
+        out.failures.append((unique_name(zpath.name, seen), f"not a readable zip file: {exc}"))
         return total
     with zf:
         for info in zf.infolist():
@@ -86,7 +87,7 @@ def _unpack_zip(zpath: Path, dest: Path, limits: UploadLimits, extensions: froze
             reason = _refuse(info, limits, extensions)
             if reason == "skip":
                 continue
-            report = _unique(name.replace("\\", "/").lstrip("/"), seen)
+            report = unique_name(name.replace("\\", "/").lstrip("/"), seen)
             if reason:
                 out.failures.append((report, reason))
                 continue
