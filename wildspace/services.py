@@ -108,10 +108,10 @@ class DetectorService:
             spec = self.registry.get(name)
             self.store.import_file(spec, file)
             return spec
-        from wildspace.detect.factory import build_detector
+        from wildspace.detect.factory import build_detector, detect_family
 
-        det = build_detector(file, device="cpu")  # scans, loads and reads labels; refuses hostile files
-        family = "yolov5-legacy" if type(det).__name__ == "YOLOv5Detector" else "ultralytics"
+        family = detect_family(file)
+        det = build_detector(file, family=family, device="cpu")  # scans, loads, reads labels
         digest = sha256_file(file)
         try:
             spec = parse_spec(spec_to_dict(ModelSpec(

@@ -43,8 +43,6 @@ def detect_video(detector: Detector, path: str | Path, name: str, conf_threshold
                     yield _as_array(draw_detections(frame.image, dets, detector.info.labels))
             if on_frames:
                 on_frames(len(processed))
-            if annotated_path is None:
-                yield from ()
 
     try:
         if annotated_path is not None:
