@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     jr.add_argument("id")
     jr.add_argument("--output", "-o", type=Path, required=True,
                     help=".json for MegaDetector JSON; a folder with --format for other exports")
-    jr.add_argument("--format", choices=["md-json", "csv", "coco", "camtrap-dp"], default="md-json")
+    jr.add_argument("--format", choices=["md-json", "csv", "coco", "camtrap-dp", "crops", "sorted"],
+                    default="md-json")
     jr.add_argument("--threshold", type=_threshold, default=0.2, help="threshold for other exports")
     jc = jsub.add_parser("cancel", help="stop a job (within one item)")
     jc.add_argument("id")

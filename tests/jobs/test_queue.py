@@ -117,3 +117,45 @@ def test_cancel_stops_within_one_item_and_owners_are_separate(queue_url, workers
     assert s.state == "cancelled"
     assert s.done <= at_cancel + 1 < spec.total
     assert seen == sorted(seen)
+
+
+def test_jobs_cli_round_trip(tmp_path, monkeypatch, workers, shared_data):
+    """submit -> worker -> status --json -> result in every format, through the CLI."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    from tests.jobs.conftest import ROOT
+
+    monkeypatch.setenv("WILDSPACE_QUEUE", f"sqlite:///{tmp_path / 'q.db'}")
+    monkeypatch.setenv("WILDSPACE_STORAGE", str(tmp_path / "storage"))
+
+    def cli(*args):
+        r = subprocess.run([sys.executable, "-m", "wildspace", *map(str, args)], cwd=ROOT, text=True,
+                           capture_output=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    folder = shared_data / "camera-trap" / "ena24-small"
+    job = cli("jobs", "submit", "--weights", shared_data / "weights" / "yolov5n.pt", "--image-size", SIZE,
+              "--chunk-size", 8, folder)
+    workers.start()
+    deadline = time.time() + 240
+    while json.loads(cli("jobs", "status", job, "--json"))["state"] != "done":
+        assert time.time() < deadline
+        time.sleep(0.5)
+    assert job in cli("jobs", "list")
+    cli("jobs", "result", job, "--output", tmp_path / "r.json")
+    assert len(json.loads((tmp_path / "r.json").read_text())["images"]) == 21
+    for fmt in ("csv", "coco", "camtrap-dp", "crops", "sorted"):
+        cli("jobs", "result", job, "--format", fmt, "--threshold", 0.3, "--output", tmp_path / fmt)
+    with zipfile.ZipFile(next((tmp_path / "sorted").glob("*.zip"))) as z:
+        assert len(z.namelist()) == 21
+    from wildspace.formats.camtrap_dp import validate_package
+    assert validate_package(next(p for p in (tmp_path / "camtrap-dp").iterdir() if p.is_dir())) == []
+    r = subprocess.run([sys.executable, "-m", "wildspace", "jobs", "--owner", "mallory", "result", job,
+                        "--output", tmp_path / "x.json"], cwd=ROOT, text=True, capture_output=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 1 and "no job" in r.stderr

@@ -91,16 +91,28 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         store.cancel(args.id, owner)
         print(f"cancel requested for {args.id}")
         return 0
-    # result
-    from wildspace.formats.exports import result_set_from_md, write_exports
+    # result: everything done so far (all of it once the job is done)
+    import tempfile
+
+    from wildspace.batch import job_output
     from wildspace.formats.megadetector import read_results, write_results
 
     s = store.status(args.id, owner)
-    doc = read_results(store.document(args.id))
     if args.format == "md-json":
+        doc = read_results(store.document(args.id))
         write_results(doc, args.output)
         print(f"{s.state}: {len(doc['images'])}/{s.total} images -> {args.output}")
         return 0
-    paths = write_exports(result_set_from_md(doc), args.output, args.threshold, [args.format])
-    print(f"{s.state}: {len(doc['images'])}/{s.total} images -> {paths[args.format]}")
+    with tempfile.TemporaryDirectory(prefix="wildspace-result-") as tmp:
+        out = job_output(store, args.id, owner, Path(tmp), args.threshold, [args.format])
+        args.output.mkdir(parents=True, exist_ok=True)
+        target = args.output / out.exports[args.format].name
+        import shutil
+
+        shutil.move(str(out.exports[args.format]), target)
+        if args.format == "camtrap-dp":  # the zip, plus the unpacked package beside it
+            pkg = out.exports[args.format].with_suffix("")
+            if pkg.is_dir():
+                shutil.copytree(pkg, args.output / pkg.name, dirs_exist_ok=True)
+    print(f"{s.state}: {len(out.results)}/{s.total} images -> {target}")
     return 0
