@@ -25,6 +25,7 @@ def run_chunk(store: JobStore, job_id: str, chunk: int, ctx, renew: Callable[[],
         detector = service.load(weights=spec.weights, image_size=spec.image_size)
     else:
         detector = service.load(name=spec.model, image_size=spec.image_size)
+    renew()  # loading a model can take a while; keep the chunk ours
     info = detector.info
     store.put_detector(job_id, info.labels, info.extra.get("file", info.name),
                        detector_metadata(info, spec.threshold))

@@ -175,14 +175,11 @@ class JobStore:
             raise JobNotFound(job_id)
         return self.files.path("jobs", job_id, *parts)
 
-    def stored_input(self, job_id: str, name: str) -> str:
-        """Where an uploaded input is kept in the storage (``stored:`` paths in a spec)."""
-        return f"stored:inputs/{name}"
-
     def put_input(self, job_id: str, local: Path, name: str) -> str:
-        """Copy an uploaded file into the job's storage; returns the spec path for it."""
+        """Copy an uploaded file into the job's storage; returns its spec path
+        (``stored:inputs/<name>``, resolved by :meth:`local_input`)."""
         self.files.put_file(local, self._dir(job_id, "inputs", name))
-        return self.stored_input(job_id, name)
+        return f"stored:inputs/{name}"
 
     def local_input(self, job_id: str, path: str, cache: Path) -> Path:
         """A local file for a spec input path (downloaded from remote storage if needed)."""
