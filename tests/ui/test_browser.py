@@ -70,7 +70,7 @@ def test_video_tab_plays_in_chromium(page, shared_data, tmp_path):
         "() => { const v = document.querySelector('#video-output video');"
         " return v && isFinite(v.duration) && v.duration > 0 }", timeout=TIMEOUT_MS)
     page.wait_for_function(
-        f"() => (document.querySelector('#video-summary')?.innerText || '').includes('chimp.mp4')",
+        "() => (document.querySelector('#video-summary')?.innerText || '').includes('chimp.mp4')",
         timeout=TIMEOUT_MS)
     page.screenshot(path=str(tmp_path / "video.png"), full_page=True)
     href = page.locator("#video-json a").first.get_attribute("href")

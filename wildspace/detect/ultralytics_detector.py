@@ -1,7 +1,7 @@
 """Detector for ultralytics checkpoints (MegaDetector v6 YOLOv9/YOLOv10/RT-DETR, MDv1000
 larch/sorrel, DeepFaune).
 
-Ultralytics unpickles its checkpoints with ``weights_only=False``. We therefore scan every
+Ultralytics unpickles its checkpoints without a restricted unpickler. We therefore scan every
 file first (:mod:`wildspace.hub.safe_pickle`) and refuse anything that names a global outside
 ultralytics' network modules, ``torch.nn`` layers and tensor data; only then is the file
 handed to ultralytics. Only local paths are ever passed (never asset names, which download).

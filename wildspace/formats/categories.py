@@ -67,5 +67,14 @@ def summarise(results: Iterable[ImageResult], labels: tuple[str, ...], threshold
     return counts
 
 
+def best_by_kind(detections: Iterable[Detection], labels: tuple[str, ...]) -> dict[str, float]:
+    """Highest confidence per kind (``animal``/``human``/``vehicle``/``unknown``)."""
+    best: dict[str, float] = {}
+    for d in detections:
+        k = label_kind(label_of(labels, d))
+        best[k] = max(best.get(k, 0.0), d.conf)
+    return best
+
+
 def label_of(labels: tuple[str, ...], d: Detection) -> str:
     return labels[d.class_id] if 0 <= d.class_id < len(labels) else str(d.class_id)

@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 from typing import Iterable
 
-from wildspace.formats.categories import image_status, label_kind, label_of
+from wildspace.formats.categories import best_by_kind, image_status, label_kind, label_of
 from wildspace.types import ImageResult
 
 DETECTION_COLUMNS = ["file", "frame_number", "category", "label", "kind", "conf",
@@ -43,10 +43,7 @@ def write_images_csv(results: Iterable[ImageResult], labels: tuple[str, ...], pa
         w.writerow(IMAGE_COLUMNS)
         for r in sorted(results, key=lambda r: r.file):
             dets = [d for d in (r.detections or ()) if d.conf >= threshold]
-            best: dict[str, float] = {}
-            for d in dets:
-                k = label_kind(label_of(labels, d))
-                best[k] = max(best.get(k, 0.0), d.conf)
+            best = best_by_kind(dets, labels)
             top = max(dets, key=lambda d: d.conf, default=None)
             w.writerow([r.file, image_status(r, labels, threshold), len(dets),
                         *(f"{best[k]:.3f}" if k in best else "" for k in ("animal", "human", "vehicle")),

@@ -9,7 +9,7 @@ import gradio as gr
 from PIL import Image
 
 from wildspace.batch import RunOutput, job_output, run_image_batch, submit_image_batch
-from wildspace.formats.categories import image_status, label_kind, label_of
+from wildspace.formats.categories import best_by_kind, image_status, label_of
 from wildspace.media.archives import count_inputs
 from wildspace.media.draw import draw_detections
 from wildspace.media.images import IMAGE_EXTENSIONS, ImageReadError, load_image
@@ -36,10 +36,7 @@ def table_rows(out: RunOutput) -> list[list]:
     rows = []
     for r in sorted(out.results, key=lambda r: r.file):
         dets = [d for d in r.detections or () if d.conf >= out.threshold]
-        best = {}
-        for d in dets:
-            k = label_kind(label_of(out.info.labels, d))
-            best[k] = max(best.get(k, 0.0), round(d.conf, 3))
+        best = {k: round(v, 3) for k, v in best_by_kind(dets, out.info.labels).items()}
         top = max(dets, key=lambda d: d.conf, default=None)
         rows.append([r.file, image_status(r, out.info.labels, out.threshold), len(dets),
                      best.get("animal"), best.get("human"), best.get("vehicle"),

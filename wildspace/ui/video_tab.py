@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from wildspace.batch import RunOutput, run_videos
-from wildspace.formats.categories import label_kind, label_of
+from wildspace.formats.categories import best_by_kind
 from wildspace.media.archives import VIDEO_EXTENSIONS
 from wildspace.media.video import Sampling
 from wildspace.services import DetectorService
@@ -24,10 +24,7 @@ def summary_rows(out: RunOutput) -> list[list]:
     rows = []
     for r in sorted(out.results, key=lambda r: r.file):
         dets = [d for d in r.detections or () if d.conf >= out.threshold]
-        best: dict[str, float] = {}
-        for d in dets:
-            k = label_kind(label_of(out.info.labels, d))
-            best[k] = max(best.get(k, 0.0), round(d.conf, 3))
+        best = {k: round(v, 3) for k, v in best_by_kind(dets, out.info.labels).items()}
         frames = sorted({d.frame_number for d in dets})
         rows.append([r.file, r.frame_rate, len(r.frames_processed or ()),
                      ", ".join(map(str, frames[:40])) + (" …" if len(frames) > 40 else ""),
