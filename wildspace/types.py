@@ -21,12 +21,16 @@ class Detection:
         class_id: 0-based index into the detector's labels.
         conf: confidence in [0, 1].
         bbox_xywh_norm: ``(x_min, y_min, width, height)`` normalised to the image size.
+        classifications: a classifier's top answers for the box, best first, as
+            ``(category id, conf)`` pairs; the id is the classifier's 0-based label index as a
+            string (MegaDetector's ``classification_categories`` key). Empty when unclassified.
     """
 
     class_id: int
     conf: float
     bbox_xywh_norm: tuple[float, float, float, float]
     frame_number: int | None = None  # videos: 0-based index of the decoded frame
+    classifications: tuple[tuple[str, float], ...] = ()
 
     @property
     def category(self) -> str:

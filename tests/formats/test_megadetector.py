@@ -92,3 +92,62 @@ def test_reads_files_written_by_megadetector_itself(shared_data):
     ena = read_results(shared_data / "camera-trap" / "ena24-small" / "md_annotations.json")
     parsed = parse_results(ena)
     assert len(parsed) == len(ena["images"]) > 0
+
+
+def _classified_doc():
+    results = [ImageResult("cam/zebra.jpg", (
+        Detection(0, 0.9, (0.1, 0.2, 0.3, 0.4), classifications=(("2", 0.81234), ("0", 0.1))),
+        Detection(0, 0.3, (0.5, 0.5, 0.1, 0.1)),  # below the classification detection threshold
+    ))]
+    return build_results(results, ["animal", "person", "vehicle"], "md_v5a.0.0.pt",
+                         classification_categories={"0": "wildebeest", "1": "guineafowl", "2": "zebra"},
+                         classifier="serengeti-test",
+                         classifier_metadata={"typical_classification_threshold": 0.5})
+
+
+def test_classifications_are_written_in_md_form():
+    doc = _classified_doc()
+    assert doc["classification_categories"] == {"0": "wildebeest", "1": "guineafowl", "2": "zebra"}
+    assert doc["info"]["classifier"] == "serengeti-test"
+    assert doc["info"]["classifier_metadata"]["typical_classification_threshold"] == 0.5
+    d0, d1 = doc["images"][0]["detections"]
+    assert d0["classifications"] == [["2", 0.812], ["0", 0.1]]
+    assert "classifications" not in d1
+    assert "classification_categories" not in _doc()  # unclassified runs look as before
+
+
+def test_classifications_round_trip_through_file(tmp_path):
+    path = write_results(_classified_doc(), tmp_path / "md.json")
+    doc = read_results(path)
+    (r,) = parse_results(doc)
+    assert r.detections[0].classifications == (("2", 0.812), ("0", 0.1))
+    assert r.detections[1].classifications == ()
+    again = build_results(parse_results(doc), ["animal", "person", "vehicle"], "md_v5a.0.0.pt",
+                          classification_categories=doc["classification_categories"],
+                          classifier="serengeti-test",
+                          classifier_metadata={"typical_classification_threshold": 0.5})
+    assert again["images"] == doc["images"]
+
+
+def test_classification_conf_outside_unit_interval_is_refused():
+    doc = _classified_doc()
+    doc["images"][0]["detections"][0]["classifications"][0][1] = 1.7
+    with pytest.raises(FormatError, match=r"classifications\[0\]"):
+        validate(doc)
+
+
+def test_reads_classifications_written_by_other_tools(shared_data):
+    ena = read_results(shared_data / "camera-trap" / "ena24-small" / "md_annotations.json")
+    classified = [d for r in parse_results(ena) for d in r.detections or () if d.classifications]
+    assert classified and all(c in ena["classification_categories"] for d in classified
+                              for c, _ in d.classifications)
+
+
+def test_result_set_keeps_classifications(tmp_path):
+    from wildspace.formats.exports import result_set_from_md
+
+    rs = result_set_from_md(_classified_doc())
+    assert rs.classification_categories["2"] == "zebra"
+    doc = rs.md_document()
+    assert doc["classification_categories"] == _classified_doc()["classification_categories"]
+    assert doc["images"][0]["detections"][0]["classifications"][0] == ["2", 0.812]

@@ -3,7 +3,7 @@ tab, ``python -m wildspace convert`` and the workers)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -23,9 +23,15 @@ class ResultSet:
     detector: str  # weights file name, as MegaDetector writes it
     metadata: dict
     files: Mapping[str, Path]  # result file name -> path on disk (may be empty)
+    classification_categories: Mapping[str, str] = field(default_factory=dict)  # "0" -> species
+    classifier: str | None = None
+    classifier_metadata: Mapping = field(default_factory=dict)
 
     def md_document(self) -> dict:
-        return megadetector.build_results(self.results, self.labels, self.detector, self.metadata)
+        return megadetector.build_results(
+            self.results, self.labels, self.detector, self.metadata,
+            classification_categories=dict(self.classification_categories) or None,
+            classifier=self.classifier, classifier_metadata=dict(self.classifier_metadata) or None)
 
 
 def result_set_from_md(doc: dict, images_root: Path | None = None) -> ResultSet:
@@ -36,7 +42,10 @@ def result_set_from_md(doc: dict, images_root: Path | None = None) -> ResultSet:
     labels = tuple(cats.get(str(i + 1), str(i + 1)) for i in range(n))
     files = {r.file: images_root / r.file for r in results} if images_root else {}
     return ResultSet(results, labels, doc["info"].get("detector", "unknown"),
-                     doc["info"].get("detector_metadata", {}), files)
+                     doc["info"].get("detector_metadata", {}), files,
+                     classification_categories=doc.get("classification_categories", {}),
+                     classifier=doc["info"].get("classifier"),
+                     classifier_metadata=doc["info"].get("classifier_metadata", {}))
 
 
 def write_exports(rs: ResultSet, out_dir: str | Path, threshold: float,

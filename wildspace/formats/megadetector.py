@@ -50,6 +50,8 @@ def detection_to_dict(d: Detection) -> dict[str, Any]:
            "bbox": [round(float(v), COORD_DIGITS) for v in d.bbox_xywh_norm]}
     if d.frame_number is not None:
         out["frame_number"] = int(d.frame_number)
+    if d.classifications:
+        out["classifications"] = [[str(c), round(float(p), CONF_DIGITS)] for c, p in d.classifications]
     return out
 
 
@@ -69,7 +71,10 @@ def image_to_dict(r: ImageResult) -> dict[str, Any]:
 
 def build_results(results: Iterable[ImageResult], labels: Iterable[str], detector: str,
                   metadata: dict[str, Any] | None = None,
-                  completed: _dt.datetime | None = None) -> dict[str, Any]:
+                  completed: _dt.datetime | None = None,
+                  classification_categories: dict[str, str] | None = None,
+                  classifier: str | None = None,
+                  classifier_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """Assemble a MegaDetector batch-format document.
 
     Args:
@@ -78,14 +83,27 @@ def build_results(results: Iterable[ImageResult], labels: Iterable[str], detecto
         detector: the weights file name (tools pick thresholds from it, e.g. ``md_v5a.0.0.pt``).
         metadata: ``detector_metadata`` (``megadetector_version``,
             ``typical_detection_threshold``, ``conservative_detection_threshold`` …).
+        classification_categories: ``{"0": "zebra", …}`` when detections carry
+            ``classifications`` (keys are the classifier's 0-based label indexes as strings).
+        classifier: the classifier's name, written as ``info.classifier``.
+        classifier_metadata: e.g. ``{"typical_classification_threshold": 0.5}``.
     """
     completed = completed or _dt.datetime.now()
     info = {"format_version": FORMAT_VERSION, "detector": detector,
             "detection_completion_time": completed.strftime("%Y-%m-%d %H:%M:%S")}
     if metadata:
         info["detector_metadata"] = dict(metadata)
+    if classifier:
+        info["classifier"] = classifier
+        info["classification_completion_time"] = info["detection_completion_time"]
+    if classifier_metadata:
+        info["classifier_metadata"] = dict(classifier_metadata)
     images = sorted((image_to_dict(r) for r in results), key=lambda d: d["file"])
-    return {"info": info, "detection_categories": categories_for(labels), "images": images}
+    doc: dict[str, Any] = {"info": info, "detection_categories": categories_for(labels)}
+    if classification_categories:
+        doc["classification_categories"] = {str(k): str(v) for k, v in classification_categories.items()}
+    doc["images"] = images
+    return doc
 
 
 def write_results(doc: dict[str, Any], path: str | Path) -> Path:
@@ -130,7 +148,8 @@ def parse_results(doc: dict[str, Any]) -> list[ImageResult]:
                                    frame_rate=im.get("frame_rate")))
             continue
         dets = tuple(Detection(int(d["category"]) - 1, float(d["conf"]),
-                               tuple(float(v) for v in d["bbox"]), d.get("frame_number"))
+                               tuple(float(v) for v in d["bbox"]), d.get("frame_number"),
+                               tuple((str(c), float(p)) for c, p in d.get("classifications") or ()))
                      for d in im["detections"])
         frames = im.get("frames_processed")
         out.append(ImageResult(im["file"], dets, frame_rate=im.get("frame_rate"),
@@ -219,3 +238,5 @@ def _check_image(where: str, im: Any, det_cats: dict, cls_cats: dict, version: f
         for k, c in enumerate(d.get("classifications") or []):
             if not (isinstance(c, (list, tuple)) and len(c) == 2 and c[0] in cls_cats and _is_number(c[1])):
                 _fail(f"{w}.classifications[{k}]", "must be [category id in classification_categories, conf]")
+            if not -1e-6 <= c[1] <= 1 + 1e-6:
+                _fail(f"{w}.classifications[{k}]", f"conf {c[1]!r} must be in [0, 1]")
