@@ -19,9 +19,8 @@ import yaml
 from wildspace.classify.models import CLASSIFIER_FAMILIES, KINDS, Classifier, build_classifier, info_from_spec
 from wildspace.config import Settings
 from wildspace.hub.fetch import ModelStore, sha256_file
+from wildspace.classify.products import LOCALIZER_KIND, check_product_labels
 from wildspace.hub.specs import ModelSpec, SpecError, SpecRegistry, WeightsSource, parse_spec, spec_to_dict
-
-LOCALIZER_KIND = "products-localizer"
 
 
 class ClassifierService:
@@ -71,6 +70,9 @@ class ClassifierService:
         if name not in self.registry or self.registry.get(name).task != "classify":
             known = ", ".join(self.registry.names(task="classify")) or "none"
             raise KeyError(f"unknown classifier '{name}'; known classifiers: {known}")
+        spec = self.registry.get(name)
+        if spec.extra.get("kind") == "products":
+            check_product_labels(spec.labels, f"products model '{name}'")
         return self._cached(name, lambda spec, path: build_classifier(spec, path, self.device))
 
     def load_localizer(self, name: str):
@@ -131,6 +133,8 @@ class ClassifierService:
             info_from_spec(spec)
         except SpecError as exc:
             raise ValueError(str(exc)) from None
+        if kind == "products":
+            check_product_labels(spec.labels, f"products model '{name}'")
         build_classifier(spec, file, "cpu")  # refuses weights that do not fit before anything is written
         self.store.import_file(spec, file)
         out = self.settings.user_specs_dir / f"{name}.yaml"
