@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--batch-size", type=_positive, default=4, help="images per forward pass")
     d.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     d.add_argument("--output", "-o", type=Path, required=True, help="results file (.json)")
+    d.add_argument("--classifier", help="species classifier for animal boxes (a classify model "
+                   "from `models list`); adds MegaDetector 'classifications'")
+    d.add_argument("--classification-threshold", type=_threshold, default=None,
+                   help="species confidence below which a box reads 'unknown' (default: the classifier's typical)")
+    d.add_argument("--classify-above", type=_threshold, default=None,
+                   help="only classify boxes with detection confidence >= this "
+                        "(default: the detector's conservative threshold)")
     d.add_argument("paths", nargs="+", type=Path, help="images, folders (recursive) or .txt lists")
 
     c = sub.add_parser("convert", help="turn a MegaDetector JSON into other formats")
@@ -101,6 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
     mi.add_argument("file", type=Path)
     mi.add_argument("--as", dest="name", required=True,
                     help="a known model name (hash verified) or a new name for custom weights")
+    mi.add_argument("--task", choices=["detect", "classify"], default=None,
+                    help="for new names: what the weights do (default detect; --labels implies classify)")
+    mi.add_argument("--labels", type=Path, help="classifier class names: .txt (one per line) or .json list")
+    mi.add_argument("--arch", help="classifier architecture: any timm name (e.g. convnext_tiny) or a "
+                    "torchvision one (e.g. resnet50)")
+    mi.add_argument("--family", choices=["timm", "torchvision"], default="timm", help="classifier family")
+    mi.add_argument("--input-size", type=_positive, default=224, help="classifier input size in px")
+    mi.add_argument("--kind", choices=["species", "products"], default="species",
+                    help="species (crops of animal boxes) or products (Products tab)")
+
+    f = sub.add_parser("feedback", help="feedback given on product answers")
+    fsub = f.add_subparsers(dest="feedback_command", required=True)
+    fe = fsub.add_parser("export", help="write the feedback as a Hugging Face datasets dataset")
+    fe.add_argument("--output", "-o", type=Path, required=True, help="output folder (datasets.load_from_disk)")
+    fe.add_argument("--model", help="only feedback on this model")
+    fsub.add_parser("list", help="how much feedback there is, per model and verdict")
     return p
 
 
@@ -122,22 +145,44 @@ def cmd_detect(args: argparse.Namespace) -> int:
     else:
         detector = service.load(name=args.model or DEFAULT_MODEL, image_size=args.image_size)
     info = detector.info
+    species = _species_step(service, args, info) if args.classifier else None
     from tqdm import tqdm
 
     bar = tqdm(total=len(files), unit="img", disable=not sys.stderr.isatty(), file=sys.stderr)
     results = []
-    for r in detect_files(detector, files, args.threshold, batch_size=args.batch_size,
-                          max_pixels=service.settings.max_pixels):
+    stream = detect_files(detector, files, args.threshold, batch_size=args.batch_size,
+                          max_pixels=service.settings.max_pixels)
+    if species is not None:
+        stream = species.on_results(stream, {name: path for path, name in files}, info.labels,
+                                    service.settings.max_pixels)
+    for r in stream:
         results.append(r)
         bar.update(1)
     bar.close()
     doc = build_results(results, info.labels, info.extra.get("file", info.name),
-                        detector_metadata(info, args.threshold))
+                        detector_metadata(info, args.threshold), **(species.md_fields() if species else {}))
     write_results(doc, args.output)
     failed = sum(r.failed for r in results)
     print(f"{len(results)} images, {sum(len(r.detections or ()) for r in results)} detections, "
           f"{failed} failed -> {args.output}", file=sys.stderr)
     return 0
+
+
+def _species_step(service, args: argparse.Namespace, info):
+    from wildspace.classify.service import ClassifierService
+    from wildspace.classify.species import SpeciesOptions, SpeciesStep
+
+    classifiers = ClassifierService.sharing(service)
+    if args.classifier not in classifiers.names("species"):
+        known = ", ".join(classifiers.names("species")) or "none (see README: Classification)"
+        raise CliError(f"unknown species classifier '{args.classifier}'; known: {known}")
+    clf = classifiers.load(args.classifier)
+    threshold = args.classification_threshold
+    above = args.classify_above
+    return SpeciesStep(clf, SpeciesOptions(
+        threshold=clf.info.typical_threshold if threshold is None else threshold,
+        min_detection_conf=info.conservative_threshold if above is None else above,
+        batch_size=max(args.batch_size, 8)))
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -170,9 +215,45 @@ def cmd_models(args: argparse.Namespace) -> int:
         for r in rows:
             print(f"{r.name:<{width}}  {r.task:<8} {r.family:<14} {'yes' if r.cached else 'no':<8} {r.license}")
         return 0
-    spec = service.import_model(args.file, args.name)
+    task = args.task or ("classify" if args.labels or args.arch else "detect")
+    if task == "classify" and args.name not in service.registry:
+        spec = _import_classifier(service, args)
+    else:
+        spec = service.import_model(args.file, args.name)
     print(f"imported {args.file} as '{spec.name}' ({spec.family}, {len(spec.labels)} classes: "
           f"{', '.join(spec.labels[:5])}{' …' if len(spec.labels) > 5 else ''})")
+    return 0
+
+
+def _import_classifier(service, args: argparse.Namespace):
+    from wildspace.classify.service import ClassifierService, read_labels
+
+    if not args.labels or not args.arch:
+        raise CliError("a new classifier needs --labels FILE and --arch NAME (e.g. --arch resnet50 "
+                       "--family torchvision, or any timm name)")
+    return ClassifierService.sharing(service).import_classifier(
+        args.file, args.name, read_labels(args.labels), args.arch, family=args.family,
+        input_size=args.input_size, kind=args.kind)
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from wildspace.classify.feedback import FeedbackStore
+    from wildspace.classify.products import PRODUCT_LABELS
+    from wildspace.config import load_settings
+
+    store = FeedbackStore(load_settings().home / "feedback")
+    if args.feedback_command == "list":
+        counts: dict[tuple[str, str], int] = {}
+        for r in store.records():
+            counts[(r.model, r.verdict)] = counts.get((r.model, r.verdict), 0) + 1
+        for (model, verdict), n in sorted(counts.items()):
+            print(f"{model}\t{verdict}\t{n}")
+        print(f"{len(store)} answers judged", file=sys.stderr)
+        return 0
+    records = store.records(model=args.model)
+    names = PRODUCT_LABELS if all(r.label in (None, *PRODUCT_LABELS) for r in records) else None
+    out = store.export_dataset(args.output, names, model=args.model)
+    print(f"{len(records)} feedback rows -> {out} (load with datasets.load_from_disk)")
     return 0
 
 
@@ -184,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         from wildspace.jobs.cli import cmd_jobs, cmd_worker
 
         commands = {"detect": cmd_detect, "convert": cmd_convert, "models": cmd_models,
-                    "worker": cmd_worker, "jobs": cmd_jobs}
+                    "worker": cmd_worker, "jobs": cmd_jobs, "feedback": cmd_feedback}
         return commands[args.command](args)
     except (CliError, *USER_ERRORS) as exc:
         from wildspace.jobs.store import JobNotFound

@@ -148,3 +148,34 @@ def classify_results(classifier: Classifier, results: Iterable[ImageResult], fil
             yield from flush()
     if pending:
         yield from flush()
+
+
+@dataclass(frozen=True)
+class SpeciesStep:
+    """A classifier and its options, applied after detection by the pipeline layer."""
+
+    classifier: Classifier
+    options: SpeciesOptions = SpeciesOptions()
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.classifier.info.labels
+
+    def on_image(self, image: np.ndarray, detections: Sequence[Detection],
+                 detector_labels: Sequence[str]) -> tuple[Detection, ...]:
+        return classify_detections(self.classifier, image, detections, detector_labels, self.options)
+
+    def on_results(self, results: Iterable[ImageResult], files: Mapping[str, Path],
+                   detector_labels: Sequence[str], max_pixels: int = 200_000_000) -> Iterator[ImageResult]:
+        return classify_results(self.classifier, results, files, detector_labels, self.options, max_pixels)
+
+    def md_fields(self) -> dict:
+        """Keyword arguments of ``build_results`` / ``ResultSet`` describing the classifier."""
+        info = self.classifier.info
+        return {"classification_categories": info.categories, "classifier": info.name,
+                "classifier_metadata": {"typical_classification_threshold": self.options.threshold,
+                                        "classification_detection_threshold": self.options.min_detection_conf,
+                                        "crop_margin": self.options.margin, "classifier_version": info.version}}
+
+    def species(self, d: Detection) -> tuple[str, float | None]:
+        return species_of(d, self.labels, self.options.threshold)
