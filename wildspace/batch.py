@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from wildspace.formats.categories import summarise
 from wildspace.formats.megadetector import detector_metadata
@@ -18,6 +18,9 @@ from wildspace.pipeline import detect_files
 from wildspace.services import DetectorService
 from wildspace.types import DetectorInfo, ImageResult
 from wildspace.video_pipeline import detect_video
+
+if TYPE_CHECKING:
+    from wildspace.classify.species import SpeciesStep
 
 Progress = Callable[[int, int, str], None]  # (done, total, what)
 
@@ -30,6 +33,7 @@ class RunOutput:
     files: dict[str, Path] = field(default_factory=dict)
     exports: dict[str, Path] = field(default_factory=dict)
     annotated: dict[str, Path] = field(default_factory=dict)  # videos: name -> annotated mp4
+    species: SpeciesStep | None = None  # the classifier that added species, if any
 
     @property
     def summary(self) -> dict[str, int]:
@@ -39,14 +43,16 @@ class RunOutput:
 def result_set(out: RunOutput) -> ResultSet:
     info = out.info
     return ResultSet(out.results, info.labels, info.extra.get("file", info.name),
-                     detector_metadata(info, out.threshold), out.files)
+                     detector_metadata(info, out.threshold), out.files,
+                     **(out.species.md_fields() if out.species is not None else {}))
 
 
 def run_image_batch(service: DetectorService, uploads: Sequence[str | Path], model: str,
                     threshold: float, work_dir: Path, progress: Progress | None = None,
                     batch_size: int = 4, limits: UploadLimits = UploadLimits(),
-                    exports: Sequence[str] = EXPORT_KINDS) -> RunOutput:
-    """Unpack ``uploads`` (images and zips) under ``work_dir``, detect, write every export."""
+                    exports: Sequence[str] = EXPORT_KINDS, species: SpeciesStep | None = None) -> RunOutput:
+    """Unpack ``uploads`` (images and zips) under ``work_dir``, detect (and classify the
+    animal boxes with ``species``), write every export."""
     work_dir = Path(work_dir)
     unpacked = unpack_uploads(uploads, work_dir / "inputs", limits)
     detector = service.load(name=model)
@@ -54,12 +60,17 @@ def run_image_batch(service: DetectorService, uploads: Sequence[str | Path], mod
     results = [ImageResult(name, None, failure=why) for name, why in unpacked.failures]
     if progress:
         progress(len(results), total, "images")
-    for r in detect_files(detector, unpacked.files, threshold, batch_size=batch_size,
-                          max_pixels=service.settings.max_pixels):
+    stream = detect_files(detector, unpacked.files, threshold, batch_size=batch_size,
+                          max_pixels=service.settings.max_pixels)
+    if species is not None:
+        stream = species.on_results(stream, {name: p for p, name in unpacked.files}, detector.info.labels,
+                                    service.settings.max_pixels)
+    for r in stream:
         results.append(r)
         if progress:
             progress(len(results), total, "images")
-    out = RunOutput(results, detector.info, threshold, files={name: p for p, name in unpacked.files})
+    out = RunOutput(results, detector.info, threshold, files={name: p for p, name in unpacked.files},
+                    species=species)
     out.exports = write_exports(result_set(out), work_dir / "exports", threshold, exports)
     return out
 
@@ -107,7 +118,8 @@ def job_output(store, job_id: str, owner: str, work_dir: Path, threshold: float,
 
 def run_videos(service: DetectorService, uploads: Sequence[str | Path], model: str,
                threshold: float, work_dir: Path, sampling: Sampling,
-               progress: Progress | None = None, batch_size: int = 8) -> RunOutput:
+               progress: Progress | None = None, batch_size: int = 8,
+               species: SpeciesStep | None = None) -> RunOutput:
     """Detect on the sampled frames of each video; write annotated MP4s and video MD JSON."""
     work_dir = Path(work_dir)
     detector = service.load(name=model)
@@ -118,13 +130,14 @@ def run_videos(service: DetectorService, uploads: Sequence[str | Path], model: s
     total = len(unpacked.files)
     for i, (path, name) in enumerate(unpacked.files):
         target = work_dir / "annotated" / f"{i:03d}_{Path(name).stem}.mp4"
-        r = detect_video(detector, path, name, threshold, sampling, batch_size, annotated_path=target)
+        r = detect_video(detector, path, name, threshold, sampling, batch_size, annotated_path=target,
+                         species=species)
         results.append(r)
         if not r.failed and target.is_file():
             annotated[name] = target
         if progress:
             progress(i + 1, total, "videos")
-    out = RunOutput(results, detector.info, threshold, files={}, annotated=annotated)
+    out = RunOutput(results, detector.info, threshold, files={}, annotated=annotated, species=species)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out.exports = write_exports(result_set(out), work_dir / "exports", threshold, ("md-json", "csv"),
                                 name=f"wildspace-video-{stamp}")

@@ -15,13 +15,14 @@ from wildspace.types import Detection, ImageResult
 def detect_video(detector: Detector, path: str | Path, name: str, conf_threshold: float,
                  sampling: Sampling = Sampling(), batch_size: int = 8,
                  annotated_path: str | Path | None = None,
-                 on_frames: Callable[[int], None] | None = None) -> ImageResult:
+                 on_frames: Callable[[int], None] | None = None, species=None) -> ImageResult:
     """Run ``detector`` on the sampled frames of one video.
 
     Returns an :class:`ImageResult` with ``frame_rate``, ``frames_processed`` and
     detections carrying ``frame_number``; or a ``failure`` when the video cannot be decoded
     (never an exception for a bad file). With ``annotated_path`` an H.264 MP4 of the sampled
-    frames with boxes drawn is written there.
+    frames with boxes drawn is written there. With ``species`` (a
+    :class:`wildspace.classify.species.SpeciesStep`) animal boxes get ``classifications``.
     """
     try:
         fps = video_fps(path)
@@ -38,9 +39,13 @@ def detect_video(detector: Detector, path: str | Path, name: str, conf_threshold
             for frame, dets in zip(batch, results):
                 processed.append(frame.number)
                 size = frame.image.shape[:2]
-                detections.extend(Detection(d.class_id, d.conf, d.bbox_xywh_norm, frame.number) for d in dets)
+                if species is not None:
+                    dets = species.on_image(frame.image, dets, detector.info.labels)
+                detections.extend(Detection(d.class_id, d.conf, d.bbox_xywh_norm, frame.number, d.classifications)
+                                  for d in dets)
                 if annotated_path is not None:
-                    yield _as_array(draw_detections(frame.image, dets, detector.info.labels))
+                    yield _as_array(draw_detections(frame.image, dets, detector.info.labels,
+                                                    species.caption if species is not None else None))
             if on_frames:
                 on_frames(len(processed))
 

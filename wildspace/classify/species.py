@@ -179,3 +179,8 @@ class SpeciesStep:
 
     def species(self, d: Detection) -> tuple[str, float | None]:
         return species_of(d, self.labels, self.options.threshold)
+
+    def caption(self, d: Detection) -> str:
+        """``zebra 0.81``, ``unknown 0.32``, or ``""`` for an unclassified box."""
+        name, conf = self.species(d)
+        return f"{name} {conf:.2f}" if name else ""

@@ -4,33 +4,47 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from wildspace.formats.categories import best_by_kind, image_status, label_kind, label_of
 from wildspace.types import ImageResult
 
 DETECTION_COLUMNS = ["file", "frame_number", "category", "label", "kind", "conf",
                      "bbox_x", "bbox_y", "bbox_width", "bbox_height"]
+SPECIES_COLUMNS = ["species", "species_conf"]
 IMAGE_COLUMNS = ["file", "status", "detections", "max_conf_animal", "max_conf_human",
                  "max_conf_vehicle", "top_label", "top_conf", "failure"]
 
 
 def write_detections_csv(results: Iterable[ImageResult], labels: tuple[str, ...], path: str | Path,
-                         threshold: float = 0.0) -> Path:
-    """One row per detection with ``conf >= threshold``; bbox normalised (x, y = top-left)."""
+                         threshold: float = 0.0, species: Mapping[str, str] | None = None,
+                         species_threshold: float = 0.0) -> Path:
+    """One row per detection with ``conf >= threshold``; bbox normalised (x, y = top-left).
+
+    With ``species`` (MegaDetector ``classification_categories``) two more columns give each
+    box's best classification, ``unknown`` below ``species_threshold``."""
     path = Path(path)
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(DETECTION_COLUMNS)
+        w.writerow(DETECTION_COLUMNS + (SPECIES_COLUMNS if species else []))
         for r in sorted(results, key=lambda r: r.file):
             for d in sorted(r.detections or (), key=lambda d: (d.frame_number or 0, -d.conf)):
                 if d.conf < threshold:
                     continue
                 label = label_of(labels, d)
-                w.writerow([r.file, "" if d.frame_number is None else d.frame_number, d.category,
-                            label, label_kind(label), f"{d.conf:.3f}",
-                            *(f"{v:.4f}" for v in d.bbox_xywh_norm)])
+                row = [r.file, "" if d.frame_number is None else d.frame_number, d.category,
+                       label, label_kind(label), f"{d.conf:.3f}", *(f"{v:.4f}" for v in d.bbox_xywh_norm)]
+                if species:
+                    row += _species_cells(d, species, species_threshold)
+                w.writerow(row)
     return path
+
+
+def _species_cells(d, species: Mapping[str, str], threshold: float) -> list[str]:
+    if not d.classifications:
+        return ["", ""]
+    cid, conf = d.classifications[0]
+    return ["unknown" if conf < threshold else species.get(cid, cid), f"{conf:.3f}"]
 
 
 def write_images_csv(results: Iterable[ImageResult], labels: tuple[str, ...], path: str | Path,

@@ -74,7 +74,9 @@ def _md(rs: ResultSet, out: Path, threshold: float, name: str) -> Path:
 
 def _csv(rs: ResultSet, out: Path, threshold: float, name: str) -> Path:
     csv_export.write_images_csv(rs.results, rs.labels, out / f"{name}_images.csv", threshold)
-    return csv_export.write_detections_csv(rs.results, rs.labels, out / f"{name}_detections.csv", threshold)
+    return csv_export.write_detections_csv(
+        rs.results, rs.labels, out / f"{name}_detections.csv", threshold, rs.classification_categories,
+        float(rs.classifier_metadata.get("typical_classification_threshold", 0.0)))
 
 
 def _coco(rs: ResultSet, out: Path, threshold: float, name: str) -> Path:

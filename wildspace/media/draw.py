@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -12,8 +14,10 @@ PALETTE = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114
 
 
 def draw_detections(image: np.ndarray, detections: tuple[Detection, ...],
-                    labels: tuple[str, ...]) -> Image.Image:
-    """Boxes with ``label conf`` captions on a copy of an RGB ``uint8`` image."""
+                    labels: tuple[str, ...],
+                    caption: Callable[[Detection], str] | None = None) -> Image.Image:
+    """Boxes with ``label conf`` captions on a copy of an RGB ``uint8`` image; ``caption(d)``
+    adds text after it (e.g. the species), when it returns any."""
     im = Image.fromarray(image)
     h, w = image.shape[:2]
     draw = ImageDraw.Draw(im)
@@ -29,6 +33,9 @@ def draw_detections(image: np.ndarray, detections: tuple[Detection, ...],
         draw.rectangle(box, outline=colour, width=line)
         name = labels[d.class_id] if d.class_id < len(labels) else str(d.class_id)
         text = f"{name} {d.conf:.2f}"
+        extra = caption(d) if caption is not None else ""
+        if extra:
+            text = f"{text}: {extra}"
         tb = draw.textbbox((box[0], box[1]), text, font=font)
         ty = box[1] - (tb[3] - tb[1]) - 2 * line if box[1] > (tb[3] - tb[1]) + 2 * line else box[1]
         tb = draw.textbbox((box[0] + line, ty), text, font=font)
