@@ -14,11 +14,11 @@ from wildspace.media.archives import count_inputs
 from wildspace.media.draw import draw_detections
 from wildspace.media.images import IMAGE_EXTENSIONS, ImageReadError, load_image
 from wildspace.services import DetectorService
-from wildspace.ui.common import gpu, model_controls, new_work_dir, user_errors
+from wildspace.ui.common import classifier_controls, gpu, model_controls, new_work_dir, species_step, user_errors
 from wildspace.ui.identity import owner_of
 
 TABLE_HEADERS = ["file", "status", "detections", "max animal", "max person", "max vehicle",
-                 "top label", "failure"]
+                 "top label", "failure", "species"]
 GALLERY_MAX = 48
 UPLOAD_TYPES = sorted({e for ext in (*IMAGE_EXTENSIONS, ".zip") for e in (ext, ext.upper())})
 THUMB_SIDE = 1024
@@ -40,8 +40,17 @@ def table_rows(out: RunOutput) -> list[list]:
         top = max(dets, key=lambda d: d.conf, default=None)
         rows.append([r.file, image_status(r, out.info.labels, out.threshold), len(dets),
                      best.get("animal"), best.get("human"), best.get("vehicle"),
-                     label_of(out.info.labels, top) if top else "", r.failure or ""])
+                     label_of(out.info.labels, top) if top else "", r.failure or "", species_cell(out, dets)])
     return rows
+
+
+def species_cell(out: RunOutput, dets) -> str:
+    """``zebra ×2, unknown`` — the species of an image's classified boxes."""
+    if out.species is None:
+        return ""
+    names = [out.species.species(d)[0] for d in dets if d.classifications]
+    counts = {n: names.count(n) for n in dict.fromkeys(names)}
+    return ", ".join(n if c == 1 else f"{n} ×{c}" for n, c in counts.items())
 
 
 def gallery_items(out: RunOutput, work_dir: Path, max_pixels: int) -> list[tuple[str, str]]:
@@ -57,7 +66,7 @@ def gallery_items(out: RunOutput, work_dir: Path, max_pixels: int) -> list[tuple
         except ImageReadError:
             continue
         dets = tuple(d for d in r.detections or () if d.conf >= out.threshold)
-        im = draw_detections(image, dets, out.info.labels)
+        im = draw_detections(image, dets, out.info.labels, out.species.caption if out.species else None)
         im.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
         path = thumbs / f"{i:04d}.jpg"
         im.save(path, quality=85)
@@ -66,9 +75,11 @@ def gallery_items(out: RunOutput, work_dir: Path, max_pixels: int) -> list[tuple
 
 
 def run_batch_tab(service: DetectorService, files, model: str, threshold: float, out_root: Path,
-                  progress=None, queue=None, owner: str = "anonymous", queue_above: int | None = None):
+                  progress=None, queue=None, owner: str = "anonymous", queue_above: int | None = None,
+                  classifiers=None, classifier: str | None = None, species_threshold: float | None = None):
     """Generator: small batches run here; batches above ``queue_above`` files go to the worker
-    queue and this shows their progress until they are done (they go on if the page closes)."""
+    queue and this shows their progress until they are done (they go on if the page closes).
+    Species (``classifier``) are added to batches run here; queued batches are detection only."""
     if not files:
         raise gr.Error("Upload images or a zip of images first.")
     paths = [f if isinstance(f, str) else f.name for f in files]
@@ -91,7 +102,9 @@ def run_batch_tab(service: DetectorService, files, model: str, threshold: float,
                 time.sleep(1.0)
             out = job_output(queue.store, job_id, owner, work_dir, float(threshold))
         else:
-            out = run_image_batch(service, paths, model, float(threshold), work_dir, progress=report)
+            species = species_step(classifiers, classifier, species_threshold, float(threshold))
+            out = run_image_batch(service, paths, model, float(threshold), work_dir, progress=report,
+                                  species=species)
     downloads = [str(p) for p in out.exports.values()]
     images_csv = next(iter((work_dir / "exports").glob("*_images.csv")), None)
     if images_csv is not None:
@@ -101,12 +114,13 @@ def run_batch_tab(service: DetectorService, files, model: str, threshold: float,
 
 
 def build_tab(service: DetectorService, out_root: Path, owner_state=None, queue=None,
-              queue_above: int | None = None) -> None:
+              queue_above: int | None = None, classifiers=None) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             files = gr.File(file_count="multiple", label="Images or zip files",
                             file_types=UPLOAD_TYPES, elem_id="batch-files")
             model, threshold = model_controls(service, "batch")
+            classifier, species_threshold = classifier_controls(classifiers, "batch")
             button = gr.Button("Detect in all files", variant="primary", elem_id="batch-run")
         with gr.Column(scale=2):
             summary = gr.Markdown(label="Summary", elem_id="batch-summary")
@@ -118,20 +132,23 @@ def build_tab(service: DetectorService, out_root: Path, owner_state=None, queue=
                                 "COCO Camera Traps, Camtrap DP, crops, images sorted into folders")
 
     @gpu
-    def detect_batch(file_list, model_name, conf, token=None, request: gr.Request = None,
-                     progress=gr.Progress()):
+    def detect_batch(file_list, model_name, conf, classifier_name="none", species_conf=0.5, token=None,
+                     request: gr.Request = None, progress=gr.Progress()):
         """Find animals, people and vehicles in many camera-trap images or zip files.
 
         Args:
             file_list: images and/or zip files of images.
             model_name: detector name (e.g. megadetector-v5a).
             conf: confidence threshold between 0 and 1.
+            classifier_name: species classifier for animal boxes, or "none".
+            species_conf: species confidence below which a box reads "unknown".
         Returns:
             a summary, annotated images, one table row per file, and export files
             (MegaDetector JSON, CSV, COCO Camera Traps, Camtrap DP, crops, sorted images).
         """
         yield from run_batch_tab(service, file_list, model_name, conf, out_root, progress, queue,
-                                 owner_of(request, token), queue_above)
+                                 owner_of(request, token), queue_above, classifiers, classifier_name,
+                                 species_conf)
 
-    inputs = [files, model, threshold] + ([owner_state] if owner_state is not None else [])
+    inputs = [files, model, threshold, classifier, species_threshold] + ([owner_state] if owner_state is not None else [])
     button.click(detect_batch, inputs, [summary, gallery, table, downloads], api_name="detect_batch")

@@ -33,6 +33,42 @@ def model_controls(service: DetectorService, prefix: str) -> tuple[gr.Dropdown, 
     return model, threshold
 
 
+NO_CLASSIFIER = "none"
+
+
+def classifier_controls(classifiers, prefix: str) -> tuple[gr.Dropdown, gr.Slider]:
+    """A species-classifier dropdown (``none`` first) and the classification threshold."""
+    names = classifiers.names("species") if classifiers is not None else []
+    choice = gr.Dropdown(choices=[NO_CLASSIFIER, *names], value=NO_CLASSIFIER, label="Species classifier",
+                         info="Names the species on animal boxes (crops with a margin).",
+                         elem_id=f"{prefix}-classifier")
+    threshold = gr.Slider(0.0, 0.99, value=0.5, step=0.01, label="Species threshold",
+                          info="Below this confidence a box's species reads 'unknown'.",
+                          elem_id=f"{prefix}-species-threshold")
+
+    def typical(name: str):
+        return gr.update(value=classifiers.spec(name).typical_threshold if name in names else 0.5)
+
+    choice.change(typical, choice, threshold, api_name=False)
+    return choice, threshold
+
+
+def species_step(classifiers, name: str | None, threshold: float | None, min_detection_conf: float):
+    """The :class:`~wildspace.classify.species.SpeciesStep` for a dropdown choice, or ``None``."""
+    if not name or name == NO_CLASSIFIER:
+        return None
+    from wildspace.classify.species import SpeciesOptions, SpeciesStep
+
+    if classifiers is None or name not in classifiers.names("species"):
+        known = ", ".join(classifiers.names("species")) if classifiers is not None else ""
+        raise gr.Error(f"Unknown species classifier '{name}'. Choose one of: {known or 'none configured'}.")
+    with user_errors():
+        clf = classifiers.load(name)
+        options = SpeciesOptions(threshold=float(0.5 if threshold is None else threshold),
+                                 min_detection_conf=float(min_detection_conf))
+    return SpeciesStep(clf, options)
+
+
 @contextlib.contextmanager
 def user_errors():
     """Show the errors a user can cause as a message in the app, not a stack trace."""

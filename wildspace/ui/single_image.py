@@ -12,14 +12,17 @@ from wildspace.media.draw import draw_detections
 from wildspace.media.images import ImageReadError, load_image
 from wildspace.services import DetectorService
 from wildspace.types import ImageResult
-from wildspace.ui.common import gpu, model_controls, user_errors
+from wildspace.ui.common import classifier_controls, gpu, model_controls, species_step, user_errors
 
-TABLE_HEADERS = ["label", "category", "confidence", "x_min", "y_min", "width", "height"]
+TABLE_HEADERS = ["label", "category", "confidence", "x_min", "y_min", "width", "height", "species",
+                 "species confidence"]
 
 
 def detect_single(service: DetectorService, image_path: str | None, model: str,
-                  threshold: float, out_dir: Path):
-    """Returns (annotated PIL image, table rows, path of the MD JSON file)."""
+                  threshold: float, out_dir: Path, classifiers=None, classifier: str | None = None,
+                  species_threshold: float | None = None):
+    """Returns (annotated PIL image, table rows, path of the MD JSON file). With a
+    ``classifier`` name, animal boxes above ``threshold`` get species."""
     if not image_path:
         raise gr.Error("Upload an image first.")
     try:
@@ -28,26 +31,36 @@ def detect_single(service: DetectorService, image_path: str | None, model: str,
         raise gr.Error(f"This file cannot be read as an image: {exc}") from None
     with user_errors():
         detector = service.load(name=model)
+    species = species_step(classifiers, classifier, species_threshold, float(threshold))
     (dets,) = detector.run([detector.prepare(image)], float(threshold))
     info = detector.info
-    rows = [[info.labels[d.class_id] if d.class_id < len(info.labels) else str(d.class_id),
-             d.category, round(d.conf, 3), *[round(v, 4) for v in d.bbox_xywh_norm]] for d in dets]
+    if species is not None:
+        dets = species.on_image(image, dets, info.labels)
+    rows = []
+    for d in dets:
+        name, conf = species.species(d) if species is not None else ("", None)
+        rows.append([info.labels[d.class_id] if d.class_id < len(info.labels) else str(d.class_id),
+                     d.category, round(d.conf, 3), *[round(v, 4) for v in d.bbox_xywh_norm],
+                     name, None if conf is None else round(conf, 3)])
     h, w = image.shape[:2]
     result = ImageResult(Path(image_path).name, dets, width=w, height=h)
     doc = build_results([result], info.labels, info.extra.get("file", info.name),
-                        detector_metadata(info, float(threshold)))
+                        detector_metadata(info, float(threshold)),
+                        **(species.md_fields() if species is not None else {}))
     out_dir.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(dir=out_dir)) / f"{Path(image_path).stem}_detections.json"
     write_results(doc, out)
-    return draw_detections(image, dets, info.labels), rows, str(out)
+    caption = species.caption if species is not None else None
+    return draw_detections(image, dets, info.labels, caption), rows, str(out)
 
 
-def build_tab(service: DetectorService, out_dir: Path) -> None:
+def build_tab(service: DetectorService, out_dir: Path, classifiers=None) -> None:
     with gr.Row():
         with gr.Column():
             image = gr.Image(type="filepath", label="Camera-trap image", sources=["upload", "clipboard"],
                              elem_id="single-input")
             model, threshold = model_controls(service, "single")
+            classifier, species_threshold = classifier_controls(classifiers, "single")
             button = gr.Button("Detect", variant="primary", elem_id="single-run")
         with gr.Column():
             annotated = gr.Image(type="pil", label="Detections", format="jpeg", elem_id="single-output")
@@ -56,16 +69,20 @@ def build_tab(service: DetectorService, out_dir: Path) -> None:
             download = gr.File(label="MegaDetector JSON (Timelapse, AddaxAI …)")
 
     @gpu
-    def detect_image(image_path, model_name, conf):
-        """Find animals, people and vehicles in one camera-trap image.
+    def detect_image(image_path, model_name, conf, classifier_name="none", species_conf=0.5):
+        """Find animals, people and vehicles in one camera-trap image, and optionally their species.
 
         Args:
             image_path: the image file.
             model_name: detector name (e.g. megadetector-v5a).
             conf: confidence threshold between 0 and 1.
+            classifier_name: species classifier for animal boxes, or "none".
+            species_conf: species confidence below which a box reads "unknown".
         Returns:
-            the annotated image, a table of detections and a MegaDetector JSON file.
+            the annotated image, a table of detections (with species) and a MegaDetector JSON file.
         """
-        return detect_single(service, image_path, model_name, conf, out_dir)
+        return detect_single(service, image_path, model_name, conf, out_dir, classifiers, classifier_name,
+                             species_conf)
 
-    button.click(detect_image, [image, model, threshold], [annotated, table, download], api_name="detect_image")
+    button.click(detect_image, [image, model, threshold, classifier, species_threshold],
+                 [annotated, table, download], api_name="detect_image")

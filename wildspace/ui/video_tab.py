@@ -12,10 +12,10 @@ from wildspace.formats.categories import best_by_kind
 from wildspace.media.archives import VIDEO_EXTENSIONS
 from wildspace.media.video import Sampling
 from wildspace.services import DetectorService
-from wildspace.ui.common import gpu, model_controls, new_work_dir, user_errors
+from wildspace.ui.common import classifier_controls, gpu, model_controls, new_work_dir, species_step, user_errors
 
 SUMMARY_HEADERS = ["video", "frame rate", "frames analysed", "frames with detections",
-                   "max animal", "max person", "max vehicle", "failure"]
+                   "max animal", "max person", "max vehicle", "failure", "species"]
 MODES = ("every N frames", "every S seconds")
 VIDEO_TYPES = sorted({e for ext in (*VIDEO_EXTENSIONS, ".zip") for e in (ext, ext.upper())})
 
@@ -28,8 +28,18 @@ def summary_rows(out: RunOutput) -> list[list]:
         frames = sorted({d.frame_number for d in dets})
         rows.append([r.file, r.frame_rate, len(r.frames_processed or ()),
                      ", ".join(map(str, frames[:40])) + (" …" if len(frames) > 40 else ""),
-                     best.get("animal"), best.get("human"), best.get("vehicle"), r.failure or ""])
+                     best.get("animal"), best.get("human"), best.get("vehicle"), r.failure or "",
+                     _species_summary(out, dets)])
     return rows
+
+
+def _species_summary(out: RunOutput, dets) -> str:
+    """Species seen in a video, most frequent first: ``zebra (12 boxes), unknown (3 boxes)``."""
+    if out.species is None:
+        return ""
+    names = [out.species.species(d)[0] for d in dets if d.classifications]
+    ranked = sorted({n: names.count(n) for n in names}.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{n} ({c} box{'es' if c > 1 else ''})" for n, c in ranked)
 
 
 def sampling_from(mode: str, value: float) -> Sampling:
@@ -41,7 +51,8 @@ def sampling_from(mode: str, value: float) -> Sampling:
 
 
 def detect_videos(service: DetectorService, files, model: str, threshold: float, mode: str,
-                  step: float, out_root: Path, progress=None):
+                  step: float, out_root: Path, progress=None, classifiers=None, classifier: str | None = None,
+                  species_threshold: float | None = None):
     if not files:
         raise gr.Error("Upload one or more videos first.")
     paths = [f if isinstance(f, str) else f.name for f in files]
@@ -53,13 +64,15 @@ def detect_videos(service: DetectorService, files, model: str, threshold: float,
             progress((done, max(total, 1)), desc=f"{done}/{total} {what}")
 
     with user_errors():
-        out = run_videos(service, paths, model, float(threshold), work_dir, sampling, progress=report)
+        species = species_step(classifiers, classifier, species_threshold, float(threshold))
+        out = run_videos(service, paths, model, float(threshold), work_dir, sampling, progress=report,
+                         species=species)
     videos = [str(p) for p in out.annotated.values()]
     first = videos[0] if videos else None
     return first, videos or None, summary_rows(out), str(out.exports["md-json"])
 
 
-def build_tab(service: DetectorService, out_root: Path) -> None:
+def build_tab(service: DetectorService, out_root: Path, classifiers=None) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             files = gr.File(file_count="multiple", label="Videos", file_types=VIDEO_TYPES, elem_id="video-files")
@@ -67,6 +80,7 @@ def build_tab(service: DetectorService, out_root: Path) -> None:
                 mode = gr.Radio(list(MODES), value=MODES[1], label="Sample")
                 step = gr.Number(value=1, minimum=0.01, label="N frames / S seconds", elem_id="video-step")
             model, threshold = model_controls(service, "video")
+            classifier, species_threshold = classifier_controls(classifiers, "video")
             button = gr.Button("Detect in videos", variant="primary", elem_id="video-run")
         with gr.Column(scale=2):
             video = gr.Video(label="Annotated video (sampled frames)", format="mp4", elem_id="video-output")
@@ -76,7 +90,8 @@ def build_tab(service: DetectorService, out_root: Path) -> None:
             md_json = gr.File(label="MegaDetector video JSON", elem_id="video-json")
 
     @gpu
-    def detect_video(file_list, model_name, conf, sample_mode, sample_step, progress=gr.Progress()):
+    def detect_video(file_list, model_name, conf, sample_mode, sample_step, classifier_name="none",
+                     species_conf=0.5, progress=gr.Progress()):
         """Find animals, people and vehicles in camera-trap videos.
 
         Args:
@@ -85,11 +100,15 @@ def build_tab(service: DetectorService, out_root: Path) -> None:
             conf: confidence threshold between 0 and 1.
             sample_mode: "every N frames" or "every S seconds".
             sample_step: N (frames) or S (seconds).
+            classifier_name: species classifier for animal boxes, or "none".
+            species_conf: species confidence below which a box reads "unknown".
         Returns:
             the first annotated video, all annotated videos, a per-video summary and
             MegaDetector video JSON.
         """
-        return detect_videos(service, file_list, model_name, conf, sample_mode, sample_step, out_root, progress)
+        return detect_videos(service, file_list, model_name, conf, sample_mode, sample_step, out_root, progress,
+                             classifiers, classifier_name, species_conf)
 
-    button.click(detect_video, [files, model, threshold, mode, step], [video, all_videos, table, md_json],
+    button.click(detect_video, [files, model, threshold, mode, step, classifier, species_threshold],
+                 [video, all_videos, table, md_json],
                  api_name="detect_video")
