@@ -182,7 +182,7 @@ def _species_step(service, args: argparse.Namespace, info):
     return SpeciesStep(clf, SpeciesOptions(
         threshold=clf.info.typical_threshold if threshold is None else threshold,
         min_detection_conf=info.conservative_threshold if above is None else above,
-        batch_size=max(args.batch_size, 8)))
+        batch_size=max(args.batch_size or 0, 8)))  # --batch-size may be 'auto' (None)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
