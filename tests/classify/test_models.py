@@ -181,3 +181,27 @@ def test_safetensors_written_for_training_round_trip(tmp_path):
     p = make_classifier_file(tmp_path / "m.safetensors", "timm", "test_resnet", 4)
     state = read_tensors(p)
     assert state["fc.weight"].shape[0] == 4
+
+
+@pytest.mark.parametrize("name, arch, n_out", [("ai4g-snapshot-serengeti", "resnet18", 10),
+                                               ("ai4g-opossum", "resnet50", 1)])
+def test_pytorch_wildlife_specs_load_a_checkpoint_of_their_layout(tmp_path, name, arch, n_out):
+    """The shipped specs (URL, no published hash) read a file laid out as Pytorch-Wildlife's
+    are, once imported by hand: its hash is recorded, a different file is refused later."""
+    from wildspace.classify.service import ClassifierService
+    from wildspace.services import DetectorService
+
+    ckpt = make_classifier_file(tmp_path / "pw.ckpt", "torchvision", arch, n_out, seed=6, lightning=True,
+                                prefix_map={"fc.": "net.classifier.", "": "net.feature."})
+    service = DetectorService()
+    service.import_model(ckpt, name)
+    clf = ClassifierService.sharing(service).load(name)
+    images = _images(2)
+    ref = _reference_probs("torchvision", arch, n_out, 6, images, 224, softmax=n_out > 1)
+    if n_out == 1:
+        ref = np.concatenate([1 - ref, ref], axis=1)
+    np.testing.assert_allclose(clf.predict(images), ref, atol=1e-4)
+    other = make_classifier_file(tmp_path / "other.ckpt", "torchvision", arch, n_out, seed=7,
+                                 prefix_map={"fc.": "net.classifier.", "": "net.feature."})
+    with pytest.raises(HashMismatch):
+        service.import_model(other, name)

@@ -62,3 +62,25 @@ def test_parser_refuses_bad_specs(mutate, message):
     mutate(data)
     with pytest.raises(SpecError, match=message):
         parse_spec(data, "bad.yaml")
+
+
+CLASSIFY_SPECS = [p for p in SPEC_FILES if load_spec_file(p).task == "classify"]
+
+
+def test_there_are_specs_for_the_pytorch_wildlife_classifiers():
+    names = SpecRegistry([BUILTIN_SPECS_DIR]).names(task="classify")
+    assert {"ai4g-amazon-v2", "ai4g-snapshot-serengeti", "ai4g-opossum"} <= set(names)
+
+
+@pytest.mark.parametrize("path", CLASSIFY_SPECS, ids=[p.stem for p in CLASSIFY_SPECS])
+def test_classifier_spec_describes_a_buildable_network(path):
+    """The preprocessing contract parses and the network it names builds with one output per
+    label (or the stated num_outputs), without weights and without network access."""
+    from wildspace.classify.models import create_network, info_from_spec, num_outputs
+
+    info = info_from_spec(load_spec_file(path))
+    net = create_network(info.family, info.arch, num_outputs(info))
+    last = [m for m in net.modules() if hasattr(m, "out_features")][-1]
+    assert last.out_features == num_outputs(info)
+    if info.activation == "softmax":
+        assert num_outputs(info) == len(info.labels)
