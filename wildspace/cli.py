@@ -33,6 +33,15 @@ def _positive(text: str) -> int:
     return v
 
 
+def _batch_size(text: str) -> int | None:
+    return None if text == "auto" else _positive(text)
+
+
+BACKEND_HELP = ("inference backend: torch (eager PyTorch, the reference arithmetic), onnx (ONNX "
+                "Runtime, CPU: exported once and cached, checked against torch) or auto (onnx on "
+                "CPU when installed, else torch); default WILDSPACE_BACKEND or torch")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m wildspace",
                                 description="Wildlife AI for camera traps: detect, convert, manage models.")
@@ -45,8 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--image-size", type=_positive, help="inference size in px (default: the model's)")
     d.add_argument("--threshold", type=_threshold, default=DEFAULT_OUTPUT_THRESHOLD,
                    help=f"drop detections below this confidence (default {DEFAULT_OUTPUT_THRESHOLD})")
-    d.add_argument("--batch-size", type=_positive, default=4, help="images per forward pass")
+    d.add_argument("--batch-size", type=_batch_size, default=None,
+                   help="images per forward pass, or auto (default: 4 on CPU, from free memory on GPU)")
     d.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    d.add_argument("--backend", choices=["torch", "onnx", "auto"], help=BACKEND_HELP)
+    d.add_argument("--fast-decode", action="store_true", default=None,
+                   help="decode big JPEGs at reduced size (faster on CPU; detections can move slightly)")
+    d.add_argument("--workers", type=_positive, default=2, help="decode threads")
     d.add_argument("--output", "-o", type=Path, required=True, help="results file (.json)")
     d.add_argument("--classifier", help="species classifier for animal boxes (a classify model "
                    "from `models list`); adds MegaDetector 'classifications'")
@@ -73,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (pin one worker per GPU)")
     w.add_argument("--concurrency", type=_positive, default=1, help="jobs processed at once")
     w.add_argument("--batch-size", type=_positive, default=4, help="images per forward pass")
+    w.add_argument("--backend", choices=["torch", "onnx", "auto"], help=BACKEND_HELP)
 
     j = sub.add_parser("jobs", help="submit and follow queued batches")
     j.add_argument("--queue", help="queue URL (default: WILDSPACE_QUEUE or the embedded queue)")
@@ -139,7 +154,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     if args.output.suffix.lower() != ".json":
         raise CliError(f"--output must be a .json file, got {args.output}")
-    service = DetectorService(device=args.device)
+    service = DetectorService(device=args.device, backend=args.backend)
     if args.weights is not None:
         detector = service.load(weights=args.weights, image_size=args.image_size)
     else:
@@ -150,8 +165,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     bar = tqdm(total=len(files), unit="img", disable=not sys.stderr.isatty(), file=sys.stderr)
     results = []
+    fast = service.settings.fast_decode if args.fast_decode is None else args.fast_decode
     stream = detect_files(detector, files, args.threshold, batch_size=args.batch_size,
-                          max_pixels=service.settings.max_pixels)
+                          workers=args.workers, max_pixels=service.settings.max_pixels,
+                          fast_decode=fast)
     if species is not None:
         stream = species.on_results(stream, {name: path for path, name in files}, info.labels,
                                     service.settings.max_pixels)

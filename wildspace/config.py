@@ -6,6 +6,10 @@
 ``WILDSPACE_MAX_PIXELS`` largest image accepted, in pixels (default 200 megapixels).
 ``HF_HOME`` / ``HF_HUB_CACHE`` the Hugging Face cache used for Hub-hosted weights.
 ``HF_HUB_OFFLINE``   when ``1``, nothing is downloaded; missing models are an error.
+``WILDSPACE_BACKEND`` inference backend for the app and workers: ``torch`` (default),
+                     ``onnx`` (ONNX Runtime, CPU) or ``auto``.
+``WILDSPACE_FAST_DECODE`` when ``1``, big JPEGs are decoded at reduced size (see
+                     :func:`wildspace.media.images.load_image_sized`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class Settings:
     offline: bool
     max_pixels: int
     hf_cache: Path | None = None
+    backend: str = "torch"
+    fast_decode: bool = False
 
     @property
     def imported_dir(self) -> Path:
@@ -62,6 +68,8 @@ def load_settings() -> Settings:
         offline=_truthy(os.environ.get("HF_HUB_OFFLINE")),
         max_pixels=int(os.environ.get("WILDSPACE_MAX_PIXELS", 200_000_000)),
         hf_cache=_hf_cache_dir(),
+        backend=(os.environ.get("WILDSPACE_BACKEND") or "torch").strip().lower(),
+        fast_decode=_truthy(os.environ.get("WILDSPACE_FAST_DECODE")),
     )
 
 

@@ -1,56 +1,72 @@
 """Batch detection over files: decode and letterbox in threads, group by network-input
 shape, run in batches, stream results out. A file that cannot be read is a ``failure``
-entry; the batch always completes."""
+entry; the batch always completes.
+
+Decoding runs ahead of inference in a thread pool (at most a few batches in flight), so the
+network never waits for JPEG decoding and memory does not grow with the number of files:
+results are yielded as soon as their batch is done. With ``fast_decode`` big JPEGs are
+decoded at reduced size (:func:`wildspace.media.images.load_image_sized`)."""
 
 from __future__ import annotations
 
 import collections
+import queue
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Hashable, Iterable, Iterator
+from typing import Callable, Hashable, Iterable, Iterator, TypeVar
 
 from wildspace.detect.base import Detector, Prepared
-from wildspace.media.images import ImageReadError, load_image
+from wildspace.media.images import ImageReadError, load_image_sized
 from wildspace.types import ImageResult
 
 INFERENCE_FAILURE = "inference failure"
 
 
 def detect_files(detector: Detector, files: Iterable[tuple[Path, str]], conf_threshold: float,
-                 batch_size: int = 4, workers: int = 2, max_pixels: int = 200_000_000,
-                 on_result: Callable[[ImageResult], None] | None = None) -> Iterator[ImageResult]:
+                 batch_size: int | None = 4, workers: int = 2, max_pixels: int = 200_000_000,
+                 on_result: Callable[[ImageResult], None] | None = None,
+                 fast_decode: bool = False) -> Iterator[ImageResult]:
     """Yield one :class:`ImageResult` per ``(path, name)`` input, in completion order.
+
+    ``files`` is consumed lazily (a generator over millions of paths is fine).
 
     Args:
         files: pairs of a readable path and the name to report (relative path).
         conf_threshold: detections below it are dropped (0–1).
-        batch_size: images per forward pass (images are grouped by input shape).
+        batch_size: images per forward pass (images are grouped by input shape); ``None``
+            chooses one (:func:`wildspace.detect.batch_size.auto_batch_size`).
         workers: decode/letterbox threads.
+        fast_decode: decode big JPEGs at reduced size (opt-in; see module docstring).
     """
+    if batch_size is None:
+        from wildspace.detect.batch_size import auto_batch_size
+
+        batch_size = auto_batch_size(detector)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    reduce_to = detector.info.input_size if fast_decode else None
 
     def load(item: tuple[Path, str]) -> tuple[str, Prepared | None, str | None, tuple[int, int] | None]:
         path, name = item
         try:
-            image = load_image(path, max_pixels=max_pixels)
+            image, full_hw = load_image_sized(path, max_pixels=max_pixels, reduce_to=reduce_to)
         except ImageReadError as exc:
             return name, None, str(exc), None
-        return name, detector.prepare(image), None, image.shape[:2]
+        return name, detector.prepare(image), None, full_hw
 
-    pending: dict[Hashable, list[tuple[str, Prepared]]] = collections.OrderedDict()
+    pending: dict[Hashable, list[tuple[str, Prepared, tuple[int, int]]]] = collections.OrderedDict()
 
     def flush(key: Hashable) -> Iterator[ImageResult]:
         items = pending.pop(key)
         try:
-            all_dets = detector.run([p for _, p in items], conf_threshold)
+            all_dets = detector.run([p for _, p, _ in items], conf_threshold)
         except (RuntimeError, ValueError) as exc:  # e.g. out of memory: fail these, go on
             reason = f"{INFERENCE_FAILURE}: {type(exc).__name__}: {str(exc)[:200]}"
-            for name, _ in items:
+            for name, _, _ in items:
                 yield ImageResult(name, None, failure=reason)
             return
-        for (name, p), dets in zip(items, all_dets):
-            h, w = p.orig_hw
+        for (name, _, (h, w)), dets in zip(items, all_dets):
             yield ImageResult(name, dets, width=w, height=h)
 
     def emit(results: Iterable[ImageResult]) -> Iterator[ImageResult]:
@@ -60,12 +76,12 @@ def detect_files(detector: Detector, files: Iterable[tuple[Path, str]], conf_thr
             yield r
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for name, prepared, failure, _ in _bounded_map(pool, load, files, ahead=batch_size * 2):
+        for name, prepared, failure, full_hw in _bounded_map(pool, load, files, ahead=batch_size * 2):
             if failure is not None:
                 yield from emit([ImageResult(name, None, failure=failure)])
                 continue
             bucket = pending.setdefault(prepared.key, [])
-            bucket.append((name, prepared))
+            bucket.append((name, prepared, full_hw))
             if len(bucket) >= batch_size:
                 yield from emit(flush(prepared.key))
             elif sum(len(b) for b in pending.values()) > batch_size * 4:
@@ -83,3 +99,55 @@ def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, ahead: int) -> I
             yield queue.popleft().result()
     while queue:
         yield queue.popleft().result()
+
+
+T = TypeVar("T")
+
+
+def prefetched(items: Iterable[T], depth: int = 8) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, at most ``depth`` items ahead.
+
+    For producers that do real work per item (video decoding): the consumer's work overlaps
+    with it. An exception in the producer is raised in the consumer; when the consumer
+    stops early the producer is told to stop.
+    """
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((done, None))
+        except BaseException as exc:  # handed to the consumer
+            q.put((done, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:  # a generator: release its files in this thread
+                close()
+
+    thread = threading.Thread(target=produce, name="wildspace-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if item is done:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)

@@ -1,14 +1,19 @@
 """Detection on videos: sampled frames in batches, MegaDetector video results, and an
-annotated browser-playable video."""
+annotated browser-playable video.
+
+Decoding (and letterboxing) of the sampled frames runs in a background thread, ahead of the
+network; frames that are not sampled are decoded (codecs need them) but never converted to
+RGB or prepared."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable, Iterator
 
-from wildspace.detect.base import Detector
+from wildspace.detect.base import Detector, Prepared
 from wildspace.media.draw import draw_detections
 from wildspace.media.video import Sampling, VideoFrame, VideoReadError, read_frames, video_fps, write_h264
+from wildspace.pipeline import prefetched
 from wildspace.types import Detection, ImageResult
 
 
@@ -34,9 +39,11 @@ def detect_video(detector: Detector, path: str | Path, name: str, conf_threshold
 
     def annotated() -> Iterator:
         nonlocal size
-        for batch in _batches(read_frames(path, sampling), batch_size):
-            results = detector.run([detector.prepare(f.image) for f in batch], conf_threshold)
-            for frame, dets in zip(batch, results):
+        frames = prefetched(((f, detector.prepare(f.image)) for f in read_frames(path, sampling)),
+                            depth=2 * batch_size)
+        for batch in _batches(frames, batch_size):
+            results = detector.run([p for _, p in batch], conf_threshold)
+            for (frame, _), dets in zip(batch, results):
                 processed.append(frame.number)
                 size = frame.image.shape[:2]
                 if species is not None:
@@ -64,8 +71,9 @@ def detect_video(detector: Detector, path: str | Path, name: str, conf_threshold
                        frames_processed=tuple(processed))
 
 
-def _batches(frames: Iterator[VideoFrame], n: int) -> Iterator[list[VideoFrame]]:
-    batch: list[VideoFrame] = []
+def _batches(frames: Iterator[tuple[VideoFrame, Prepared]],
+             n: int) -> Iterator[list[tuple[VideoFrame, Prepared]]]:
+    batch: list[tuple[VideoFrame, Prepared]] = []
     for f in frames:
         batch.append(f)
         if len(batch) >= n:

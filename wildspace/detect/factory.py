@@ -33,19 +33,19 @@ def detect_family(path: str | Path) -> str:
                            f"({', '.join(DETECTOR_FAMILIES)})")
 
 
-def _build_yolov5(path: Path, info: DetectorInfo, device: str) -> Detector:
+def _build_yolov5(path: Path, info: DetectorInfo, device: str, **runtime) -> Detector:
     from wildspace.detect.yolov5_detector import YOLOv5Detector
 
-    return YOLOv5Detector(path, info, device=device)
+    return YOLOv5Detector(path, info, device=device, **runtime)
 
 
-def _build_ultralytics(path: Path, info: DetectorInfo, device: str) -> Detector:
+def _build_ultralytics(path: Path, info: DetectorInfo, device: str, **runtime) -> Detector:
     from wildspace.detect.ultralytics_detector import UltralyticsDetector
 
-    return UltralyticsDetector(path, info, device=device)
+    return UltralyticsDetector(path, info, device=device, **runtime)
 
 
-_BUILDERS: dict[str, Callable[[Path, DetectorInfo, str], Detector]] = {
+_BUILDERS: dict[str, Callable[..., Detector]] = {
     "yolov5-legacy": _build_yolov5,
     "ultralytics": _build_ultralytics,
 }
@@ -54,12 +54,18 @@ _BUILDERS: dict[str, Callable[[Path, DetectorInfo, str], Detector]] = {
 def build_detector(path: str | Path, *, family: str | None = None, name: str | None = None,
                    input_size: int | None = None, labels: tuple[str, ...] = (),
                    thresholds: dict[str, float] | None = None, version: str = "",
-                   device: str = "cpu") -> Detector:
+                   device: str = "cpu", backend: str = "torch",
+                   export_dir: str | Path | None = None) -> Detector:
     """Construct a detector from ``path``.
 
     Unknown values come from the checkpoint: the family from its pickle, labels from its
     class names, the input size from its training settings (else 640 for P5 / 1280 for P6).
+    ``backend`` is ``torch``, ``onnx`` or ``auto`` (:mod:`wildspace.detect.onnx_backend`);
+    exported networks are cached in ``export_dir``.
     """
+    from wildspace.detect.onnx_backend import check_backend
+
+    check_backend(backend)
     path = Path(path)
     family = family or detect_family(path)
     if family not in _BUILDERS:
@@ -71,7 +77,7 @@ def build_detector(path: str | Path, *, family: str | None = None, name: str | N
         conservative_threshold=thresholds.get("conservative", 0.05), version=version,
         extra={"file": path.name},
     )
-    det = _BUILDERS[family](path, info, device)
+    det = _BUILDERS[family](path, info, device, backend=backend, export_dir=export_dir)
     updates: dict = {}
     if not info.labels or len(info.labels) != len(det.labels):
         updates["labels"] = det.labels
@@ -90,11 +96,13 @@ def _default_size(det) -> int:
 
 
 def build_detector_for_spec(spec: ModelSpec, path: str | Path, device: str = "cpu",
-                            input_size: int | None = None) -> Detector:
+                            input_size: int | None = None, backend: str = "torch",
+                            export_dir: str | Path | None = None) -> Detector:
     if spec.task != "detect":
         raise ValueError(f"model '{spec.name}' is a {spec.task} model, not a detector")
     det = build_detector(path, family=spec.family, name=spec.name,
                          input_size=input_size or spec.input_size, labels=spec.labels,
-                         thresholds=spec.thresholds, version=spec.version, device=device)
+                         thresholds=spec.thresholds, version=spec.version, device=device,
+                         backend=backend, export_dir=export_dir)
     det.info.extra["file"] = spec.weights.filename
     return det

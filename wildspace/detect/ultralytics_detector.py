@@ -9,6 +9,7 @@ handed to ultralytics. Only local paths are ever passed (never asset names, whic
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Sequence
@@ -16,8 +17,11 @@ from typing import Sequence
 import numpy as np
 
 from wildspace.detect.base import Prepared, xyxy_to_detections
+from wildspace.detect.onnx_backend import BackendUnavailable, resolve_backend
 from wildspace.hub.safe_pickle import UnsafeCheckpoint, check_globals
 from wildspace.types import Detection, DetectorInfo
+
+log = logging.getLogger(__name__)
 
 ALLOWED_PREFIXES = (
     "ultralytics.nn.modules.",
@@ -72,17 +76,35 @@ def _pt_alias(path: Path) -> Path:
 
 
 class UltralyticsDetector:
-    """Runs a verified ultralytics checkpoint through ultralytics' own predictor."""
+    """Runs a verified ultralytics checkpoint with ultralytics' own network, letterbox and NMS.
 
-    def __init__(self, weights: str | Path, info: DetectorInfo, device: str = "cpu"):
+    YOLO-family models (v8/v9/v10/11…) run batched: :meth:`prepare` letterboxes to the
+    minimum stride-aligned rectangle exactly as ultralytics' predictor does for one image
+    (``LetterBox(auto=True)``), images are grouped by that shape, the network runs through
+    ultralytics' ``AutoBackend`` (or an exported ONNX Runtime copy, ``backend="onnx"``), and
+    ultralytics' ``non_max_suppression`` and ``scale_boxes`` are called with the predictor's
+    defaults. So a batch gives the detections the predictor gives one file at a time.
+    RT-DETR models go through ultralytics' predictor (torch only).
+
+    Args:
+        backend: ``torch``, ``onnx`` or ``auto`` (see :mod:`wildspace.detect.onnx_backend`).
+        export_dir: cache folder for exported networks.
+        half: fp16 on CUDA (default: on for CUDA, never on CPU).
+    """
+
+    def __init__(self, weights: str | Path, info: DetectorInfo, device: str = "cpu",
+                 backend: str = "torch", export_dir: str | Path | None = None,
+                 half: bool | None = None):
         weights = Path(weights).absolute()  # keep the snapshot name: ultralytics wants ".pt"
         names = check_ultralytics_checkpoint(weights)
+        source = weights
         if weights.suffix != ".pt":
             weights = _pt_alias(weights)
         _configure_ultralytics()
         from ultralytics import RTDETR, YOLO
 
-        if "ultralytics.nn.tasks.RTDETRDetectionModel" in names:
+        self.rtdetr = "ultralytics.nn.tasks.RTDETRDetectionModel" in names
+        if self.rtdetr:
             self.model = RTDETR(str(weights))
         else:
             self.model = YOLO(str(weights), task="detect")
@@ -90,6 +112,51 @@ class UltralyticsDetector:
         raw = self.model.names
         self.labels = tuple(str(raw[k]) for k in sorted(raw)) if isinstance(raw, dict) else tuple(raw)
         self.info = info
+        self.backend = "torch"
+        self._onnx = None
+        self.network = None
+        self.stride = 32
+        if self.rtdetr:
+            if backend == "onnx":
+                raise BackendUnavailable("backend 'onnx' is not available for RT-DETR models; "
+                                         "use backend 'torch'")
+            return
+        import torch
+        import torchvision  # noqa: F401  ultralytics' NMS uses torchvision's once imported, as the predictor does
+        from ultralytics.nn.autobackend import AutoBackend
+        from ultralytics.utils.torch_utils import select_device
+
+        cuda = str(device).startswith("cuda")
+        self.network = AutoBackend(model=self.model.model, device=select_device(device, verbose=False),
+                                   fp16=cuda if half is None else (half and cuda), fuse=True,
+                                   verbose=False, channels_last=True if cuda else None)  # None: as the predictor
+        self.network.eval()
+        self.stride = int(self.network.stride)
+        self._torch = torch
+        if resolve_backend(backend, device) == "onnx":
+            try:
+                self._onnx = self._export(source, export_dir)
+                self.backend = "onnx"
+            except BackendUnavailable as exc:
+                if backend == "onnx":
+                    raise
+                log.warning("backend auto: using torch, %s", exc)
+
+    def _export(self, weights: Path, export_dir: str | Path | None):
+        import copy
+
+        from wildspace.detect.onnx_backend import cache_key, default_export_dir, load_or_export, single_output
+        from wildspace.hub.fetch import sha256_file
+
+        net = copy.deepcopy(self.network.model)
+        for m in net.modules():  # as ultralytics' exporter: anchors computed in the graph
+            if hasattr(m, "export") and hasattr(m, "dynamic"):
+                m.export, m.dynamic, m.format = True, True, "onnx"
+        net = single_output(net)
+
+        key = cache_key(sha256_file(weights), "ultralytics")
+        return load_or_export(net, Path(export_dir or default_export_dir()), key,
+                              (4 * self.stride, 5 * self.stride), self.stride)
 
     def trained_image_size(self) -> int | None:
         """The ``imgsz`` the checkpoint was trained at, when it records one."""
@@ -98,12 +165,48 @@ class UltralyticsDetector:
         return size if isinstance(size, int) and size > 0 else None
 
     def prepare(self, image: np.ndarray) -> Prepared:
-        # ultralytics letterboxes itself; it wants BGR
-        return Prepared(key=None, data=np.ascontiguousarray(image[..., ::-1]), orig_hw=image.shape[:2])
+        if self.rtdetr:  # the RT-DETR predictor letterboxes itself; it wants BGR
+            return Prepared(key=None, data=np.ascontiguousarray(image[..., ::-1]), orig_hw=image.shape[:2])
+        from ultralytics.data.augment import LetterBox
+        from ultralytics.utils.checks import check_imgsz
+
+        size = check_imgsz(self.info.input_size, stride=self.stride, min_dim=2)
+        # the letterbox treats channels alike: RGB in, RGB out (the predictor flips BGR later)
+        padded = LetterBox(size, auto=True, stride=self.stride)(image=image)
+        return Prepared(key=padded.shape[:2], data=padded, orig_hw=image.shape[:2])
+
+    def forward(self, arr: np.ndarray):
+        """Raw network output for a ``B x H x W x 3`` uint8 RGB letterboxed batch."""
+        torch = self._torch
+        if self._onnx is not None:
+            return torch.from_numpy(self._onnx(arr.transpose(0, 3, 1, 2).astype(np.float32) / 255))
+        x = torch.from_numpy(arr)
+        if self.network.device.type == "cuda":
+            x = x.pin_memory().to(self.network.device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).contiguous()
+        with torch.inference_mode():
+            return self.network((x.half() if self.network.fp16 else x.float()).div_(255))
 
     def run(self, batch: Sequence[Prepared], conf_threshold: float) -> list[tuple[Detection, ...]]:
         if not batch:
             return []
+        if self.rtdetr:
+            return self._run_predictor(batch, conf_threshold)
+        from ultralytics.utils import DEFAULT_CFG, nms, ops
+
+        arr = np.stack([p.data for p in batch])
+        with self._torch.inference_mode():
+            kept = nms.non_max_suppression(self.forward(arr), conf_threshold, DEFAULT_CFG.iou, None,
+                                           DEFAULT_CFG.agnostic_nms, max_det=DEFAULT_CFG.max_det, nc=0,
+                                           end2end=getattr(self.network, "end2end", False))
+            out = []
+            for p, det in zip(batch, kept):
+                xyxy = ops.scale_boxes(arr.shape[1:3], det[:, :4].clone(), p.orig_hw)
+                out.append(xyxy_to_detections(xyxy.cpu().numpy(), det[:, 4].cpu().numpy(),
+                                              det[:, 5].cpu().numpy(), p.orig_hw, conf_threshold))
+        return out
+
+    def _run_predictor(self, batch: Sequence[Prepared], conf_threshold: float) -> list[tuple[Detection, ...]]:
         results = self.model.predict([p.data for p in batch], imgsz=self.info.input_size,
                                      conf=conf_threshold, device=self.device, verbose=False)
         out = []

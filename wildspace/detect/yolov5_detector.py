@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -11,9 +12,11 @@ import torchvision
 
 from wildspace.detect.base import Prepared, xyxy_to_detections
 from wildspace.detect.letterbox import boxes_to_original, letterbox
+from wildspace.detect.onnx_backend import BackendUnavailable, resolve_backend
 from wildspace.detect.yolov5_legacy import load_yolov5_checkpoint
 from wildspace.types import Detection, DetectorInfo
 
+log = logging.getLogger(__name__)
 MAX_WH = 7680  # class offset for class-aware NMS, larger than any input side
 
 
@@ -45,29 +48,75 @@ def yolov5_nms(pred: torch.Tensor, conf_threshold: float, iou_threshold: float =
 
 
 class YOLOv5Detector:
-    """Runs a legacy YOLOv5 checkpoint the way the reference implementation does."""
+    """Runs a legacy YOLOv5 checkpoint the way the reference implementation does.
+
+    Args:
+        backend: ``torch`` (eager), ``onnx`` (exported to ONNX Runtime, CPU) or ``auto``
+            (ONNX Runtime on CPU when available, else torch); see
+            :mod:`wildspace.detect.onnx_backend`.
+        export_dir: cache folder for exported networks (default ``<WILDSPACE_HOME>/exported``).
+        half: fp16 autocast on CUDA (default: on for CUDA, never on CPU).
+    """
 
     def __init__(self, weights: str | Path, info: DetectorInfo, stride: int | None = None,
-                 device: str = "cpu", iou_threshold: float = 0.45):
+                 device: str = "cpu", iou_threshold: float = 0.45, backend: str = "torch",
+                 export_dir: str | Path | None = None, half: bool | None = None):
         self.model, labels = load_yolov5_checkpoint(weights)
         self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
         self.model.to(self.device)
+        if self.cuda:
+            self.model.to(memory_format=torch.channels_last)
+        self.half = self.cuda if half is None else (half and self.cuda)
         self.stride = stride or int(self.model.stride.max())
         self.iou_threshold = iou_threshold
         self.labels = labels
         self.info = info
+        self.backend = "torch"
+        self._onnx = None
+        if resolve_backend(backend, device) == "onnx":
+            try:
+                self._onnx = self._export(Path(weights), export_dir)
+                self.backend = "onnx"
+            except BackendUnavailable as exc:
+                if backend == "onnx":
+                    raise
+                log.warning("backend auto: using torch, %s", exc)
+
+    def _export(self, weights: Path, export_dir: str | Path | None):
+        from wildspace.detect.onnx_backend import cache_key, default_export_dir, load_or_export, single_output
+        from wildspace.hub.fetch import sha256_file
+
+        net = single_output(self.model)
+
+        key = cache_key(sha256_file(weights), "yolov5-legacy")
+        return load_or_export(net, Path(export_dir or default_export_dir()), key,
+                              (4 * self.stride, 5 * self.stride), self.stride)
 
     def prepare(self, image: np.ndarray) -> Prepared:
         padded, geom = letterbox(image, self.info.input_size, self.stride)
         return Prepared(key=geom.input_hw, data=padded, orig_hw=geom.orig_hw, meta=geom)
 
     @torch.inference_mode()
+    def forward(self, arr: np.ndarray) -> torch.Tensor:
+        """Network predictions ``(B, N, 5 + nc)`` (on the device) for a ``B x H x W x 3``
+        uint8 RGB batch."""
+        if self._onnx is not None:
+            return torch.from_numpy(self._onnx(arr.transpose(0, 3, 1, 2).astype(np.float32) / 255))
+        x = torch.from_numpy(arr)
+        if self.cuda:  # pinned host memory: the copy overlaps with work already queued
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).float() / 255
+        if self.cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
+            return self.model(x)[0].float()
+
+    @torch.inference_mode()
     def run(self, batch: Sequence[Prepared], conf_threshold: float) -> list[tuple[Detection, ...]]:
         if not batch:
             return []
-        arr = np.stack([p.data for p in batch])  # B x H x W x 3, uint8 RGB
-        x = torch.from_numpy(arr).to(self.device).permute(0, 3, 1, 2).float() / 255
-        pred = self.model(x)[0]
+        pred = self.forward(np.stack([p.data for p in batch]))  # NMS runs where pred is
         results = []
         for p, det in zip(batch, yolov5_nms(pred, min(conf_threshold, 0.999), self.iou_threshold)):
             det = det.cpu().numpy()

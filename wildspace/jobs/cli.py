@@ -35,7 +35,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from wildspace.services import DetectorService
 
     queue = JobQueue(url=args.queue)
-    ctx = WorkerContext(service=DetectorService(device=args.device), batch_size=args.batch_size)
+    ctx = WorkerContext(service=DetectorService(device=args.device, backend=args.backend),
+                        batch_size=args.batch_size)
     consumer = queue.consumer(ctx, args.concurrency)
 
     def stop(signum, frame):  # finish the item in hand, leave the rest for the next worker

@@ -35,7 +35,8 @@ def run_chunk(store: JobStore, job_id: str, chunk: int, ctx, renew: Callable[[],
              for i in indexes]
     recorded = 0
     results = detect_files(detector, files, spec.threshold, batch_size=ctx.batch_size,
-                           max_pixels=service.settings.max_pixels)
+                           max_pixels=service.settings.max_pixels,
+                           fast_decode=service.settings.fast_decode)
     try:
         for result in results:
             if store.put_item(job_id, by_name[result.file], result, ctx.worker_id):

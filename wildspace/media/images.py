@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -9,6 +10,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+ORIENTATION_TAG = 0x0112
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
 
 # Never let a truncated file silently become a grey-bottomed image.
@@ -28,6 +30,23 @@ def load_image(path: str | Path, max_pixels: int = 200_000_000) -> np.ndarray:
     Raises:
         ImageReadError: empty, truncated, corrupt, non-image or too large (> ``max_pixels``).
     """
+    return load_image_sized(path, max_pixels)[0]
+
+
+def load_image_sized(path: str | Path, max_pixels: int = 200_000_000,
+                     reduce_to: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Like :func:`load_image`, optionally decoding big JPEGs at reduced size.
+
+    With ``reduce_to`` (px), a JPEG whose long side is at least twice that is decoded by
+    libjpeg at 1/2, 1/4 or 1/8 scale (PIL ``draft``), the largest reduction that keeps the
+    long side >= ``reduce_to``: a detector letterboxing to ``reduce_to`` shrinks it anyway,
+    and decoding costs a fraction. Pixels differ slightly from a full decode + resize (the
+    DCT scaling averages, a plain bilinear resize does not), so detections can move a little.
+
+    Returns:
+        The RGB image and the full-size ``(height, width)`` of the file (EXIF-rotated),
+        which is the image's own size unless it was reduced.
+    """
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -43,9 +62,13 @@ def load_image(path: str | Path, max_pixels: int = 200_000_000) -> np.ndarray:
                 if w * h > max_pixels:
                     raise ImageReadError(f"image too large: {w}x{h} pixels exceeds the limit of "
                                          f"{max_pixels} pixels")
+                if reduce_to and im.format == "JPEG" and max(w, h) >= 2 * reduce_to:
+                    g = reduce_to / max(w, h)
+                    im.draft("RGB", (math.ceil(w * g), math.ceil(h * g)))
+                rotated = im.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)
                 im.load()
                 im = ImageOps.exif_transpose(im)
-                return _to_rgb(im)
+                return _to_rgb(im), ((w, h) if rotated else (h, w))
     except ImageReadError:
         raise
     except Image.UnidentifiedImageError:

@@ -1,0 +1,110 @@
+"""The batch pipeline streams (inputs pulled lazily, results out before the end), decodes
+big JPEGs at reduced size on request, and sizes batches; the prefetch thread behaves."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from wildspace.detect.batch_size import CPU_BATCH_SIZE, auto_batch_size, batch_size_for_memory
+from wildspace.media.images import load_image, load_image_sized
+from wildspace.pipeline import detect_files, prefetched
+from wildspace.services import DetectorService
+
+
+def _jpeg(path, w, h, orientation=None):
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (h // 16 + 1, w // 16 + 1, 3), dtype=np.uint8)
+    im = Image.fromarray(small).resize((w, h), Image.BILINEAR)
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    im.save(path, quality=90, exif=exif.tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def detector(model_files):
+    return DetectorService().load(weights=model_files["mdv5_p6"], image_size=128)
+
+
+def test_inputs_are_pulled_lazily_and_results_stream_out(detector, tmp_path):
+    img = _jpeg(tmp_path / "a.jpg", 96, 64)
+    pulled = 0
+
+    def inputs():
+        nonlocal pulled
+        for i in range(10_000):
+            pulled += 1
+            yield img, f"{i}.jpg"
+
+    stream = detect_files(detector, inputs(), 0.1, batch_size=2, workers=2)
+    first = next(stream)
+    assert first.width == 96 and first.height == 64
+    assert pulled <= 16  # a few batches ahead, never the whole input
+    stream.close()
+
+
+def test_reduced_decode_keeps_full_size_and_orientation(tmp_path):
+    big = _jpeg(tmp_path / "big.jpg", 2400, 1600)
+    full = load_image(big)
+    reduced, full_hw = load_image_sized(big, reduce_to=500)
+    assert full.shape == (1600, 2400, 3) and full_hw == (1600, 2400)
+    assert reduced.shape == (400, 600, 3)  # 1/4 scale: the largest keeping the long side >= 500
+    rotated, full_hw = load_image_sized(_jpeg(tmp_path / "r.jpg", 2400, 1600, orientation=6), reduce_to=500)
+    assert rotated.shape == (600, 400, 3) and full_hw == (2400, 1600)
+    # too small to gain, or not a JPEG: decoded as is
+    assert load_image_sized(_jpeg(tmp_path / "s.jpg", 800, 600), reduce_to=500)[0].shape == (600, 800, 3)
+    Image.fromarray(full).save(tmp_path / "big.png")
+    assert load_image_sized(tmp_path / "big.png", reduce_to=500)[0].shape == (1600, 2400, 3)
+
+
+def test_fast_decode_reports_the_file_size(detector, tmp_path):
+    big = _jpeg(tmp_path / "big.jpg", 2400, 1600)
+    (r,) = detect_files(detector, [(big, "big.jpg")], 0.1, fast_decode=True)
+    assert not r.failed and (r.width, r.height) == (2400, 1600)
+
+
+def test_batch_size_from_memory():
+    assert batch_size_for_memory(free_bytes=10_000, per_image_bytes=1_000) == 6
+    assert batch_size_for_memory(free_bytes=10_000, per_image_bytes=1_000, fixed_bytes=3_000) == 3
+    assert batch_size_for_memory(free_bytes=100, per_image_bytes=1_000) == 1
+    assert batch_size_for_memory(free_bytes=10**12, per_image_bytes=1) == 64
+
+
+def test_auto_batch_size_on_cpu(detector):
+    assert auto_batch_size(detector) == CPU_BATCH_SIZE
+    assert auto_batch_size(detector, 7) == 7
+
+
+def test_prefetched_keeps_order_raises_and_stops_early():
+    assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise ValueError("bad frame")
+
+    with pytest.raises(ValueError, match="bad frame"):
+        list(prefetched(failing()))
+
+    produced = []
+    closed = threading.Event()
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                produced.append(i)
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    it = prefetched(endless(), depth=2)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()
+    assert closed.wait(5)
+    assert len(produced) <= 3 + 2 + 2

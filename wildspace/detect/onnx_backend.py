@@ -1,0 +1,234 @@
+"""Exported ONNX Runtime backend for detector networks (CPU speed-up).
+
+On CPU, eager PyTorch runs these convolution networks several times slower than ONNX
+Runtime. A detector built with ``backend="onnx"`` exports its already-loaded, fused
+network once (legacy TorchScript-based ``torch.onnx.export``, dynamic batch/height/width),
+checks the exported graph against the eager network on probe batches (:func:`verify_export`),
+and keeps it in a cache folder keyed by the
+weights' sha256, the network kind and the torch/exporter versions. Later loads reuse the
+file. Pre-processing (letterbox) and post-processing (NMS, box mapping) stay the same code
+as the torch path, so the only difference is the network's floating-point arithmetic.
+
+``backend="auto"`` picks ONNX Runtime on CPU when ``onnxruntime`` is installed and the
+export verifies, and eager PyTorch otherwise (CUDA runs eager, with fp16 autocast).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+import numpy as np
+
+BACKENDS = ("torch", "onnx", "auto")
+ONNX_OPSET = 17
+EXPORT_FORMAT_VERSION = 1  # bump when the export recipe changes (invalidates caches)
+PARITY_RTOL = 1e-3
+PARITY_ATOL = 1e-3
+NOISE_FACTOR = 4.0  # exported vs fp64 may be this many times eager fp32's own error
+
+log = logging.getLogger(__name__)
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested inference backend cannot be used for this model on this machine."""
+
+
+def check_backend(name: str) -> str:
+    """Return ``name`` if it is a known backend, else raise ``ValueError`` listing the choices."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend '{name}'; choose from {', '.join(BACKENDS)}")
+    return name
+
+
+def onnx_runtime_available() -> bool:
+    """Whether ``onnxruntime`` (and ``onnx`` for export) can be imported."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(requested: str, device: str) -> str:
+    """The backend to try for ``requested`` on ``device``: ``torch`` or ``onnx``.
+
+    Raises:
+        BackendUnavailable: ``onnx`` was asked for on a GPU, or onnxruntime is missing.
+    """
+    check_backend(requested)
+    on_cpu = str(device).startswith("cpu")
+    if requested == "auto":
+        return "onnx" if on_cpu and onnx_runtime_available() else "torch"
+    if requested == "onnx":
+        if not on_cpu:
+            raise BackendUnavailable(f"backend 'onnx' runs on the CPU only (device is {device}); "
+                                     "use backend 'torch' on GPUs")
+        if not onnx_runtime_available():
+            raise BackendUnavailable("backend 'onnx' needs the onnxruntime and onnx packages "
+                                     "(pip install onnxruntime onnx)")
+    return requested
+
+
+def cache_key(weights_sha256: str, kind: str) -> str:
+    """File stem for an exported network: weights hash + kind + the exporting versions."""
+    import torch
+
+    versions = f"{kind}|{torch.__version__}|opset{ONNX_OPSET}|v{EXPORT_FORMAT_VERSION}"
+    return f"{weights_sha256[:16]}-{kind}-{hashlib.sha1(versions.encode()).hexdigest()[:10]}"
+
+
+class OnnxNetwork:
+    """An ONNX Runtime session over one exported network: ``float32 NCHW -> float32``."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Run the network on a ``(B, 3, H, W)`` float32 batch (values 0-1)."""
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def probe_batch(height: int, width: int, batch: int = 2, seed: int = 0) -> np.ndarray:
+    """A deterministic image-like ``(batch, 3, H, W)`` float32 batch in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    smooth = rng.integers(0, 256, (batch, 3, height // 16 + 1, width // 16 + 1)).astype(np.float32)
+    smooth = smooth.repeat(16, 2).repeat(16, 3)[:, :, :height, :width]
+    noise = rng.normal(0, 12, (batch, 3, height, width)).astype(np.float32)
+    return (np.clip(smooth + noise, 0, 255) / 255).astype(np.float32)
+
+
+def parity_error(ours: np.ndarray, reference: np.ndarray) -> float:
+    """Largest ``|ours - reference| / (atol + rtol * |reference|)``; <= 1 means within tolerance."""
+    if ours.shape != reference.shape:
+        return float("inf")
+    err = np.abs(ours.astype(np.float64) - reference) / (PARITY_ATOL + PARITY_RTOL * np.abs(reference))
+    return float(err.max()) if err.size else 0.0
+
+
+def export_network(module, path: Path, example_hw: tuple[int, int]) -> None:
+    """Export ``module`` (``(B,3,H,W) -> tensor``) to ``path`` with dynamic B, H, W (atomic)."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    example = torch.zeros(1, 3, *example_hw)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer warnings about Python ints from shapes
+            torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
+                              input_names=["images"], output_names=["pred"],
+                              dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
+                                            "pred": {0: "batch"}})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _eager(module, x: np.ndarray, dtype) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return module.to(dtype)(torch.from_numpy(x).to(dtype)).to(torch.float64).numpy()
+
+
+def verify_export(net: OnnxNetwork, module, shapes: list[tuple[int, int]]) -> dict:
+    """Compare the exported network with the eager one on probe batches of ``shapes``.
+
+    Passes when, on every probe, the ONNX output is within :data:`PARITY_RTOL` /
+    :data:`PARITY_ATOL` of eager fp32, or, for networks whose fp32 arithmetic is itself that
+    noisy, no further from an fp64 run of the same network than :data:`NOISE_FACTOR` times
+    eager fp32 is. Returns the measured errors (in units of the tolerance) and ``ok``.
+    """
+    import copy
+
+    import torch
+
+    module64 = None
+    report: dict = {"ok": True}
+    for h, w in shapes:
+        x = probe_batch(h, w)
+        ours, fp32 = net(x), _eager(module, x, torch.float32)
+        row = {"vs_fp32": parity_error(ours, fp32)}
+        if row["vs_fp32"] > 1.0:
+            module64 = module64 or copy.deepcopy(module)
+            fp64 = _eager(module64, x, torch.float64)
+            row["vs_fp64"], row["fp32_vs_fp64"] = parity_error(ours, fp64), parity_error(fp32, fp64)
+            row["ok"] = row["vs_fp64"] <= NOISE_FACTOR * max(row["fp32_vs_fp64"], 1.0)
+        else:
+            row["ok"] = True
+        report[f"{h}x{w}"] = row
+        report["ok"] &= row["ok"]
+    module.float()
+    return report
+
+
+def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int],
+                   stride: int) -> OnnxNetwork:
+    """The cached ONNX network for ``key``, exporting and verifying it first when absent.
+
+    Args:
+        module: the eval-mode torch network (``(B,3,H,W)`` float in ``[0, 1]`` -> one tensor).
+        cache_dir: folder of exported files (``<key>.onnx`` + ``<key>.json`` parity report).
+        probe_hw: a probe input size in px (multiples of ``stride``); a second, transposed
+            shape checks that the dynamic height/width export is right.
+
+    Raises:
+        BackendUnavailable: the export failed or its outputs differ from the eager network's.
+    """
+    cache_dir = Path(cache_dir)
+    onnx_path, meta_path = cache_dir / f"{key}.onnx", cache_dir / f"{key}.json"
+    if onnx_path.is_file() and meta_path.is_file():
+        return OnnxNetwork(onnx_path)
+    try:
+        export_network(module, onnx_path, probe_hw)
+    except Exception as exc:  # the exporter raises many kinds; any failure means "not available"
+        raise BackendUnavailable(f"ONNX export failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
+    net = OnnxNetwork(onnx_path)
+    h, w = probe_hw
+    report = verify_export(net, module, [(h, w), (w, h + 2 * stride)])  # dynamic H and W
+    if not report["ok"]:
+        onnx_path.unlink(missing_ok=True)
+        raise BackendUnavailable(f"exported ONNX network differs from PyTorch beyond the parity "
+                                 f"tolerance (rtol {PARITY_RTOL}, atol {PARITY_ATOL}): {report}")
+    meta_path.write_text(json.dumps({"key": key, "parity": report, "rtol": PARITY_RTOL,
+                                     "atol": PARITY_ATOL, "noise_factor": NOISE_FACTOR,
+                                     "opset": ONNX_OPSET}, indent=1))
+    log.info("exported %s: %s", onnx_path, report)
+    return net
+
+
+def single_output(network):
+    """Wrap a torch network so that it returns only its first output (the decoded
+    predictions), as ONNX export needs one tensor."""
+    import torch
+
+    class SingleOutput(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            y = self.net(x)
+            return y[0] if isinstance(y, (list, tuple)) else y
+
+    return SingleOutput(network).eval()
+
+
+def default_export_dir() -> Path:
+    """``<WILDSPACE_HOME>/exported``: where exported networks are cached by default."""
+    from wildspace.config import load_settings
+
+    return load_settings().home / "exported"
