@@ -40,7 +40,7 @@ def _photo(h=120, w=180, seed=0):
 
 
 def test_products_are_listed_apart_from_species(products):
-    assert products.names("products") == ["tiny-products"] and products.names("species") == []
+    assert products.names("products") == ["tiny-products"] and "tiny-products" not in products.names("species")
     assert products.available("products") == ["tiny-products"]
 
 
@@ -116,3 +116,10 @@ def test_localizer_finding_nothing_falls_back_to_the_whole_photo(products, local
 def test_a_classifier_is_not_a_localizer(products):
     with pytest.raises(ValueError, match="not a product localiser"):
         products.load_localizer("tiny-products")
+
+
+def test_localizer_is_not_offered_as_a_camera_trap_detector(localizer):
+    from wildspace.services import DetectorService
+
+    names = DetectorService().detector_names()
+    assert "tiny-localizer" not in names and "megadetector-v5a" in names
