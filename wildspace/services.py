@@ -32,9 +32,15 @@ class ModelListing:
 
 
 class DetectorService:
-    def __init__(self, settings: Settings | None = None, device: str = "cpu", max_cached: int = 2):
+    def __init__(self, settings: Settings | None = None, device: str = "cpu", max_cached: int = 2,
+                 backend: str | None = None):
+        """``backend``: ``torch``, ``onnx`` or ``auto`` (default: the settings',
+        ``WILDSPACE_BACKEND``); see :mod:`wildspace.detect.onnx_backend`."""
+        from wildspace.detect.onnx_backend import check_backend
+
         self.settings = settings or load_settings()
         self.device = device
+        self.backend = check_backend(backend or self.settings.backend)
         self.registry = SpecRegistry(self.settings.spec_dirs)
         self.store = ModelStore(self.settings)
         self._cache: collections.OrderedDict[tuple, Detector] = collections.OrderedDict()
@@ -66,6 +72,11 @@ class DetectorService:
         return [n for n in self.detector_names() if self.store.cached_path(self.spec(n))]
 
     # -- loading ------------------------------------------------------------------------
+    @property
+    def export_dir(self) -> Path:
+        """Cache of networks exported for the ONNX Runtime backend."""
+        return self.settings.home / "exported"
+
     def load(self, name: str | None = None, weights: str | Path | None = None,
              image_size: int | None = None) -> Detector:
         """A built detector for a spec ``name`` or a local ``weights`` file (cached).
@@ -86,11 +97,13 @@ class DetectorService:
                 return self._cache[key]
             if name is not None:
                 spec = self.registry.get(name)
-                det = build_detector_for_spec(spec, self.store.fetch(spec), self.device, image_size)
+                det = build_detector_for_spec(spec, self.store.fetch(spec), self.device, image_size,
+                                              backend=self.backend, export_dir=self.export_dir)
             else:
                 if not Path(weights).is_file():
                     raise FileNotFoundError(f"weights file not found: {weights}")
-                det = build_detector(weights, input_size=image_size, device=self.device)
+                det = build_detector(weights, input_size=image_size, device=self.device,
+                                     backend=self.backend, export_dir=self.export_dir)
             self._cache[key] = det
             while len(self._cache) > self._max_cached:
                 self._cache.popitem(last=False)
