@@ -78,7 +78,7 @@ def test_results_stream_batches_across_images_and_keeps_order(classifiers, tmp_p
     counting = _Counting(clf)
     out = list(classify_results(counting, results, files, MD, SpeciesOptions(batch_size=2)))
     assert [r.file for r in out] == [r.file for r in results]
-    assert out[2].failed and out[4].detections == ()
+    assert out[2] == results[2] and out[2].detections is None and out[4].detections == ()
     assert sum(counting.calls) == 5 and max(counting.calls) >= 2
     for r in out:
         if r.detections:
@@ -99,3 +99,17 @@ def test_unreadable_file_keeps_its_detections_unclassified(classifiers, tmp_path
 def test_bad_options_are_refused(kw):
     with pytest.raises(ValueError):
         SpeciesOptions(**kw)
+
+
+def test_a_failing_classifier_leaves_boxes_unclassified_and_the_run_goes_on(classifiers, tmp_path):
+    from PIL import Image
+
+    class Broken:
+        def predict(self, images, batch_size=32):
+            raise RuntimeError("CUDA out of memory")
+
+    p = tmp_path / "a.png"
+    Image.fromarray(_image()).save(p)
+    results = [ImageResult("a.png", (Detection(0, 0.9, (0.1, 0.1, 0.4, 0.4)),)), ImageResult("b.jpg", None, failure="x")]
+    out = list(classify_results(Broken(), results, {"a.png": p}, MD))
+    assert out == results

@@ -115,17 +115,21 @@ def classify_results(classifier: Classifier, results: Iterable[ImageResult], fil
 
     Results without eligible boxes pass straight through; the others are held until
     ``batch_size`` crops are collected, then classified together. A file that cannot be read
-    again keeps its detections unclassified (detection already succeeded).
+    again, or a batch the classifier fails on, keeps its detections unclassified (detection
+    already succeeded; the run never stops for it).
     """
     pending: list[tuple[ImageResult, np.ndarray | None]] = []
     n_crops = 0
 
     def flush() -> Iterator[ImageResult]:
         nonlocal n_crops
-        done = _classify_many(classifier, [(im, r.detections or ()) for r, im in pending],
-                              detector_labels, options)
+        items = [(im, r.detections or ()) for r, im in pending]
+        try:
+            done = _classify_many(classifier, items, detector_labels, options)
+        except (RuntimeError, ValueError):  # e.g. out of memory: these stay unclassified, the run goes on
+            done = [dets for _, dets in items]
         for (r, _), dets in zip(pending, done):
-            yield dataclasses.replace(r, detections=dets)
+            yield r if r.detections is None else dataclasses.replace(r, detections=dets)
         pending.clear()
         n_crops = 0
 
