@@ -150,3 +150,31 @@ def test_detect_image_with_species(client, shared_data):
 def test_api_lists_the_new_endpoints(client):
     info = client.view_api(print_info=False, return_format="dict")
     assert {"/classify_product", "/submit_feedback", "/detect_image"} <= set(info["named_endpoints"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("pathlib").Path("/usr/bin/chromium").exists(), reason="Debian chromium not installed")
+def test_products_tab_in_a_real_browser(app, photo, tmp_path):
+    """Upload → top classes → heat-map → feedback, clicked through in Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app.local_url)
+        page.get_by_role("tab", name="Products").click()
+        page.locator("#products-input input[type=file]").set_input_files(str(photo))
+        page.wait_for_selector("#products-input img", timeout=60_000)
+        page.click("#products-run")
+        page.wait_for_selector("#products-heatmap img", timeout=120_000)
+        page.wait_for_function("() => (document.querySelector('#products-details')?.innerText || '')"
+                               ".includes('Most likely')", timeout=60_000)
+        page.locator("#products-verdict").get_by_text("wrong").click()
+        page.locator("#products-comment textarea").fill("tiger claw replica")
+        page.click("#products-send")
+        page.wait_for_function("() => (document.querySelector('#products-thanks')?.innerText || '')"
+                               ".includes('Thank you')", timeout=60_000)
+        assert "saved as wrong (" in page.inner_text("#products-thanks")  # no label the user did not pick
+        page.screenshot(path=str(tmp_path / "products.png"), full_page=True)
+        browser.close()
+    assert (tmp_path / "products.png").stat().st_size > 10_000

@@ -97,8 +97,11 @@ def run_batch_tab(service: DetectorService, files, model: str, threshold: float,
                 report(st.done, st.total, "images (queued job)")
                 if st.state in ("done", "cancelled"):
                     break
+                note = (" Species are not added to queued batches yet: run them with "
+                        "`python -m wildspace detect --classifier …`."
+                        if classifier and classifier != "none" else "")
                 yield (f"Large batch: queued as job `{job_id}` — {st.done}/{st.total} done. "
-                       "It keeps running if you close this page; see the Jobs tab.", None, None, None)
+                       f"It keeps running if you close this page; see the Jobs tab.{note}", None, None, None)
                 time.sleep(1.0)
             out = job_output(queue.store, job_id, owner, work_dir, float(threshold))
         else:

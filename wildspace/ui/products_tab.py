@@ -172,7 +172,8 @@ def build_tab(classifiers, store: FeedbackStore, owner_state=None, max_pixels: i
     with gr.Accordion("Was this right? Your feedback trains the next model", open=True):
         with gr.Row():
             verdict = gr.Radio(["right", "wrong"], label="The answer was", elem_id="products-verdict")
-            right = gr.Dropdown(choices=[display_name(x) for x in PRODUCT_LABELS], label="Right label (if wrong)",
+            right = gr.Dropdown(choices=[display_name(x) for x in PRODUCT_LABELS], value=None,
+                                label="Right label (if wrong; leave empty if unsure)",
                                 allow_custom_value=True, elem_id="products-right-label")
         comment = gr.Textbox(label="Comment (optional)", lines=2, max_length=2000, elem_id="products-comment")
         send = gr.Button("Send feedback", elem_id="products-send")
