@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--output", "-o", type=Path, required=True, help="output folder (datasets.load_from_disk)")
     fe.add_argument("--model", help="only feedback on this model")
     fsub.add_parser("list", help="how much feedback there is, per model and verdict")
+
+    from wildspace.lookup_cli import add_parsers as add_lookup_parsers
+
+    add_lookup_parsers(sub)
     return p
 
 
@@ -280,9 +284,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         from wildspace.jobs.cli import cmd_jobs, cmd_worker
+        from wildspace.lookup_cli import cmd_gallery, cmd_reid
 
         commands = {"detect": cmd_detect, "convert": cmd_convert, "models": cmd_models,
-                    "worker": cmd_worker, "jobs": cmd_jobs, "feedback": cmd_feedback}
+                    "worker": cmd_worker, "jobs": cmd_jobs, "feedback": cmd_feedback,
+                    "gallery": cmd_gallery, "reid": cmd_reid}
         return commands[args.command](args)
     except (CliError, *USER_ERRORS) as exc:
         from wildspace.jobs.store import JobNotFound

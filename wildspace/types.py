@@ -69,3 +69,39 @@ class DetectorInfo:
     conservative_threshold: float = 0.05
     version: str | None = None
     extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IdentityMatch:
+    """One candidate individual for a re-ID query.
+
+    Attributes:
+        identity: the gallery's name for the animal.
+        score: the best match score over that animal's gallery images (method-specific units:
+            cosine similarity, verified local-feature matches, or a fused probability).
+        probability: calibrated probability that the query shows this animal, in [0, 1].
+        image_index: row of the gallery image that gave the best score.
+        viewpoint: that image's flank (``left``/``right``/``""``).
+    """
+
+    identity: str
+    score: float
+    probability: float
+    image_index: int
+    viewpoint: str = ""
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """The answer to "who is this animal?".
+
+    ``verdict`` is ``known`` when the top match's probability reaches the gallery's calibrated
+    decision level, else ``new``; ``identity`` is set only for ``known``.
+    """
+
+    matches: tuple[IdentityMatch, ...]
+    verdict: str
+    identity: str | None
+    probability: float
+    method: str
+    threshold: float

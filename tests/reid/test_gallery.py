@@ -1,0 +1,216 @@
+"""Galleries end to end on synthetic coat patterns: build, save, reopen, look up, enrol,
+atomic writes, the Hub round trip through a local cache, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.factories import seed_hub_cache
+from tests.reid.synthetic import coat, photo
+from wildspace.config import load_settings
+from wildspace.lookup import GalleryService
+from wildspace.reid import gallery as gallery_mod
+from wildspace.reid.build import read_identity_table
+from wildspace.reid.gallery import GalleryError, open_gallery, pull_gallery, push_gallery, version_dir
+from wildspace.reid.matching import Matcher, MatchingError, flank_mask
+
+
+@pytest.fixture
+def built(synthetic_set, tmp_path):
+    images, table = synthetic_set
+    svc = GalleryService(load_settings())
+    root, gallery, failures = svc.build("cats", images, table)
+    return svc, root, gallery, failures
+
+
+def test_build_save_reopen(built):
+    svc, root, gallery, failures = built
+    assert failures == []
+    assert root == svc.root / "cats" and (root / "CURRENT").is_file()
+    again = open_gallery(root)
+    assert [r.identity for r in again.records] == [r.identity for r in gallery.records]
+    assert len(again.features) == len(again) == 9
+    assert again.images[0] == gallery.images[0]
+    assert set(again.calibrations) == {"local"}
+    assert svc.names() == ["cats"]
+    # the data folder is a real datasets dataset
+    from datasets import load_from_disk
+
+    ds = load_from_disk(str(version_dir(root) / "data"))
+    assert ds.num_rows == 9 and set(ds.column_names) >= {"identity", "viewpoint", "bbox", "image"}
+
+
+def test_lookup_known_and_new(built):
+    svc, root, gallery, _ = built
+    # a new photo of 'bo' (unseen pose and background)
+    ans = svc.lookup("cats", photo(coat(1001), seed=999))
+    assert ans.result.verdict == "known" and ans.result.identity == "bo"
+    assert ans.result.matches[0].probability > 0.5
+    assert len(ans.result.matches) <= 5
+    assert [m.identity for m in ans.result.matches][0] == "bo"
+    # an animal the gallery has never seen
+    ans = svc.lookup("cats", photo(coat(4242), seed=7))
+    assert ans.result.verdict == "new" and ans.result.identity is None
+
+
+def test_enrol_new_animal_persists(built):
+    svc, root, gallery, _ = built
+    newcomer = coat(4242)
+    g = svc.enrol("cats", photo(newcomer, seed=1), "dax")
+    assert len(g) == 10
+    svc.enrol("cats", photo(newcomer, seed=2), "dax")
+    fresh = GalleryService(load_settings())  # as after an app restart
+    assert len(fresh.open("cats")) == 11
+    ans = fresh.lookup("cats", photo(newcomer, seed=3))
+    assert ans.result.identity == "dax"
+    with pytest.raises(GalleryError, match="name"):
+        svc.enrol("cats", photo(newcomer, seed=4), "  ")
+
+
+def test_crash_mid_write_keeps_the_previous_gallery(built, monkeypatch):
+    svc, root, gallery, _ = built
+    before = (root / "CURRENT").read_text()
+
+    def explode(folder, g):
+        (folder / "data").mkdir(parents=True)
+        (folder / "data" / "half-written").write_text("x")
+        raise KeyboardInterrupt("power cut")
+
+    monkeypatch.setattr(gallery_mod, "write_version", explode)
+    with pytest.raises(KeyboardInterrupt):
+        svc.enrol("cats", photo(coat(5), seed=1), "eve")
+    assert (root / "CURRENT").read_text() == before
+    assert len(open_gallery(root)) == 9
+    assert not [p for p in (root / "versions").iterdir() if p.name.startswith(".staging")]
+
+
+def test_flank_awareness():
+    m = flank_mask(["left", "", "right"], ["left", "right", ""])
+    assert m.tolist() == [[False, True, False], [False, False, False], [True, False, False]]
+
+
+def test_flank_filter_in_lookup(synthetic_set, tmp_path):
+    images, table = synthetic_set
+    text = table.read_text().splitlines()
+    # mark all of bo's photos as right flank
+    rows = [text[0]] + [line.replace(",,", ",right,") if line.startswith("bo_") else line
+                        for line in text[1:]]
+    t2 = tmp_path / "ids.csv"
+    t2.write_text("\n".join(rows) + "\n")
+    assert {r.viewpoint for r in read_identity_table(t2) if r.identity == "bo"} == {"right"}
+    svc = GalleryService(load_settings())
+    svc.build("flanks", images, t2)
+    q = photo(coat(1001), seed=999)
+    assert svc.lookup("flanks", q, viewpoint="right").result.identity == "bo"
+    left = svc.lookup("flanks", q, viewpoint="left").result
+    assert "bo" not in [m.identity for m in left.matches] and left.verdict == "new"
+
+
+def test_bad_files_are_failures_not_crashes(synthetic_set, tmp_path):
+    images, table = synthetic_set
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for p in images.glob("*.jpg"):
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    t = tmp_path / "ids.csv"
+    t.write_text(table.read_text() + "broken.jpg,ana,,S0,2024\n../escape.jpg,ana,,S0,2024\n")
+    svc = GalleryService(load_settings())
+    _, g, failures = svc.build("partial", folder, t)
+    assert len(g) == 9
+    assert {f for f, _ in failures} == {"broken.jpg", "../escape.jpg"}
+
+
+def test_identity_table_errors(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("image,animal\na.jpg,x\n")
+    with pytest.raises(GalleryError, match="identity"):
+        read_identity_table(p)
+    p.write_text("file,identity,bbox\na.jpg,x,0.1 0.2 2 0.3\n")
+    with pytest.raises(GalleryError, match="line 2"):
+        read_identity_table(p)
+    p.write_text("file,identity,bbox,side\na.jpg,x,\"[0.1, 0.2, 0.5, 0.3]\",L\n")
+    (row,) = read_identity_table(p)
+    assert row.bbox == (0.1, 0.2, 0.5, 0.3) and row.viewpoint == "left"
+
+
+def test_method_without_embeddings_is_a_clear_error(built):
+    _, _, gallery, _ = built
+    with pytest.raises(MatchingError, match="cannot use method 'embed'"):
+        Matcher(gallery, "embed")
+
+
+def test_pull_from_hub_cache_and_push_needs_token(built, tmp_path, monkeypatch):
+    svc, root, gallery, _ = built
+    live = version_dir(root)
+    hub = Path(os.environ["HF_HOME"]) / "hub"
+    revision = None
+    for f in sorted(p for p in live.rglob("*") if p.is_file()):
+        revision = seed_hub_cache(hub, "org/cats-gallery", str(f.relative_to(live)), f,
+                                  repo_type="dataset", revision=revision or "a" * 40)
+    path = pull_gallery("org/cats-gallery", "a" * 40, hub)
+    pulled = open_gallery(path)
+    assert [r.image_id for r in pulled.records] == [r.image_id for r in gallery.records]
+    with pytest.raises(GalleryError, match="40-hex"):
+        pull_gallery("org/cats-gallery", "main", hub)
+    with pytest.raises(GalleryError, match="token"):
+        push_gallery(root, "org/cats-gallery", None)
+
+    calls = {}
+
+    class FakeApi:
+        def __init__(self, token):
+            calls["token"] = token
+
+        def create_repo(self, repo_id, **kw):
+            calls["repo"] = (repo_id, kw["repo_type"])
+
+        def upload_folder(self, folder_path, repo_id, repo_type, commit_message):
+            calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            return type("Info", (), {"oid": "b" * 40})()
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    assert push_gallery(root, "org/cats-gallery", "hf_x") == "b" * 40
+    assert calls["repo"] == ("org/cats-gallery", "dataset")
+    assert "gallery.json" in calls["files"] and "data" in calls["files"]
+
+
+def test_cli_evaluate_and_gallery_commands(synthetic_set, tmp_path, capsys):
+    from wildspace.cli import main
+
+    images, table = synthetic_set
+    assert main(["reid", "evaluate", "--images", str(images), "--identities", str(table),
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["top1"] == 1.0 and out["unknown_queries"] == 1 and out["baus"] == 1.0
+    assert set(out["map_at_k"]) == {"1", "3", "5"} and out["threshold"] > 0
+    assert main(["reid", "evaluate", "--images", str(images), "--identities", str(table),
+                 "--group-by", "station", "--json"]) == 0
+    grouped = json.loads(capsys.readouterr().out)
+    assert grouped["left_out"] == "image and its group"
+    assert main(["reid", "evaluate", "--images", str(images), "--identities", str(table),
+                 "--method", "embed"]) == 1
+    assert "needs --model" in capsys.readouterr().err
+
+    out_dir = tmp_path / "g"
+    assert main(["gallery", "build", "--images", str(images), "--identities", str(table),
+                 "--out", str(out_dir)]) == 0
+    capsys.readouterr()
+    q = tmp_path / "q.jpg"
+    from PIL import Image
+
+    Image.fromarray(photo(coat(1000), seed=555)).save(q)
+    assert main(["gallery", "lookup", str(out_dir), str(q), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict"] == "known" and doc["identity"] == "ana"
+    assert main(["gallery", "info", str(out_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 9
+    assert main(["gallery", "enrol", str(out_dir), str(q), "--identity", "ana"]) == 0
+    assert len(open_gallery(out_dir)) == 10

@@ -1,0 +1,174 @@
+"""``python -m wildspace gallery …`` and ``python -m wildspace reid evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+
+def add_parsers(sub) -> None:
+    g = sub.add_parser("gallery", help="individual-ID galleries: build, look up, enrol, pull, push")
+    gsub = g.add_subparsers(dest="gallery_command", required=True)
+    gb = gsub.add_parser("build", help="build a gallery from a folder of images and a CSV")
+    gb.add_argument("--images", type=Path, required=True, help="folder the CSV's files are in")
+    gb.add_argument("--identities", type=Path, required=True,
+                    help="CSV: file, identity[, viewpoint, bbox, date, location]")
+    gb.add_argument("--out", required=True,
+                    help="gallery folder, or a plain name for the app's galleries")
+    gb.add_argument("--model", help="embedder model name (default: weight-free matching only)")
+    gb.add_argument("--crop-with", help="detector model that crops the animal from whole frames")
+    gb.add_argument("--no-local", action="store_true",
+                    help="skip local features (only with --model)")
+    gi = gsub.add_parser("info", help="size, identities, methods and thresholds")
+    gi.add_argument("gallery")
+    gl = gsub.add_parser("lookup", help="who is this animal?")
+    gl.add_argument("gallery")
+    gl.add_argument("image", type=Path)
+    gl.add_argument("--viewpoint", default="", help="left or right flank, if known")
+    gl.add_argument("--crop-with", help="detector model that crops the animal first")
+    gl.add_argument("--method", choices=["local", "embed", "fused"])
+    gl.add_argument("--top", type=int, default=5)
+    gl.add_argument("--json", action="store_true")
+    ge = gsub.add_parser("enrol", help="add an image of a (new or known) animal")
+    ge.add_argument("gallery")
+    ge.add_argument("image", type=Path)
+    ge.add_argument("--identity", required=True)
+    ge.add_argument("--viewpoint", default="")
+    ge.add_argument("--crop-with", help="detector model that crops the animal first")
+    gp = gsub.add_parser("pull", help="copy a gallery dataset repo from the Hub (pinned)")
+    gp.add_argument("repo_id")
+    gp.add_argument("--revision", required=True, help="40-hex commit")
+    gp.add_argument("--name", required=True, help="local gallery name")
+    gu = gsub.add_parser("push", help="upload a gallery to a Hub dataset repo (needs HF_TOKEN)")
+    gu.add_argument("gallery")
+    gu.add_argument("--repo", required=True)
+
+    r = sub.add_parser("reid", help="evaluate individual re-identification")
+    rsub = r.add_subparsers(dest="reid_command", required=True)
+    re_ = rsub.add_parser("evaluate", help="leave-one-out evaluation on a labelled folder")
+    re_.add_argument("--images", type=Path, required=True)
+    re_.add_argument("--identities", type=Path, required=True)
+    re_.add_argument("--method", choices=["local", "embed", "fused"], default="local")
+    re_.add_argument("--model", help="embedder model name (needed for embed and fused)")
+    re_.add_argument("--crop-with", help="detector model that crops the animal from whole frames")
+    re_.add_argument("--group-by", help="CSV column(s), comma separated, whose images are left "
+                     "out together (e.g. station,date = leave-one-event-out)")
+    re_.add_argument("--calibration", choices=["logistic", "isotonic"], default="logistic")
+    re_.add_argument("--json", action="store_true", help="print JSON (default: a short table)")
+
+
+def _service(args):
+    from wildspace.lookup import GalleryService
+
+    detectors = None
+    if getattr(args, "crop_with", None):
+        from wildspace.services import DetectorService
+
+        detectors = DetectorService()
+    return GalleryService(detectors=detectors)
+
+
+def _load_rgb(path: Path, settings):
+    from wildspace.cli import CliError
+    from wildspace.media.images import ImageReadError, load_image
+
+    try:
+        return load_image(path, max_pixels=settings.max_pixels)
+    except ImageReadError as exc:
+        raise CliError(f"{path}: {exc}") from None
+
+
+def cmd_gallery(args: argparse.Namespace) -> int:
+    from wildspace.cli import CliError
+    from wildspace.reid.gallery import pull_gallery, push_gallery, save_gallery, open_gallery
+    from wildspace.reid.matching import available_methods
+
+    svc = _service(args)
+    c = args.gallery_command
+    if c == "build":
+        if args.no_local and not args.model:
+            raise CliError("--no-local needs --model (a gallery needs something to match with)")
+        root, gallery, failures = svc.build(args.out, args.images, args.identities, args.model,
+                                            args.crop_with, local=not args.no_local)
+        for f, why in failures:
+            print(f"failed: {f}: {why}", file=sys.stderr)
+        print(f"gallery {root}: {len(gallery)} images of {len(set(gallery.identities))} animals, "
+              f"methods {', '.join(available_methods(gallery))}, {len(failures)} failed")
+        return 0
+    if c == "info":
+        g = svc.open(args.gallery)
+        info = {"name": g.name, "images": len(g), "identities": len(set(g.identities.tolist())),
+                "embedder": g.embedder, "methods": available_methods(g),
+                "thresholds": {m: c_["threshold"] for m, c_ in g.calibrations.items()}}
+        print(json.dumps(info, indent=2))
+        return 0
+    if c in ("lookup", "enrol"):
+        rgb = _load_rgb(args.image, svc.settings)
+        if c == "enrol":
+            from wildspace.reid.build import prepare_query
+
+            crop, bbox = prepare_query(rgb, None, svc.crop_fn(args.crop_with))
+            g = svc.enrol(args.gallery, crop, args.identity, args.viewpoint, bbox, create=True)
+            print(f"enrolled {args.identity}: gallery now {len(g)} images")
+            return 0
+        ans = svc.lookup(args.gallery, rgb, args.viewpoint, args.crop_with, args.method, args.top)
+        r = ans.result
+        doc = {"verdict": r.verdict, "identity": r.identity, "probability": r.probability,
+               "method": r.method, "threshold": r.threshold, "bbox": ans.bbox,
+               "matches": [{"identity": m.identity, "score": m.score, "probability": m.probability,
+                            "viewpoint": m.viewpoint} for m in r.matches]}
+        if args.json:
+            print(json.dumps(doc, indent=2))
+        else:
+            print(f"{r.verdict}: {r.identity or 'new animal'} (p={r.probability:.2f})")
+            for m in r.matches:
+                print(f"  {m.identity:20s} score {m.score:8.3f}  p {m.probability:.2f}")
+        return 0
+    if c == "pull":
+        src = pull_gallery(args.repo_id, args.revision, svc.settings.hf_cache)
+        save_gallery(svc.path(args.name), open_gallery(src))
+        print(f"pulled {args.repo_id}@{args.revision[:8]} into gallery '{args.name}'")
+        return 0
+    if c == "push":
+        oid = push_gallery(svc.path(args.gallery), args.repo, os.environ.get("HF_TOKEN"))
+        print(f"pushed to {args.repo}: {oid}")
+        return 0
+    raise CliError(f"unknown gallery command {c}")
+
+
+def cmd_reid(args: argparse.Namespace) -> int:
+    from wildspace.cli import CliError
+    from wildspace.reid.build import build_gallery, read_identity_table
+    from wildspace.reid.evaluate import group_labels, leave_one_out
+
+    if args.method in ("embed", "fused") and not args.model:
+        raise CliError(f"--method {args.method} needs --model (an embedder)")
+    svc = _service(args)
+    rows = read_identity_table(args.identities)
+    emb = svc.embedder(args.model) if args.model else None
+    gallery, failures = build_gallery(args.images, rows, "evaluation", embedder=emb,
+                                      crop_fn=svc.crop_fn(args.crop_with),
+                                      local=args.method != "embed",
+                                      max_pixels=svc.settings.max_pixels)
+    groups = None
+    if args.group_by:
+        groups = group_labels(gallery.records, [c.strip() for c in args.group_by.split(",")],
+                              args.identities)
+    out = leave_one_out(gallery, args.method, groups, args.calibration)
+    out["failures"] = [{"file": f, "reason": why} for f, why in failures]
+    out["model"] = args.model
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        width = shutil.get_terminal_size((80, 20)).columns
+        print(f"{out['images']} images, {out['identities']} animals, method {out['method']}"[:width])
+        for key in ("top1", "top5", "mAP", "baks", "baus", "threshold"):
+            v = out[key]
+            print(f"  {key:10s} {'-' if v is None else f'{v:.3f}'}")
+        for k, v in out["map_at_k"].items():
+            print(f"  MAP@{k:6s} {'-' if v is None else f'{v:.3f}'}")
+    return 0
