@@ -35,7 +35,8 @@ def test_spec_file(path):
     if w.md5:
         assert re.fullmatch(r"[0-9a-f]{32}", w.md5)
     assert w.hub or w.url
-    assert len(set(spec.labels)) == len(spec.labels) > 0
+    assert len(set(spec.labels)) == len(spec.labels)
+    assert spec.labels or spec.task == "embed", "detectors and classifiers need labels"
     assert len(spec.card) > 40
     assert spec.license
     assert 0 < spec.conservative_threshold <= spec.typical_threshold < 1
@@ -84,3 +85,34 @@ def test_classifier_spec_describes_a_buildable_network(path):
     assert last.out_features == num_outputs(info)
     if info.activation == "softmax":
         assert num_outputs(info) == len(info.labels)
+
+
+EMBED_SPECS = [p for p in SPEC_FILES if load_spec_file(p).task == "embed"]
+
+
+def test_there_are_specs_for_the_reid_embedders():
+    names = SpecRegistry([BUILTIN_SPECS_DIR]).names(task="embed")
+    assert {"megadescriptor-l-384", "miewid-msv3", "dinov2-base"} <= set(names)
+
+
+@pytest.mark.parametrize("path", EMBED_SPECS, ids=[p.stem for p in EMBED_SPECS])
+def test_embedder_spec_describes_a_buildable_network(path):
+    """The architecture a re-ID spec names builds (on the meta device: no memory, no weights)."""
+    import torch
+
+    from wildspace.reid.embedders import _GemBnHead
+
+    spec = load_spec_file(path)
+    with torch.device("meta"):
+        if spec.family == "timm" and spec.extra.get("head") == "gem-bn":
+            net = _GemBnHead.build(spec.extra["arch"])
+            assert net.bn.num_features > 0
+        elif spec.family == "timm":
+            import timm
+
+            assert timm.create_model(spec.extra["arch"], pretrained=False, num_classes=0).num_features
+        else:
+            from transformers import AutoConfig, AutoModel
+
+            cfg = dict(spec.extra["config"])
+            AutoModel.from_config(AutoConfig.for_model(cfg.pop("model_type"), **cfg))

@@ -52,7 +52,7 @@ class Calibration:
         s = np.where(np.isfinite(s), s, -1e9)
         x = np.log1p(np.maximum(s, 0.0)) if self.log_scale else s
         if self.method == "logistic":
-            return 1.0 / (1.0 + np.exp(-(self.coef * x + self.intercept)))
+            return 1.0 / (1.0 + np.exp(-np.clip(self.coef * x + self.intercept, -500, 500)))
         return np.interp(x, np.asarray(self.knots_x), np.asarray(self.knots_y))
 
     def is_known(self, scores) -> np.ndarray:

@@ -169,7 +169,7 @@ class Embedder:
 
         batch = []
         for rgb in images:
-            t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255)
+            t = torch.from_numpy(np.require(rgb, np.uint8, ['C', 'W'])).permute(2, 0, 1).float().div_(255)
             t = F.interpolate(t[None], size=(self.input_size, self.input_size),
                               mode="bilinear", antialias=True, align_corners=False)[0]
             batch.append(t)
