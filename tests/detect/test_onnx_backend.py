@@ -87,3 +87,13 @@ def test_real_yolov5n_onnx_detections_match_torch(shared_data, tmp_path):
     for a, b in pairs:
         assert detections_within_tolerance(a, b, threshold=0.1)
     assert sum(identical_detections(a, b) for a, b in pairs) >= len(pairs) - 1
+
+
+def test_auto_keeps_torch_when_the_export_is_not_faster(model_files, tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_backend, "measure_speedup", lambda *a, **k: 0.8)
+    assert build_detector(model_files["mdv5_p6"], input_size=256, backend="auto",
+                          export_dir=tmp_path).backend == "torch"
+    (report,) = tmp_path.glob("*.json")
+    assert json.loads(report.read_text())["speedup_vs_torch"] == 0.8
+    assert build_detector(model_files["mdv5_p6"], input_size=256, backend="onnx",
+                          export_dir=tmp_path).backend == "onnx"

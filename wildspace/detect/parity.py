@@ -60,3 +60,22 @@ def detections_within_tolerance(a: Sequence[Detection], b: Sequence[Detection], 
     """Whether ``a`` and ``b`` agree within tolerance (see the module docstring)."""
     return (_covered(a, b, threshold, conf_tol, iou_min)
             and _covered(b, a, threshold, conf_tol, iou_min))
+
+
+def box_agreement(reference: Sequence[Detection], ours: Sequence[Detection], min_conf: float = 0.2,
+                  iou_min: float = 0.5) -> tuple[int, int, int]:
+    """Coarse agreement at a working threshold, for paths that change pixels (reduced decode).
+
+    Returns ``(matched, reference_boxes, extra_boxes)``: how many reference boxes with
+    ``conf >= min_conf`` have a same-class box in ``ours`` (any conf >= ``min_conf / 2``) with
+    ``IoU >= iou_min``, how many such reference boxes there are, and how many of our boxes
+    with ``conf >= min_conf`` match no reference box the same way.
+    """
+    def matches(d: Detection, pool: Sequence[Detection], floor: float) -> bool:
+        return any(e.class_id == d.class_id and e.conf >= floor
+                   and iou_xywh(d.bbox_xywh_norm, e.bbox_xywh_norm) >= iou_min for e in pool)
+
+    ref = [d for d in reference if d.conf >= min_conf]
+    matched = sum(matches(d, ours, min_conf / 2) for d in ref)
+    extra = sum(not matches(d, reference, min_conf / 2) for d in ours if d.conf >= min_conf)
+    return matched, len(ref), extra

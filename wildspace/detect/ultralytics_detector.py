@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from wildspace.detect.base import Prepared, xyxy_to_detections
-from wildspace.detect.onnx_backend import BackendUnavailable, resolve_backend
+from wildspace.detect.onnx_backend import BackendUnavailable, prefer_exported, resolve_backend
 from wildspace.hub.safe_pickle import UnsafeCheckpoint, check_globals
 from wildspace.types import Detection, DetectorInfo
 
@@ -135,8 +135,11 @@ class UltralyticsDetector:
         self._torch = torch
         if resolve_backend(backend, device) == "onnx":
             try:
-                self._onnx = self._export(source, export_dir)
-                self.backend = "onnx"
+                network, meta = self._export(source, export_dir)
+                if prefer_exported(backend, meta):
+                    self._onnx, self.backend = network, "onnx"
+                else:
+                    log.info("backend auto: eager torch, the export measured %.2fx", meta.get("speedup_vs_torch", 0))
             except BackendUnavailable as exc:
                 if backend == "onnx":
                     raise
@@ -145,7 +148,8 @@ class UltralyticsDetector:
     def _export(self, weights: Path, export_dir: str | Path | None):
         import copy
 
-        from wildspace.detect.onnx_backend import cache_key, default_export_dir, load_or_export, single_output
+        from wildspace.detect.onnx_backend import (cache_key, default_export_dir, load_or_export, no_grad,
+                                                   single_output)
         from wildspace.hub.fetch import sha256_file
 
         net = copy.deepcopy(self.network.model)
@@ -156,7 +160,8 @@ class UltralyticsDetector:
 
         key = cache_key(sha256_file(weights), "ultralytics")
         return load_or_export(net, Path(export_dir or default_export_dir()), key,
-                              (4 * self.stride, 5 * self.stride), self.stride)
+                              (4 * self.stride, 5 * self.stride), self.stride,
+                              torch_forward=no_grad(lambda x: self.network(self._torch.from_numpy(x))))
 
     def trained_image_size(self) -> int | None:
         """The ``imgsz`` the checkpoint was trained at, when it records one."""

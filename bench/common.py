@@ -1,0 +1,109 @@
+"""Shared helpers for the benchmarks: the shared images, a scratch folder, the machine line,
+and benchmark-only models of the real architectures.
+
+Benchmarks never download: the legacy-YOLOv5 checkpoint comes from ``../shared/data``;
+MDv6-shaped models are built from ultralytics' bundled yaml files (see
+:func:`calibrated_ultralytics_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+SCRATCH = Path(os.environ.get("WILDSPACE_BENCH_DIR", "/tmp/wildspace-bench"))
+
+
+def setup_env() -> None:
+    """Keep ultralytics offline with its settings, and wildspace's data dir, in the scratch folder."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(SCRATCH / "ultralytics"))
+    os.environ.setdefault("WILDSPACE_HOME", str(SCRATCH / "home"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def camera_trap_images() -> list[Path]:
+    """The 37 shared camera-trap JPEGs (MegaDetector test set + ENA24), 1280x720 to 5152x3968."""
+    return sorted(p for d in ("megadetector-test", "ena24-small")
+                  for p in (SHARED / "camera-trap" / d).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+
+
+def machine() -> str:
+    """One line naming the CPU (and GPU when there is one), for the README tables."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores"
+    try:
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        if gpu:
+            text += f", {gpu.splitlines()[0]}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return text
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def calibrated_ultralytics_checkpoint(cfg: str, path: Path, images: list[Path], size: int = 320,
+                                      class_bias: float = -8.0) -> Path:
+    """An ultralytics model of the ``cfg`` architecture (e.g. ``yolov9c.yaml``, MDv6-c's),
+    with random weights whose BatchNorm statistics are calibrated on real images.
+
+    Plain random initialisations produce almost constant outputs (every box the same score),
+    which tells nothing about NMS, batching or numerical parity. Re-estimating the BatchNorm
+    running statistics on a few real camera-trap images makes the activations well scaled,
+    so scores vary with the image content like a trained model's (``class_bias`` sets how
+    many boxes pass a threshold). Saved as ultralytics saves checkpoints; built once.
+    """
+    if path.is_file():
+        return path
+    import cv2
+    import numpy as np
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
+
+    from wildspace.media.images import load_image
+
+    torch.manual_seed(0)
+    wrapper = YOLO(cfg)
+    model = wrapper.model = DetectionModel(cfg, nc=3, verbose=False)
+    x = torch.stack([torch.from_numpy(cv2.resize(load_image(p), (size, size))) for p in images[:8]])
+    x = x.permute(0, 3, 1, 2).float() / 255
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration passes
+    model.train()
+    with torch.no_grad():
+        for i in range(0, len(x), 4):
+            model(x[i:i + 4])
+    for m in norms:
+        m.momentum = 0.03
+    head = model.model[-1]
+    for branch in (head.cv3, getattr(head, "one2one_cv3", None)):
+        for seq in branch or ():
+            seq[-1].bias.data.fill_(class_bias)
+    model.eval()
+    model.names = {0: "animal", 1: "person", 2: "vehicle"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper.save(str(path))
+    return path
