@@ -8,27 +8,34 @@ from pathlib import Path
 import gradio as gr
 
 from wildspace.services import DetectorService
-from wildspace.ui import batch_tab, jobs_tab, products_tab, single_image, video_tab
+from wildspace.ui import batch_tab, jobs_tab, lookup_tab, products_tab, single_image, video_tab
 from wildspace.ui.identity import owner_state
 
 INTRO = """# wildspace
 Find animals, people and vehicles in camera-trap photos and videos with MegaDetector and other
 open models, name their species, and check photos of market items for ivory, pangolin scales or
-tiger parts. Results download in the formats Timelapse, spreadsheets, COCO tools and GBIF
+tiger parts, and tell individual animals apart (is this T-17, or a new tiger?). Results download in
+the formats Timelapse, spreadsheets, COCO tools and GBIF
 (Camtrap DP) read."""
 
 
 def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
-              queue_above: int | None = None, classifiers=None, feedback=None) -> gr.Blocks:
+              queue_above: int | None = None, classifiers=None, feedback=None,
+              galleries=None) -> gr.Blocks:
     """The app. With a ``queue``, batches of more than ``queue_above`` files go to the
     workers and a *Jobs* tab appears. ``classifiers`` (a ClassifierService) and ``feedback``
-    (a FeedbackStore) default to ones over the detector service's data dir."""
+    (a FeedbackStore) default to ones over the detector service's data dir; so does
+    ``galleries`` (a GalleryService for the *Individual lookup* tab)."""
     from wildspace.classify.feedback import FeedbackStore
     from wildspace.classify.service import ClassifierService
 
     out_dir = out_dir or Path(tempfile.gettempdir()) / "wildspace-app"
     classifiers = classifiers or ClassifierService.sharing(service)
     feedback = feedback or FeedbackStore(service.settings.home / "feedback", service.settings.max_pixels)
+    if galleries is None:
+        from wildspace.lookup import GalleryService
+
+        galleries = GalleryService(service.settings, detectors=service, device=service.device)
     with gr.Blocks(title="wildspace") as demo:
         gr.Markdown(INTRO)
         stored, owner, on_load = owner_state(service.settings.home)
@@ -40,6 +47,8 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
             video_tab.build_tab(service, out_dir / "video", classifiers)
         with gr.Tab("Products"):
             products_tab.build_tab(classifiers, feedback, owner, service.settings.max_pixels)
+        with gr.Tab("Individual lookup"):
+            lookup_tab.build_tab(galleries, service)
         if queue is not None:
             with gr.Tab("Jobs"):
                 jobs_tab.build_tab(queue, out_dir / "jobs", owner)

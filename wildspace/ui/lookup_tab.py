@@ -1,0 +1,147 @@
+"""*Individual lookup* tab: which known animal is this, or is it a new one? Enrol new animals."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+
+from wildspace.media.images import ImageReadError, load_image
+from wildspace.ui.common import gpu, user_errors
+
+NO_DETECTOR = "none (the photo is already a crop)"
+AUTO = "auto"
+TABLE_HEADERS = ["rank", "identity", "probability", "score", "flank"]
+
+HOW_TO = """No gallery yet. Build one from a folder of photos and a CSV of names:
+
+`python -m wildspace gallery build --images DIR --identities ids.csv --out NAME`
+
+or pull a published one (`python -m wildspace gallery pull ORG/REPO --revision COMMIT --name NAME`),
+or enrol the first animals below (type a new gallery name)."""
+
+
+def _thumb(rgb: np.ndarray, side: int = 256) -> np.ndarray:
+    from PIL import Image
+
+    im = Image.fromarray(rgb)
+    im.thumbnail((side, side))
+    return np.asarray(im)
+
+
+def _verdict_text(result) -> str:
+    if not result.matches:
+        return "### New animal\nNothing in the gallery matches this photo."
+    top = result.matches[0]
+    if result.verdict == "known":
+        return (f"### This is **{top.identity}**\nProbability it is the same animal: "
+                f"**{top.probability:.0%}** (method: {result.method}).")
+    return (f"### Looks like a new animal\nThe closest is {top.identity} with probability "
+            f"{top.probability:.0%}, below the gallery's calibrated decision level. If you know "
+            "this animal, enrol it below.")
+
+
+def build_tab(galleries, detectors) -> None:
+    names = galleries.names()
+    det_names = [NO_DETECTOR, *detectors.detector_names()] if detectors is not None else [NO_DETECTOR]
+    on_disk = detectors.available_detectors() if detectors is not None else []
+    with gr.Row():
+        with gr.Column():
+            gallery_in = gr.Dropdown(choices=names, value=names[0] if names else None,
+                                     label="Gallery", allow_custom_value=True,
+                                     elem_id="lookup-gallery",
+                                     info="Known animals to compare with (see `gallery build`).")
+            if not names:
+                gr.Markdown(HOW_TO, elem_id="lookup-howto")
+            image = gr.Image(type="filepath", label="Photo of the animal", elem_id="lookup-input",
+                             sources=["upload", "clipboard"])
+            flank = gr.Radio(["unknown", "left", "right"], value="unknown", label="Flank shown",
+                             info="Left and right flanks carry different patterns.")
+            crop_with = gr.Dropdown(choices=det_names, value=on_disk[0] if on_disk else NO_DETECTOR,
+                                    label="Crop the animal with", allow_custom_value=True,
+                                    info="For whole camera-trap frames: the most confident animal box.")
+            method = gr.Dropdown(choices=[AUTO, "local", "embed", "fused"], value=AUTO,
+                                 label="Matching method",
+                                 info="local = weight-free pattern matching; embed = a re-ID model; "
+                                      "fused = both (auto picks the best the gallery supports).")
+            button = gr.Button("Look up", variant="primary", elem_id="lookup-run")
+        with gr.Column():
+            verdict = gr.Markdown(elem_id="lookup-verdict")
+            crop = gr.Image(label="What was matched", type="numpy", elem_id="lookup-crop")
+            matches = gr.Gallery(label="Top matches", columns=5, height=220, elem_id="lookup-matches")
+            table = gr.Dataframe(headers=TABLE_HEADERS, label="Candidates", interactive=False)
+    with gr.Row():
+        name = gr.Textbox(label="Name for this animal", elem_id="lookup-identity",
+                          info="A new name enrols a new individual; an existing name adds a photo.")
+        enrol_button = gr.Button("Enrol", elem_id="lookup-enrol")
+        enrolled = gr.Markdown(elem_id="lookup-enrolled")
+
+    def _inputs(gallery_name, image_path, detector):
+        if not gallery_name:
+            raise gr.Error("Choose a gallery (or type a new name to enrol the first animal).")
+        if not image_path:
+            raise gr.Error("Upload a photo first.")
+        try:
+            rgb = load_image(image_path, max_pixels=galleries.settings.max_pixels)
+        except ImageReadError as exc:
+            raise gr.Error(f"This file cannot be read as an image: {exc}") from None
+        return rgb, None if detector in (None, "", NO_DETECTOR) else detector
+
+    @gpu
+    def lookup_individual(gallery_name, image_path, flank_shown="unknown", detector=NO_DETECTOR,
+                          match_method=AUTO):
+        """Identify an individual animal against a gallery of known animals.
+
+        Args:
+            gallery_name: the gallery to search.
+            image_path: photo of the animal (a crop, or a whole frame with a detector).
+            flank_shown: "left", "right" or "unknown".
+            detector: detector that crops the animal from a whole frame, or "none …".
+            match_method: "auto", "local", "embed" or "fused".
+        Returns:
+            verdict text, the matched crop, top-5 thumbnails with captions, a candidates table.
+        """
+        rgb, det = _inputs(gallery_name, image_path, detector)
+        view = "" if flank_shown in (None, "", "unknown") else flank_shown
+        with user_errors():
+            ans = galleries.lookup(gallery_name, rgb, view, det,
+                                   None if match_method in (None, "", AUTO) else match_method)
+            g = galleries.open(gallery_name)
+        r = ans.result
+        thumbs = [(_thumb(g.image(m.image_index)), f"{m.identity} · p={m.probability:.2f}")
+                  for m in r.matches]
+        rows = [[i + 1, m.identity, round(m.probability, 3), round(m.score, 4), m.viewpoint or "-"]
+                for i, m in enumerate(r.matches)]
+        return _verdict_text(r), _thumb(ans.crop, 512), thumbs, rows
+
+    def enrol_individual(gallery_name, image_path, identity, flank_shown="unknown",
+                         detector=NO_DETECTOR):
+        """Add a photo of an animal to a gallery under a name (a new name enrols a new animal).
+
+        Args:
+            gallery_name: the gallery (created if it does not exist).
+            image_path: photo of the animal.
+            identity: the animal's name.
+            flank_shown: "left", "right" or "unknown".
+            detector: detector that crops the animal from a whole frame, or "none …".
+        Returns:
+            a confirmation line.
+        """
+        from wildspace.reid.build import prepare_query
+
+        rgb, det = _inputs(gallery_name, image_path, detector)
+        if not (identity or "").strip():
+            raise gr.Error("Type the animal's name first.")
+        view = "" if flank_shown in (None, "", "unknown") else flank_shown
+        with user_errors():
+            crop_img, bbox = prepare_query(rgb, None, galleries.crop_fn(det))
+            g = galleries.enrol(gallery_name, crop_img, identity.strip(), view, bbox, create=True)
+        animals = len(set(g.identities.tolist()))
+        return (f"Enrolled **{identity.strip()}** in gallery '{gallery_name}': {len(g)} photos of "
+                f"{animals} animals.")
+
+    button.click(lookup_individual, [gallery_in, image, flank, crop_with, method],
+                 [verdict, crop, matches, table], api_name="lookup_individual")
+    enrol_button.click(enrol_individual, [gallery_in, image, name, flank, crop_with], enrolled,
+                       api_name="enrol_individual").then(
+        lambda current: gr.update(choices=galleries.names(), value=current), gallery_in, gallery_in,
+        api_name=False)
