@@ -122,7 +122,8 @@ def main() -> int:
         t_ours = time.perf_counter() - t0
     close = sum(detections_within_tolerance(ref[k], ours[k] or (), args.threshold) for k in ref)
     print(f"reference per-image loop (fp32, batch 1): {n / t_ref:7.2f} images/s  GPU busy {u_ref.mean:5.1f}%")
-    print(f"wildspace pipeline (fp16, batch {batch}):   {n / t_ours:7.2f} images/s  GPU busy {u_ours.mean:5.1f}%  "
+    precision = "fp16 autocast" if ours_det.half else "fp32"
+    print(f"wildspace pipeline ({precision}, batch {batch}): {n / t_ours:7.2f} images/s  GPU busy {u_ours.mean:5.1f}%  "
           f"ratio {t_ref / t_ours:.2f}x  within fp32 tolerance {close}/{n}", flush=True)
 
     # where the time goes: decode+letterbox alone (same threads) vs the network alone
@@ -142,7 +143,7 @@ def main() -> int:
     t_net = time.perf_counter() - t0
     print(f"decode + letterbox alone ({args.workers} threads): {n / t_decode:7.2f} images/s")
     print(f"network + NMS alone (pre-decoded batches):  {n / t_net:7.2f} images/s")
-    bottleneck = "JPEG decode + letterbox on the CPU" if t_decode > t_net else "the network on the GPU"
+    bottleneck = "JPEG decode + letterbox on the CPU" if t_decode > t_net else f"the network ({args.device})"
     print(f"bottleneck: {bottleneck} (end-to-end {n / t_ours:.2f} images/s)")
     return 0
 
