@@ -61,7 +61,8 @@ def run_image_batch(service: DetectorService, uploads: Sequence[str | Path], mod
     if progress:
         progress(len(results), total, "images")
     stream = detect_files(detector, unpacked.files, threshold, batch_size=batch_size,
-                          max_pixels=service.settings.max_pixels)
+                          max_pixels=service.settings.max_pixels,
+                          fast_decode=service.settings.fast_decode)
     if species is not None:
         stream = species.on_results(stream, {name: p for p, name in unpacked.files}, detector.info.labels,
                                     service.settings.max_pixels)
