@@ -176,4 +176,28 @@ class GalleryService:
             self.calibrate(gallery)
             save_gallery(root, gallery)
             self._cache.pop(str(root), None)
-            return gallery
+        self.push_if_configured(root, gallery)
+        return gallery
+
+    def push_if_configured(self, root: Path, gallery: GalleryData) -> str | None:
+        """Push to the gallery's Hub repo (set by ``gallery pull``) when ``HF_TOKEN`` is set."""
+        import os
+
+        from wildspace.reid.gallery import push_gallery
+
+        repo, token = gallery.meta.get("hub_repo"), os.environ.get("HF_TOKEN")
+        if not repo or not token:
+            return None
+        return push_gallery(root, repo, token)
+
+    def pull(self, name: str, repo_id: str, revision: str) -> GalleryData:
+        """Copy a Hub gallery (pinned revision) into a local gallery that remembers its repo."""
+        from wildspace.reid.gallery import pull_gallery
+
+        gallery = open_gallery(pull_gallery(repo_id, revision, self.settings.hf_cache))
+        gallery.meta.update(hub_repo=repo_id, hub_revision=revision)
+        root = self.path(name)
+        with self._lock:
+            save_gallery(root, gallery)
+            self._cache.pop(str(root), None)
+        return gallery

@@ -84,7 +84,7 @@ def _load_rgb(path: Path, settings):
 
 def cmd_gallery(args: argparse.Namespace) -> int:
     from wildspace.cli import CliError
-    from wildspace.reid.gallery import pull_gallery, push_gallery, save_gallery, open_gallery
+    from wildspace.reid.gallery import push_gallery
     from wildspace.reid.matching import available_methods
 
     svc = _service(args)
@@ -129,8 +129,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
                 print(f"  {m.identity:20s} score {m.score:8.3f}  p {m.probability:.2f}")
         return 0
     if c == "pull":
-        src = pull_gallery(args.repo_id, args.revision, svc.settings.hf_cache)
-        save_gallery(svc.path(args.name), open_gallery(src))
+        svc.pull(args.name, args.repo_id, args.revision)
         print(f"pulled {args.repo_id}@{args.revision[:8]} into gallery '{args.name}'")
         return 0
     if c == "push":

@@ -214,3 +214,24 @@ def test_cli_evaluate_and_gallery_commands(synthetic_set, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["images"] == 9
     assert main(["gallery", "enrol", str(out_dir), str(q), "--identity", "ana"]) == 0
     assert len(open_gallery(out_dir)) == 10
+
+
+def test_pulled_gallery_pushes_enrolments_when_a_token_is_set(built, monkeypatch):
+    svc, root, gallery, _ = built
+    live = version_dir(root)
+    hub = Path(os.environ["HF_HOME"]) / "hub"
+    for f in sorted(p for p in live.rglob("*") if p.is_file()):
+        seed_hub_cache(hub, "org/field-cats", str(f.relative_to(live)), f, repo_type="dataset",
+                       revision="c" * 40)
+    pulled = svc.pull("field", "org/field-cats", "c" * 40)
+    assert pulled.meta["hub_repo"] == "org/field-cats" and len(pulled) == 9
+    pushed = []
+    monkeypatch.setattr("wildspace.reid.gallery.push_gallery",
+                        lambda root, repo, token: pushed.append((repo, token)) or "d" * 40)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    svc.enrol("field", photo(coat(31), 1), "newcat")
+    assert pushed == []  # no token: stays local
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    svc.enrol("field", photo(coat(31), 2), "newcat")
+    assert pushed == [("org/field-cats", "hf_test")]
+    assert open_gallery(svc.path("field")).meta["hub_repo"] == "org/field-cats"
