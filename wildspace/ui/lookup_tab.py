@@ -58,6 +58,7 @@ def build_tab(galleries, detectors) -> None:
                              info="Left and right flanks carry different patterns.")
             crop_with = gr.Dropdown(choices=det_names, value=on_disk[0] if on_disk else NO_DETECTOR,
                                     label="Crop the animal with", allow_custom_value=True,
+                                    elem_id="lookup-crop-with",
                                     info="For whole camera-trap frames: the most confident animal box.")
             method = gr.Dropdown(choices=[AUTO, "local", "embed", "fused"], value=AUTO,
                                  label="Matching method",
