@@ -1,22 +1,31 @@
-"""Weight-free individual matching: RootSIFT keypoints, ratio test, geometric verification.
+"""Weight-free individual matching: RootSIFT, LNBNN votes with background removal, RANSAC.
 
 Spotted and striped animals (snow leopards, tigers, leopards, giraffes) carry a coat pattern
 that local features match across photos. This matcher needs no weights, so it works on any
-offline machine, and it re-ranks an embedding shortlist when an embedder is available.
+offline machine; it scores whole camera-trap frames (no detector needed).
 
-Pipeline for one pair of images ``a`` and ``b``:
+``extract`` (one image): grayscale, mask the caption bars (top/bottom strips), resize so the
+long side is at most ``max_side`` px, strong CLAHE (night IR frames are dim and flat, so the
+coat would otherwise get few keypoints), SIFT keypoints, RootSIFT descriptors.
 
-1. ``extract``: grayscale, mask the camera's caption bars (top/bottom strips), resize so the
-   long side is at most ``max_side`` px, CLAHE contrast, SIFT keypoints; descriptors are turned
-   into RootSIFT (L1-normalise, square root), which matches better than raw SIFT.
-2. ``match``: two nearest neighbours per descriptor of ``a`` in ``b``; keep a match when the
-   best is clearly better than the second (Lowe's ratio test, ``ratio``), both ways (mutual).
-3. Drop *static* matches: a fixed camera sees the same rocks in every frame; points that sit at
-   the same place in both frames (displacement below ``static_px``) are background, not coat.
-4. Geometric verification: a RANSAC similarity/affine model; the score is the number of inlier
-   matches (0 when fewer than ``min_inliers``).
+``score_matrix`` (queries against a whole gallery, as in HotSpotter):
 
-Scores are counts (0, 1, 2, …); higher means more of the pattern agrees.
+1. One nearest-neighbour search of every query descriptor among all gallery descriptors
+   (exact for small galleries, a faiss inverted file for large ones).
+2. Scene background: fixed cameras see the same rocks in every frame. A keypoint whose
+   neighbour in another frame of the same size lies at the same place (``static_px``) is
+   background; for a query it is removed if that holds in *any* usable gallery frame (or, for a
+   gallery keypoint, against the query or any usable gallery frame). This is what keeps two
+   animals photographed by the same camera apart. A gallery frame in which almost all of the
+   query is static is a copy of the query and is not used as background evidence.
+3. LNBNN (local naive-Bayes nearest neighbour): each query descriptor votes for the frames of
+   its ``knn`` nearest usable gallery descriptors, weight ``d_(knn+1) - d``: a match counts
+   only as much as it is closer than the crowd, so common textures (grass, rock) score little.
+4. Spatial verification per gallery frame: RANSAC similarity transform on its votes; the score
+   is the summed weight of the inliers (0 with fewer than ``min_inliers``).
+
+Excluded gallery frames take no part in a query's scoring (neither as candidates, nor as
+LNBNN competitors, nor as background evidence), so leave-one-out evaluations are honest.
 """
 
 from __future__ import annotations
@@ -35,19 +44,35 @@ class LocalFeatureConfig:
         n_features: keep at most this many keypoints (strongest first).
         caption_mask: fraction of the height blanked at the top and at the bottom (camera
             captions: date, temperature, logo), so the matcher does not match text.
-        ratio: Lowe ratio-test threshold.
-        static_px: matches that moved less than this many px are dropped as static background.
-        ransac_px: RANSAC reprojection threshold in px.
+        clahe_clip: CLAHE clip limit (0 disables contrast equalisation).
+        knn: LNBNN neighbours that vote per query descriptor (the next one is the baseline).
+        search_depth: neighbours fetched per descriptor; excluded and background ones are
+            skipped, the rest must hold ``knn + 1`` usable ones.
+        static_k: how many nearest neighbours are checked for a same-place (static) match.
+        static_px: a neighbour within this many px of the same place in a same-size frame is
+            static scene background.
+        duplicate_frac: a gallery frame where at least this fraction of the query keypoints is
+            static is a copy of the query, not background evidence.
+        ransac_px: RANSAC reprojection threshold in px (loose: bodies bend).
         min_inliers: fewer verified matches than this scores 0.
+        ratio: Lowe ratio threshold (unused since LNBNN replaced the ratio test; kept so
+            stored configs still load).
+        exact_search_max: galleries with at most this many descriptors are searched exactly.
     """
 
     max_side: int = 1024
     n_features: int = 2500
     caption_mask: float = 0.06
+    clahe_clip: float = 4.0
+    knn: int = 3
+    search_depth: int = 100
+    static_k: int = 10
+    static_px: float = 8.0
+    duplicate_frac: float = 0.95
+    ransac_px: float = 20.0
+    min_inliers: int = 4
     ratio: float = 0.8
-    static_px: float = 6.0
-    ransac_px: float = 12.0
-    min_inliers: int = 6
+    exact_search_max: int = 30000
 
 
 @dataclass(frozen=True)
@@ -56,7 +81,7 @@ class LocalFeatures:
 
     Attributes:
         xy: ``(N, 2)`` float32 keypoint positions in px of the resized image.
-        descriptors: ``(N, 128)`` float32 RootSIFT descriptors.
+        descriptors: ``(N, 128)`` float32 RootSIFT descriptors (unit L2 norm).
         size: ``(width, height)`` of the resized image in px.
     """
 
@@ -70,8 +95,8 @@ class LocalFeatures:
 
     @classmethod
     def from_arrays(cls, arrays) -> "LocalFeatures":
-        return cls(xy=np.asarray(arrays["xy"], dtype=np.float32),
-                   descriptors=np.asarray(arrays["descriptors"], dtype=np.float32),
+        return cls(xy=np.asarray(arrays["xy"], dtype=np.float32).reshape(-1, 2),
+                   descriptors=np.asarray(arrays["descriptors"], dtype=np.float32).reshape(-1, 128),
                    size=tuple(int(v) for v in arrays["size"]))
 
 
@@ -91,9 +116,9 @@ def extract(rgb: np.ndarray, config: LocalFeatureConfig = LocalFeatureConfig()) 
     if band:
         mask[:band] = 0
         mask[h - band:] = 0
-    gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
-    sift = cv2.SIFT_create(nfeatures=config.n_features)
-    keypoints, desc = sift.detectAndCompute(gray, mask)
+    if config.clahe_clip > 0:
+        gray = cv2.createCLAHE(clipLimit=config.clahe_clip, tileGridSize=(8, 8)).apply(gray)
+    keypoints, desc = cv2.SIFT_create(nfeatures=config.n_features).detectAndCompute(gray, mask)
     if desc is None or not keypoints:
         return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), (w, h))
     desc = desc.astype(np.float32)
@@ -103,102 +128,134 @@ def extract(rgb: np.ndarray, config: LocalFeatureConfig = LocalFeatureConfig()) 
     return LocalFeatures(xy=xy, descriptors=desc, size=(w, h))
 
 
-def _two_nearest(queries: np.ndarray, base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distances ``(N, 2)`` and indices ``(N, 2)`` of each query's two nearest base rows."""
+def _knn(base: np.ndarray, queries: np.ndarray, k: int,
+         config: LocalFeatureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean distances and indices ``(len(queries), k)`` of nearest ``base`` rows (-1: none)."""
     import faiss
 
-    index = faiss.IndexFlatIP(base.shape[1])
-    index.add(np.ascontiguousarray(base, dtype=np.float32))
-    sim, idx = index.search(np.ascontiguousarray(queries, dtype=np.float32), 2)
-    return np.sqrt(np.maximum(2.0 - 2.0 * sim, 0.0)), idx
+    base = np.ascontiguousarray(base, dtype=np.float32)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if len(base) <= config.exact_search_max:
+        index = faiss.IndexFlatIP(128)
+    else:  # inverted file: ~40x less work than exact search, same votes in practice
+        n_lists = int(4 * np.sqrt(len(base)))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(128), 128, n_lists, faiss.METRIC_INNER_PRODUCT)
+        sample = np.random.default_rng(0).choice(len(base), min(len(base), 40 * n_lists), False)
+        index.train(base[np.sort(sample)])
+        index.nprobe = 16
+    index.add(base)
+    sim, idx = index.search(queries, k)
+    return np.sqrt(np.maximum(2.0 - 2.0 * sim, 0.0)).astype(np.float32), idx
 
 
-def _mutual_ratio_matches(da: np.ndarray, db: np.ndarray, ratio: float) -> np.ndarray:
-    """Index pairs ``(i, j)`` that pass the ratio test in both directions.
-
-    RootSIFT descriptors have unit L2 norm, so inner products give the distances.
-    """
-    if len(da) < 2 or len(db) < 2:
-        return np.zeros((0, 2), dtype=np.int64)
-    d_ab, i_ab = _two_nearest(da, db)
-    d_ba, i_ba = _two_nearest(db, da)
-    ok_a = d_ab[:, 0] < ratio * d_ab[:, 1]
-    ok_b = d_ba[:, 0] < ratio * d_ba[:, 1]
-    i = np.nonzero(ok_a)[0]
-    j = i_ab[i, 0]
-    keep = ok_b[j] & (i_ba[j, 0] == i)
-    return np.stack([i[keep], j[keep]], axis=1)
-
-
-def match_score(a: LocalFeatures, b: LocalFeatures,
-                config: LocalFeatureConfig = LocalFeatureConfig()) -> int:
-    """Number of geometrically verified, non-static, mutual ratio-test matches (0 if too few)."""
-    import cv2
-
-    if len(a.xy) < 2 or len(b.xy) < 2:
-        return 0
-    pairs = _mutual_ratio_matches(a.descriptors, b.descriptors, config.ratio)
-    if len(pairs) < config.min_inliers:
-        return 0
-    ia, ib = pairs[:, 0], pairs[:, 1]
-    pa, pb = a.xy[ia], b.xy[ib]
-    if a.size == b.size and config.static_px > 0:
-        pa, pb = _drop_background(pa, pb, a.size, config)
-    if len(pa) < config.min_inliers:
-        return 0
-    _, inliers = cv2.estimateAffine2D(pa, pb, method=cv2.RANSAC,
-                                      ransacReprojThreshold=config.ransac_px,
-                                      maxIters=2000, confidence=0.995)
-    n = int(inliers.sum()) if inliers is not None else 0
-    return n if n >= config.min_inliers else 0
-
-
-def _drop_background(pa: np.ndarray, pb: np.ndarray, size: tuple[int, int],
-                     config: LocalFeatureConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Remove matches that belong to the static scene of a fixed camera.
-
-    Points that did not move are background. A camera nudged between visits moves its whole
-    scene by one near-identity transform: fit one (RANSAC, tight threshold) and, if it is close
-    to identity, drop its inliers too. What is left is what moved: the animal.
-    """
-    import cv2
-
-    moving = np.linalg.norm(pa - pb, axis=1) >= config.static_px
-    pa, pb = pa[moving], pb[moving]
-    if len(pa) < config.min_inliers:
-        return pa, pb
-    m, inl = cv2.estimateAffinePartial2D(pa, pb, method=cv2.RANSAC,
-                                         ransacReprojThreshold=config.static_px,
-                                         maxIters=1000, confidence=0.99)
-    if m is None or inl is None or int(inl.sum()) < config.min_inliers:
-        return pa, pb
-    scale = float(np.hypot(m[0, 0], m[1, 0]))
-    angle = abs(float(np.degrees(np.arctan2(m[1, 0], m[0, 0]))))
-    shift = float(np.hypot(m[0, 2], m[1, 2])) / max(size)
-    if abs(scale - 1.0) < 0.05 and angle < 3.0 and shift < 0.08:
-        keep = inl.ravel() == 0
-        return pa[keep], pb[keep]
-    return pa, pb
+def _static_pairs(idx: np.ndarray, q_xy: np.ndarray, q_owner: np.ndarray, q_size: np.ndarray,
+                  g_xy: np.ndarray, g_owner: np.ndarray, g_size: np.ndarray, static_px: float):
+    """``(query row, gallery row)`` pairs of neighbours at the same place in same-size frames."""
+    ok = idx >= 0
+    j = np.where(ok, idx, 0)
+    same = ok & (g_size[g_owner[j]] == q_size[q_owner][:, None]).all(-1)
+    near = np.linalg.norm(g_xy[j] - q_xy[:, None, :], axis=-1) < static_px
+    r, c = np.nonzero(same & near)
+    return r, j[r, c]
 
 
 def score_matrix(queries: list[LocalFeatures], gallery: list[LocalFeatures],
                  config: LocalFeatureConfig = LocalFeatureConfig(),
                  exclude: np.ndarray | None = None) -> np.ndarray:
-    """``(len(queries), len(gallery))`` match scores (higher = more of the pattern agrees).
+    """``(len(queries), len(gallery))`` scores: higher = more likely the same animal, 0 = none.
 
     Args:
         exclude: optional boolean ``(Q, G)`` mask of pairs that must not be scored (a query
             against itself, or against its own capture event in leave-one-out tests); those
-            cells are 0 and the excluded images take no part in the query's scoring.
+            cells are 0 and the excluded frames take no part in the query's scoring.
     """
-    out = np.zeros((len(queries), len(gallery)), dtype=np.float32)
-    same = queries is gallery
-    for i, q in enumerate(queries):
-        for j, g in enumerate(gallery):
-            if exclude is not None and exclude[i, j]:
+    import cv2
+
+    nq, ng = len(queries), len(gallery)
+    out = np.zeros((nq, ng), dtype=np.float32)
+    if nq == 0 or ng == 0:
+        return out
+    exclude = np.zeros((nq, ng), bool) if exclude is None else np.asarray(exclude, bool)
+
+    def stack(feats):
+        counts = np.array([len(f.xy) for f in feats])
+        owner = np.repeat(np.arange(len(feats)), counts)
+        xy = np.concatenate([f.xy for f in feats]).reshape(-1, 2).astype(np.float32)
+        desc = np.concatenate([f.descriptors for f in feats]).reshape(-1, 128)
+        size = np.array([f.size for f in feats], dtype=np.int64).reshape(-1, 2)
+        return xy, desc, owner, size, np.concatenate([[0], np.cumsum(counts)])
+
+    g_xy, g_desc, g_owner, g_size, _ = stack(gallery)
+    q_xy, q_desc, q_owner, q_size, q_off = stack(queries)
+    k = config.knn
+    if len(g_desc) < k + 1 or len(q_desc) == 0:
+        return out
+    depth = min(config.search_depth, len(g_desc))
+    dist, idx = _knn(g_desc, q_desc, depth, config)
+    n_static = min(config.static_k, depth)
+
+    # Gallery keypoints static against another gallery frame: st_g[kp, frame].
+    g_idx = idx if queries is gallery else _knn(g_desc, g_desc, n_static, config)[1]
+    r, c = _static_pairs(g_idx[:, :n_static], g_xy, g_owner, g_size,
+                         g_xy, g_owner, g_size, config.static_px)
+    keep = g_owner[r] != g_owner[c]
+    r, c = r[keep], c[keep]
+    st_g = np.zeros((len(g_xy), ng), np.float32)
+    st_g[r, g_owner[c]] = 1.0
+    st_g[c, g_owner[r]] = 1.0
+    # Query keypoints static against gallery frames (and gallery keypoints against the query).
+    qr, qc = _static_pairs(idx[:, :n_static], q_xy, q_owner, q_size,
+                           g_xy, g_owner, g_size, config.static_px)
+    st_q = np.zeros((len(q_xy), ng), bool)
+    st_q[qr, g_owner[qc]] = True
+    order = np.argsort(q_owner[qr], kind="stable")
+    qr, qc = qr[order], qc[order]
+    bounds = np.searchsorted(q_owner[qr], np.arange(nq + 1))
+
+    for i in range(nq):
+        rows = np.arange(q_off[i], q_off[i + 1])
+        allowed = ~exclude[i]
+        if len(rows) == 0 or not allowed.any():
+            continue
+        duplicate = st_q[rows].mean(axis=0) >= config.duplicate_frac
+        evidence = allowed & ~duplicate
+        q_bg = st_q[rows][:, evidence].any(axis=1)
+        g_bg = st_g @ evidence.astype(np.float32) > 0
+        static_to_query = qc[bounds[i]:bounds[i + 1]]
+        g_bg[static_to_query[~duplicate[g_owner[static_to_query]]]] = True
+        nb, d = idx[rows], dist[rows]
+        usable = (nb >= 0) & ~q_bg[:, None]
+        nb0 = np.where(nb >= 0, nb, 0)
+        usable &= allowed[g_owner[nb0]] & ~g_bg[nb0]
+        rank = np.cumsum(usable, axis=1)
+        # Baseline distance: the (k+1)-th usable neighbour, else the farthest one fetched.
+        has = rank[:, -1] >= k + 1
+        baseline = np.where(has, d[np.arange(len(rows)), np.argmax(rank >= k + 1, axis=1)],
+                            d[:, -1])
+        r_, c_ = np.nonzero(usable & (rank <= k))
+        frame = g_owner[nb0[r_, c_]]
+        _, first = np.unique(r_ * ng + frame, return_index=True)  # one vote per frame
+        r_, c_, frame = r_[first], c_[first], frame[first]
+        weight = np.maximum(baseline[r_] - d[r_, c_], 0.0)
+        for j in np.unique(frame):
+            m = frame == j
+            if m.sum() < config.min_inliers:
                 continue
-            if same and j < i and (exclude is None or not exclude[j, i]):
-                out[i, j] = out[j, i]  # matching is symmetric: reuse the other half
+            pa, pb = q_xy[rows[r_[m]]], g_xy[nb0[r_[m], c_[m]]]
+            model, inliers = cv2.estimateAffinePartial2D(
+                pa, pb, method=cv2.RANSAC, ransacReprojThreshold=config.ransac_px,
+                maxIters=2000, confidence=0.995)
+            if model is None or inliers is None:
                 continue
-            out[i, j] = match_score(q, g, config)
+            inliers = inliers.ravel().astype(bool)
+            if inliers.sum() >= config.min_inliers:
+                out[i, j] = float(weight[m][inliers].sum())
+    out[exclude] = 0.0
     return out
+
+
+def match_score(a: LocalFeatures, b: LocalFeatures,
+                config: LocalFeatureConfig = LocalFeatureConfig()) -> float:
+    """Score of one pair (``score_matrix`` with a one-frame gallery; LNBNN then acts like a
+    ratio test against ``b``'s own other descriptors)."""
+    return float(score_matrix([a], [b], config)[0, 0])
