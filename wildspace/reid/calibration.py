@@ -95,6 +95,17 @@ def calibration_pairs(sim: np.ndarray, ids, exclude: np.ndarray | None = None
     return np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
 
 
+def query_pairs(sim: np.ndarray, query_ids, gallery_ids) -> tuple[np.ndarray, np.ndarray]:
+    """(score, same?) pairs from query-vs-gallery scores: for each query, the best score to
+    every gallery identity it was compared with (``-inf`` = not compared)."""
+    from wildspace.reid.metrics import identity_scores
+
+    labels, best = identity_scores(sim, gallery_ids)
+    finite = np.isfinite(best)
+    same = labels[None, :] == np.asarray(query_ids)[:, None]
+    return best[finite], same[finite]
+
+
 def fit_calibration(scores, same, method: str = "logistic", min_probability: float = 0.5,
                     log_scale: bool = False) -> Calibration:
     """Fit score → P(same animal) on labelled pairs (classes weighted equally).

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wildspace.reid.calibration import CalibrationError, fit_calibration
+from wildspace.reid.calibration import CalibrationError, fit_calibration, query_pairs
 from wildspace.reid.gallery import GalleryData
 from wildspace.reid.matching import Matcher, flank_mask
 from wildspace.reid.metrics import evaluate, identity_scores
@@ -33,15 +33,8 @@ def exclusion_mask(gallery: GalleryData, groups: list[str] | None = None) -> np.
     return mask
 
 
-def _pairs(sim: np.ndarray, query_ids, gallery_ids, rows) -> tuple[list, list]:
-    labels, best = identity_scores(sim[rows], gallery_ids)
-    scores, same = [], []
-    for q, qid in zip(range(len(rows)), np.asarray(query_ids)[rows]):
-        for j, label in enumerate(labels):
-            if np.isfinite(best[q, j]):
-                scores.append(best[q, j])
-                same.append(label == qid)
-    return scores, same
+def _pairs(sim: np.ndarray, ids: np.ndarray, rows: np.ndarray):
+    return query_pairs(sim[rows], ids[rows], ids)
 
 
 def leave_one_out(gallery: GalleryData, method: str, groups: list[str] | None = None,
@@ -57,7 +50,7 @@ def leave_one_out(gallery: GalleryData, method: str, groups: list[str] | None = 
     log_scale = method == "local"
     all_rows = np.arange(len(gallery))
     try:
-        cal = fit_calibration(*_pairs(sim, ids, ids, all_rows), calibration, log_scale=log_scale)
+        cal = fit_calibration(*_pairs(sim, ids, all_rows), calibration, log_scale=log_scale)
     except CalibrationError:
         cal = None
     decision = np.zeros(len(gallery), dtype=bool)
@@ -66,7 +59,7 @@ def leave_one_out(gallery: GalleryData, method: str, groups: list[str] | None = 
     for label in np.unique(ids):
         rows = np.nonzero(ids != label)[0]
         try:
-            c = fit_calibration(*_pairs(sim, ids, ids, rows), calibration, log_scale=log_scale)
+            c = fit_calibration(*_pairs(sim, ids, rows), calibration, log_scale=log_scale)
         except CalibrationError:
             continue  # cannot decide without calibration: "new" (a miss for known queries)
         q = ids == label

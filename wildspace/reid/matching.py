@@ -199,14 +199,8 @@ class Matcher:
 
 
 def _calibrate_rows(sim: np.ndarray, query_ids, gallery_ids, method: str) -> Calibration:
-    """Positives/negatives from rectangular leave-one-out scores, then a fit."""
-    from wildspace.reid.calibration import fit_calibration
+    """Positives/negatives from rectangular leave-one-out scores, then a logistic fit."""
+    from wildspace.reid.calibration import fit_calibration, query_pairs
 
-    labels, best = identity_scores(sim, gallery_ids)
-    scores, same = [], []
-    for q, qid in enumerate(query_ids):
-        for j, label in enumerate(labels):
-            if np.isfinite(best[q, j]):
-                scores.append(best[q, j])
-                same.append(label == qid)
-    return fit_calibration(scores, same, "logistic", log_scale=(method == "local"))
+    return fit_calibration(*query_pairs(sim, query_ids, gallery_ids), "logistic",
+                           log_scale=(method == "local"))
