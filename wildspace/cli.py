@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     from wildspace.lookup_cli import add_parsers as add_lookup_parsers
 
     add_lookup_parsers(sub)
+    from wildspace.train.cli import add_parsers as add_train_parsers
+
+    add_train_parsers(sub)
     return p
 
 
@@ -285,10 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from wildspace.jobs.cli import cmd_jobs, cmd_worker
         from wildspace.lookup_cli import cmd_gallery, cmd_reid
+        from wildspace.train.cli import cmd_evaluate, cmd_train
 
         commands = {"detect": cmd_detect, "convert": cmd_convert, "models": cmd_models,
                     "worker": cmd_worker, "jobs": cmd_jobs, "feedback": cmd_feedback,
-                    "gallery": cmd_gallery, "reid": cmd_reid}
+                    "gallery": cmd_gallery, "reid": cmd_reid, "train": cmd_train,
+                    "evaluate": cmd_evaluate}
         return commands[args.command](args)
     except (CliError, *USER_ERRORS) as exc:
         from wildspace.jobs.store import JobNotFound

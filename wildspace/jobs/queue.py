@@ -125,9 +125,14 @@ class JobQueue:
         key = f"{job_id}:{chunk}"
         if not self.leases.acquire(key, ctx.worker_id, self.lease_ttl):
             return  # another worker has it
+        renew = lambda: self.leases.renew(key, ctx.worker_id, self.lease_ttl)  # noqa: E731
         try:
-            run_chunk(self.store, job_id, chunk, ctx,
-                      renew=lambda: self.leases.renew(key, ctx.worker_id, self.lease_ttl))
+            if self.store.spec(job_id).kind == "train-classifier":
+                from wildspace.train.job import run_training
+
+                run_training(self.store, job_id, ctx, renew)
+            else:
+                run_chunk(self.store, job_id, chunk, ctx, renew=renew)
         finally:
             self.leases.release(key, ctx.worker_id)
         self.store.assemble(job_id)

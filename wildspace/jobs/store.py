@@ -34,8 +34,8 @@ from typing import Any, Iterator
 from wildspace.formats.megadetector import FormatError, build_results, image_to_dict, parse_results
 from wildspace.types import ImageResult
 
-KINDS = ("detect-images",)
-STATES = ("queued", "running", "done", "cancelled")
+KINDS = ("detect-images", "train-classifier")
+STATES = ("queued", "running", "done", "cancelled", "failed")
 
 
 class JobNotFound(KeyError):
@@ -52,6 +52,7 @@ class JobSpec:
     threshold: float = 0.005
     image_size: int | None = None
     chunk_size: int = 16
+    options: dict = field(default_factory=dict)  # kind-specific settings (training: the config)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat())
     id: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
@@ -274,6 +275,8 @@ class JobStore:
         spec = self.spec(job_id)
         if self.has_result(job_id):
             return True
+        if spec.kind != "detect-images":  # training jobs write their own result
+            return False
         if len(self.done_indexes(job_id)) < spec.total:
             return False
         self.files.write(self._dir(job_id, "result.json"), json.dumps(self.document(job_id), indent=1))
@@ -298,8 +301,27 @@ class JobStore:
             return [ImageResult(im["file"], None, failure="result unreadable") for im in images]
 
     # -- status -------------------------------------------------------------------------
+    # -- training jobs: progress and result documents -----------------------------------
+    def put_progress(self, job_id: str, progress: dict) -> None:
+        """Replace the job's ``progress.json`` (training: epochs done, last metrics)."""
+        self.files.write(self._dir(job_id, "progress.json"), json.dumps(progress))
+
+    def progress(self, job_id: str) -> dict:
+        p = self._dir(job_id, "progress.json")
+        return json.loads(self.files.read(p)) if self.files.exists(p) else {}
+
+    def put_result(self, job_id: str, result: dict) -> None:
+        """Write a non-detection job's ``result.json`` (once it is finished or has failed)."""
+        self.files.write(self._dir(job_id, "result.json"), json.dumps(result, indent=1))
+
+    def result(self, job_id: str) -> dict | None:
+        p = self._dir(job_id, "result.json")
+        return json.loads(self.files.read(p)) if self.files.exists(p) else None
+
     def status(self, job_id: str, owner: str | None = None) -> JobStatus:
         spec = self.spec(job_id, owner)
+        if spec.kind != "detect-images":
+            return self._train_status(spec)
         records = list(self.items(job_id))
         failures = sum(1 for r in records if r["image"].get("failure"))
         done = len(records)
@@ -313,6 +335,20 @@ class JobStore:
             state = "queued"
         return JobStatus(spec.id, spec.owner, spec.kind, state, done, spec.total, failures,
                          spec.created, spec.model or (Path(spec.weights).name if spec.weights else None))
+
+    def _train_status(self, spec: JobSpec) -> JobStatus:
+        progress = self.progress(spec.id)
+        result = self.result(spec.id)
+        done, total = int(progress.get("epoch", 0)), int(spec.options.get("config", {}).get("epochs", 1))
+        if result is not None:
+            state = "failed" if result.get("error") else "done"
+            done = int(result.get("epochs_done", done))
+        elif self.cancelled(spec.id):
+            state = "cancelled"
+        else:
+            state = "running" if progress else "queued"
+        return JobStatus(spec.id, spec.owner, spec.kind, state, done, total, int(state == "failed"),
+                         spec.created, spec.options.get("config", {}).get("name"))
 
     def unfinished(self) -> Iterator[JobSpec]:
         """Jobs that still have work (not done, not cancelled) — for recovery."""

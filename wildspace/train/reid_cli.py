@@ -1,0 +1,136 @@
+"""``python -m wildspace train reid`` and ``python -m wildspace evaluate reid``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def add_reid_parser(tsub, positive) -> None:
+    from wildspace.train.reid import METRICS, REID_LOSSES
+
+    r = tsub.add_parser("reid", help="train a re-ID embedder (triplet/contrastive) and a kNN head")
+    r.add_argument("--data", type=Path, required=True, help="folder of images")
+    r.add_argument("--identities", type=Path, required=True, help="CSV: file, identity (+ optional bbox)")
+    r.add_argument("--name", help="model name (default: from the data folder)")
+    r.add_argument("--backbone", default="resnet18", help="timm architecture (default resnet18)")
+    r.add_argument("--loss", choices=REID_LOSSES, default="triplet")
+    r.add_argument("--metric", choices=METRICS, default="cosine", help="embedding distance used in training")
+    r.add_argument("--margin", type=float, default=0.3)
+    r.add_argument("--epochs", type=positive, default=10)
+    r.add_argument("--input-size", type=positive, default=128)
+    r.add_argument("--identities-per-batch", type=positive, default=4)
+    r.add_argument("--images-per-identity", type=positive, default=4)
+    r.add_argument("--lr", type=float, default=3e-4)
+    r.add_argument("--test-fraction", type=float, default=0.25, help="held-out images per identity")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--init", help="start from these backbone weights (a local file)")
+    r.add_argument("--output", "-o", type=Path, help="run folder (default <data dir>/training/<name>)")
+    r.add_argument("--license", default="unknown")
+    r.add_argument("--no-install", action="store_true")
+    r.add_argument("--replace", action="store_true")
+
+
+def add_reid_eval_parser(esub) -> None:
+    r = esub.add_parser("reid", help="leave-one-out top-k, mAP, MAP@k for an embedder on labelled images")
+    r.add_argument("--model", required=True, help="embedder model name (task embed)")
+    r.add_argument("--data", type=Path, required=True, help="folder of images")
+    r.add_argument("--identities", type=Path, required=True, help="CSV: file, identity (+ optional bbox)")
+    r.add_argument("--output", "-o", type=Path, required=True, help="report folder")
+
+
+def load_identity_images(folder: Path, table: Path, input_size: int | None = None, max_pixels: int = 200_000_000):
+    """``(images, identities, skipped)``: RGB crops (bbox when the table has one) and labels."""
+    from wildspace.media.images import ImageReadError, load_image
+    from wildspace.reid.build import crop_box, read_identity_table
+
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    images, ids, skipped = [], [], []
+    for row in read_identity_table(table):
+        try:
+            rgb = load_image(Path(folder) / row.file, max_pixels)
+        except ImageReadError as exc:
+            skipped.append((row.file, str(exc)))
+            continue
+        if row.bbox:
+            rgb = crop_box(rgb, row.bbox)
+        if input_size:  # keep memory small: long side at most 2x the network input
+            from PIL import Image
+
+            h, w = rgb.shape[:2]
+            g = 2 * input_size / max(h, w)
+            if g < 1:
+                rgb = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * g)), max(1, round(h * g)))))
+        images.append(rgb)
+        ids.append(row.identity)
+    if len(set(ids)) < 2:
+        raise ValueError(f"{table}: need at least two identities with readable images")
+    return images, ids, skipped
+
+
+def reid_markdown(m: dict) -> str:
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    return "\n".join([
+        f"- queries: {m['queries']} ({m['known_queries']} whose identity is in the gallery)",
+        f"- top-1 **{fmt(m['top1'])}**, top-5 {fmt(m['top5'])}, mAP {fmt(m['mAP'])}",
+        "- MAP@k: " + ", ".join(f"@{k} {fmt(v)}" for k, v in m["map_at_k"].items()),
+        f"- BAKS {fmt(m['baks'])}, BAUS {fmt(m['baus'])} (open-set: a query is called known when its "
+        "best score is above the median best score)"])
+
+
+def open_set_metrics(sim: np.ndarray, q_ids, g_ids, exclude=None) -> dict:
+    from wildspace.reid.metrics import evaluate
+
+    masked = sim if exclude is None else np.where(exclude, -np.inf, sim)
+    best = masked.max(axis=1)
+    decision = best >= np.median(best[np.isfinite(best)]) if np.isfinite(best).any() else None
+    return evaluate(sim, q_ids, g_ids, exclude=exclude, known_decision=decision)
+
+
+def cmd_train_reid(args: argparse.Namespace) -> int:
+    from wildspace.config import load_settings
+    from wildspace.train.cli import model_name
+    from wildspace.train.reid import ReidConfig
+
+    settings = load_settings()
+    name = model_name(args.name or args.data.name)
+    config = ReidConfig(images=str(args.data), identities=str(args.identities),
+                        out_dir=str(args.output or settings.home / "training" / name), name=name,
+                        backbone=args.backbone, loss=args.loss, metric=args.metric, margin=args.margin,
+                        epochs=args.epochs, input_size=args.input_size,
+                        identities_per_batch=args.identities_per_batch,
+                        images_per_identity=args.images_per_identity, lr=args.lr,
+                        test_fraction=args.test_fraction, seed=args.seed, init=args.init)
+    from wildspace.train.reid_run import run_reid
+
+    s = run_reid(config, settings, license=args.license, install=not args.no_install, replace=args.replace,
+                 on_epoch=lambda log: print(f"epoch {log['epoch']}/{log['epochs']}: loss {log['loss']:.4f}",
+                                            file=sys.stderr, flush=True))
+    m = s["test"]
+    print(f"held-out queries: top-1 {m['top1']}, mAP {m['mAP']}; kNN head {s['knn']['params']} "
+          f"(5-fold CV accuracy {s['knn']['cv_accuracy']:.3f}, test accuracy {s['knn']['test_accuracy']})")
+    print(f"model '{s['model']}' -> {s['model_folder']}; report {s['report']}")
+    return 0
+
+
+def cmd_evaluate_reid(args: argparse.Namespace) -> int:
+    from wildspace.config import load_settings
+    from wildspace.evaluation.report import write_report
+    from wildspace.reid.embedders import load_embedder
+
+    settings = load_settings()
+    emb = load_embedder(args.model, settings)
+    images, ids, skipped = load_identity_images(args.data, args.identities, emb.input_size, settings.max_pixels)
+    e = emb.embed(images)
+    sim = e @ e.T
+    m = open_set_metrics(sim, ids, ids, exclude=np.eye(len(ids), dtype=bool))
+    paths = write_report(args.output, f"Re-ID evaluation of {args.model}", [
+        ("Data", f"`{args.data}` with `{args.identities}`: {len(ids)} images of {len(set(ids))} identities, "
+                 f"{len(skipped)} unreadable; leave-one-image-out (each image queries all the others)"),
+        ("Metrics", reid_markdown(m))], {"task": "embed", "model": args.model, "metrics": m, "skipped": skipped})
+    print(f"top-1 {m['top1']}, top-5 {m['top5']}, mAP {m['mAP']} -> {paths['markdown']}")
+    return 0
