@@ -136,9 +136,9 @@ def _init_weights(net, path: str) -> int:
     own = net.state_dict()
     state = read_tensors(path)
     fit = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
-    if not fit:
-        raise ValueError(f"--init {Path(path).name}: none of its tensors fit this architecture; "
-                         "pick the arch the weights were trained with")
+    if len(fit) < len(own) // 2:
+        raise ValueError(f"--init {Path(path).name}: only {len(fit)} of the network's {len(own)} tensors "
+                         "fit this architecture; pick the arch the weights were trained with")
     net.load_state_dict(fit, strict=False)
     return len(fit)
 

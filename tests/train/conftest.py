@@ -1,0 +1,40 @@
+"""Tiny synthetic training sets: classes told apart by colour, small images, fast models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TINY_ARCH = "test_resnet"  # timm's tiny test architecture
+SIZE = 32
+
+
+def make_image_folder(root: Path, classes=("red", "blue"), per_class: int = 10, seed: int = 0) -> Path:
+    """``root/<class>/<n>.png``: noisy images whose dominant colour is the class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    colours = {"red": (200, 40, 40), "blue": (40, 40, 200), "green": (40, 200, 40)}
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            base = np.array(colours.get(c, (128, 128, 128)), float)
+            img = np.clip(base + rng.normal(0, 30, (40, 48, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / c / f"{c}_{i:02d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    return make_image_folder(tmp_path / "data")
+
+
+def tiny_config(data: Path, out: Path, **kw):
+    from wildspace.train.classifier import TrainConfig
+
+    base = dict(data=str(data), out_dir=str(out), name="tiny-colours", arch=TINY_ARCH, family="timm",
+                epochs=3, batch_size=4, input_size=SIZE, lr=3e-3, patience=10)
+    base.update(kw)
+    return TrainConfig(**base)
