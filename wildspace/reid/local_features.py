@@ -148,15 +148,25 @@ def _knn(base: np.ndarray, queries: np.ndarray, k: int,
     return np.sqrt(np.maximum(2.0 - 2.0 * sim, 0.0)).astype(np.float32), idx
 
 
-def _static_pairs(idx: np.ndarray, q_xy: np.ndarray, q_owner: np.ndarray, q_size: np.ndarray,
-                  g_xy: np.ndarray, g_owner: np.ndarray, g_size: np.ndarray, static_px: float):
-    """``(query row, gallery row)`` pairs of neighbours at the same place in same-size frames."""
+def _same_place(idx: np.ndarray, q_xy: np.ndarray, q_owner: np.ndarray, q_size: np.ndarray,
+                g_xy: np.ndarray, g_owner: np.ndarray, g_size: np.ndarray,
+                static_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbour frames ``(N, k)`` (-1: none) and whether each neighbour sits at the same place
+    of a same-size frame (a static-scene candidate)."""
     ok = idx >= 0
     j = np.where(ok, idx, 0)
+    frames = np.where(ok, g_owner[j], -1)
     same = ok & (g_size[g_owner[j]] == q_size[q_owner][:, None]).all(-1)
-    near = np.linalg.norm(g_xy[j] - q_xy[:, None, :], axis=-1) < static_px
-    r, c = np.nonzero(same & near)
-    return r, j[r, c]
+    same &= np.linalg.norm(g_xy[j] - q_xy[:, None, :], axis=-1) < static_px
+    return frames, same
+
+
+def _static_hits(frames: np.ndarray, same: np.ndarray, usable_frame: np.ndarray,
+                 static_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(row, col)`` of same-place neighbours among each row's ``static_k`` nearest neighbours
+    in usable frames (ranks skip excluded frames, so those take no part)."""
+    ok = (frames >= 0) & usable_frame[np.maximum(frames, 0)]
+    return np.nonzero(same & ok & (np.cumsum(ok, axis=1) <= static_k))
 
 
 def score_matrix(queries: list[LocalFeatures], gallery: list[LocalFeatures],
@@ -192,37 +202,33 @@ def score_matrix(queries: list[LocalFeatures], gallery: list[LocalFeatures],
         return out
     depth = min(config.search_depth, len(g_desc))
     dist, idx = _knn(g_desc, q_desc, depth, config)
-    n_static = min(config.static_k, depth)
 
-    # Gallery keypoints static against another gallery frame: st_g[kp, frame].
-    g_idx = idx if queries is gallery else _knn(g_desc, g_desc, n_static, config)[1]
-    r, c = _static_pairs(g_idx[:, :n_static], g_xy, g_owner, g_size,
-                         g_xy, g_owner, g_size, config.static_px)
-    keep = g_owner[r] != g_owner[c]
-    r, c = r[keep], c[keep]
-    st_g = np.zeros((len(g_xy), ng), np.float32)
-    st_g[r, g_owner[c]] = 1.0
-    st_g[c, g_owner[r]] = 1.0
-    # Query keypoints static against gallery frames (and gallery keypoints against the query).
-    qr, qc = _static_pairs(idx[:, :n_static], q_xy, q_owner, q_size,
-                           g_xy, g_owner, g_size, config.static_px)
-    st_q = np.zeros((len(q_xy), ng), bool)
-    st_q[qr, g_owner[qc]] = True
-    order = np.argsort(q_owner[qr], kind="stable")
-    qr, qc = qr[order], qc[order]
-    bounds = np.searchsorted(q_owner[qr], np.arange(nq + 1))
+    # Same-place neighbours, gallery against gallery and query against gallery.
+    g_idx = idx if queries is gallery else _knn(g_desc, g_desc, depth, config)[1]
+    g_frames, g_same = _same_place(g_idx, g_xy, g_owner, g_size, g_xy, g_owner, g_size,
+                                   config.static_px)
+    g_same &= g_frames != g_owner[:, None]
+    q_frames, q_same = _same_place(idx, q_xy, q_owner, q_size, g_xy, g_owner, g_size,
+                                   config.static_px)
 
     for i in range(nq):
         rows = np.arange(q_off[i], q_off[i + 1])
         allowed = ~exclude[i]
         if len(rows) == 0 or not allowed.any():
             continue
-        duplicate = st_q[rows].mean(axis=0) >= config.duplicate_frac
+        qr, qc = _static_hits(q_frames[rows], q_same[rows], allowed, config.static_k)
+        st_q = np.zeros((len(rows), ng), bool)
+        st_q[qr, q_frames[rows][qr, qc]] = True
+        duplicate = st_q.mean(axis=0) >= config.duplicate_frac
         evidence = allowed & ~duplicate
-        q_bg = st_q[rows][:, evidence].any(axis=1)
-        g_bg = st_g @ evidence.astype(np.float32) > 0
-        static_to_query = qc[bounds[i]:bounds[i + 1]]
-        g_bg[static_to_query[~duplicate[g_owner[static_to_query]]]] = True
+        q_bg = st_q[:, evidence].any(axis=1)
+        # Gallery keypoints static against an evidence frame or the query are background.
+        gr, gc = _static_hits(g_frames, g_same, allowed, config.static_k)
+        g_bg = np.zeros(len(g_xy), bool)
+        g_bg[gr[evidence[g_frames[gr, gc]]]] = True
+        g_bg[g_idx[gr, gc][evidence[g_owner[gr]]]] = True
+        to_query = idx[rows][qr, qc]
+        g_bg[to_query[~duplicate[g_owner[to_query]]]] = True
         nb, d = idx[rows], dist[rows]
         usable = (nb >= 0) & ~q_bg[:, None]
         nb0 = np.where(nb >= 0, nb, 0)
