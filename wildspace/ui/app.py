@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from wildspace.services import DetectorService
-from wildspace.ui import batch_tab, jobs_tab, lookup_tab, products_tab, single_image, video_tab
+from wildspace.ui import batch_tab, jobs_tab, lookup_tab, products_tab, single_image, train_tab, video_tab
 from wildspace.ui.identity import owner_state
 
 INTRO = """# wildspace
@@ -46,12 +46,14 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
         with gr.Tab("Video"):
             video_tab.build_tab(service, out_dir / "video", classifiers)
         with gr.Tab("Products"):
-            products_tab.build_tab(classifiers, feedback, owner, service.settings.max_pixels)
+            products_model = products_tab.build_tab(classifiers, feedback, owner, service.settings.max_pixels)
         with gr.Tab("Individual lookup"):
             lookup_tab.build_tab(galleries, service)
         if queue is not None:
             with gr.Tab("Jobs"):
                 jobs_tab.build_tab(queue, out_dir / "jobs", owner)
+            with gr.Tab("Train"):
+                train_tab.build_tab(queue, classifiers, owner, products_model)
         demo.load(on_load, stored, [stored, owner], api_name=False)
     return demo
 

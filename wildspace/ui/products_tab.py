@@ -146,7 +146,8 @@ def _label_from_choice(choice: str | None, labels: tuple[str, ...]) -> str | Non
     return by_display.get(choice, choice)
 
 
-def build_tab(classifiers, store: FeedbackStore, owner_state=None, max_pixels: int = 200_000_000) -> None:
+def build_tab(classifiers, store: FeedbackStore, owner_state=None, max_pixels: int = 200_000_000) -> gr.Dropdown:
+    """The tab; returns its model dropdown (the Train tab adds newly trained models to it)."""
     names = classifiers.names("products")
     available = classifiers.available("products")
     pending = PendingAnswers()
@@ -217,3 +218,4 @@ def build_tab(classifiers, store: FeedbackStore, owner_state=None, max_pixels: i
     button.click(classify_product, [image, model, localize] + extra, [top, heat, details, answer_id],
                  api_name="classify_product")
     send.click(submit_feedback, [answer_id, verdict, right, comment] + extra, [thanks], api_name="submit_feedback")
+    return model
