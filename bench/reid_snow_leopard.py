@@ -36,12 +36,15 @@ def top1(scores: np.ndarray, ids: np.ndarray, exclude: np.ndarray) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("data", nargs="?", type=Path, default=DEFAULT)
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a LocalFeatureConfig field (scoring fields only with --cache)")
     ap.add_argument("--cache", type=Path, help="npz file to store/reuse extracted features")
     args = ap.parse_args()
     rows = list(csv.DictReader(open(args.data / "identities.csv")))
     ids = np.array([r["identity"] for r in rows])
     events = np.array([r["station"] + "/" + r["date"] for r in rows])
-    config = LocalFeatureConfig()
+    config = LocalFeatureConfig(**{k: type(getattr(LocalFeatureConfig(), k))(v)
+                                   for k, v in (s.split("=", 1) for s in args.set)})
     t0 = time.perf_counter()
     if args.cache and args.cache.exists():
         z = np.load(args.cache)

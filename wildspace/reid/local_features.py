@@ -12,9 +12,9 @@ coat would otherwise get few keypoints), SIFT keypoints, RootSIFT descriptors.
 
 1. One nearest-neighbour search of every query descriptor among all gallery descriptors
    (exact for small galleries, a faiss inverted file for large ones).
-2. Scene background: fixed cameras see the same rocks in every frame. A keypoint whose
-   neighbour in another frame of the same size lies at the same place (``static_px``) is
-   background; for a query it is removed if that holds in *any* usable gallery frame (or, for a
+2. Scene background: fixed cameras see the same rocks in every frame. A keypoint one of whose
+   ``static_k`` nearest neighbours (counted over non-excluded frames) lies at the same place
+   (``static_px``) of another same-size frame is background; for a query it is removed if that holds in *any* usable gallery frame (or, for a
    gallery keypoint, against the query or any usable gallery frame). This is what keeps two
    animals photographed by the same camera apart. A gallery frame in which almost all of the
    query is static is a copy of the query and is not used as background evidence.
@@ -25,7 +25,9 @@ coat would otherwise get few keypoints), SIFT keypoints, RootSIFT descriptors.
    is the summed weight of the inliers (0 with fewer than ``min_inliers``).
 
 Excluded gallery frames take no part in a query's scoring (neither as candidates, nor as
-LNBNN competitors, nor as background evidence), so leave-one-out evaluations are honest.
+LNBNN competitors, nor as background evidence, nor in neighbour ranks), so leave-one-out
+evaluations are honest. Limits: a still animal in two frames of one camera looks like
+background; frames whose descriptors fall beyond ``search_depth`` are not seen.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class LocalFeatureConfig:
         ratio: Lowe ratio threshold (unused since LNBNN replaced the ratio test; kept so
             stored configs still load).
         exact_search_max: galleries with at most this many descriptors are searched exactly.
+        ivf_probe: inverted lists visited per descriptor in larger galleries.
     """
 
     max_side: int = 1024
@@ -73,6 +76,7 @@ class LocalFeatureConfig:
     min_inliers: int = 4
     ratio: float = 0.8
     exact_search_max: int = 30000
+    ivf_probe: int = 48
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,7 @@ def _knn(base: np.ndarray, queries: np.ndarray, k: int,
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(128), 128, n_lists, faiss.METRIC_INNER_PRODUCT)
         sample = np.random.default_rng(0).choice(len(base), min(len(base), 40 * n_lists), False)
         index.train(base[np.sort(sample)])
-        index.nprobe = 16
+        index.nprobe = config.ivf_probe
     index.add(base)
     sim, idx = index.search(queries, k)
     return np.sqrt(np.maximum(2.0 - 2.0 * sim, 0.0)).astype(np.float32), idx
