@@ -49,11 +49,13 @@ def result_set(out: RunOutput) -> ResultSet:
 
 def run_image_batch(service: DetectorService, uploads: Sequence[str | Path], model: str,
                     threshold: float, work_dir: Path, progress: Progress | None = None,
-                    batch_size: int = 4, limits: UploadLimits = UploadLimits(),
+                    batch_size: int = 4, limits: UploadLimits | None = None,
                     exports: Sequence[str] = EXPORT_KINDS, species: SpeciesStep | None = None) -> RunOutput:
     """Unpack ``uploads`` (images and zips) under ``work_dir``, detect (and classify the
-    animal boxes with ``species``), write every export."""
+    animal boxes with ``species``), write every export. ``limits`` default to the service's
+    settings (``WILDSPACE_MAX_*``)."""
     work_dir = Path(work_dir)
+    limits = limits or service.settings.limits.upload_limits()
     unpacked = unpack_uploads(uploads, work_dir / "inputs", limits)
     detector = service.load(name=model)
     total = len(unpacked.files) + len(unpacked.failures)
@@ -77,7 +79,7 @@ def run_image_batch(service: DetectorService, uploads: Sequence[str | Path], mod
 
 
 def submit_image_batch(queue, owner: str, uploads: Sequence[str | Path], model: str,
-                       threshold: float, work_dir: Path, limits: UploadLimits = UploadLimits(),
+                       threshold: float, work_dir: Path, limits: UploadLimits | None = None,
                        chunk_size: int = 16) -> str:
     """Hand a batch to the worker queue: inputs are unpacked here, then copied into the
     job's folder in the shared storage (workers may be elsewhere); files refused while
@@ -86,6 +88,7 @@ def submit_image_batch(queue, owner: str, uploads: Sequence[str | Path], model: 
 
     store = queue.store
     job_id = store.new_id()
+    limits = limits or queue.settings.limits.upload_limits()
     unpacked = unpack_uploads(uploads, Path(work_dir) / "inputs", limits)
     inputs = [{"name": name, "path": store.put_input(job_id, path, name)} for path, name in unpacked.files]
     inputs += [{"name": name, "path": ""} for name, _ in unpacked.failures]
@@ -121,10 +124,12 @@ def run_videos(service: DetectorService, uploads: Sequence[str | Path], model: s
                threshold: float, work_dir: Path, sampling: Sampling,
                progress: Progress | None = None, batch_size: int = 8,
                species: SpeciesStep | None = None) -> RunOutput:
-    """Detect on the sampled frames of each video; write annotated MP4s and video MD JSON."""
+    """Detect on the sampled frames of each video; write annotated MP4s and video MD JSON.
+    Uploads, frame sizes and video lengths are bounded by the service's limits."""
     work_dir = Path(work_dir)
     detector = service.load(name=model)
-    unpacked = unpack_uploads(uploads, work_dir / "inputs", extensions=VIDEO_EXTENSIONS)
+    limits = service.settings.limits
+    unpacked = unpack_uploads(uploads, work_dir / "inputs", limits.upload_limits(), extensions=VIDEO_EXTENSIONS)
     results = [ImageResult(name, None, failure=why) for name, why in unpacked.failures]
     annotated: dict[str, Path] = {}
     (work_dir / "annotated").mkdir(parents=True, exist_ok=True)
@@ -132,7 +137,8 @@ def run_videos(service: DetectorService, uploads: Sequence[str | Path], model: s
     for i, (path, name) in enumerate(unpacked.files):
         target = work_dir / "annotated" / f"{i:03d}_{Path(name).stem}.mp4"
         r = detect_video(detector, path, name, threshold, sampling, batch_size, annotated_path=target,
-                         species=species)
+                         species=species, max_seconds=limits.max_video_seconds,
+                         max_pixels=limits.max_pixels)
         results.append(r)
         if not r.failed and target.is_file():
             annotated[name] = target

@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--classify-above", type=_threshold, default=None,
                    help="only classify boxes with detection confidence >= this "
                         "(default: the detector's conservative threshold)")
-    d.add_argument("paths", nargs="+", type=Path, help="images, folders (recursive) or .txt lists")
+    d.add_argument("paths", nargs="+", type=Path,
+                   help="images, folders (recursive), .txt lists or .zip archives (checked like uploads)")
 
     c = sub.add_parser("convert", help="turn a MegaDetector JSON into other formats")
     c.add_argument("results", type=Path, help="MegaDetector batch JSON (from wildspace or any tool)")
@@ -150,17 +151,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    from wildspace.formats.megadetector import build_results, detector_metadata, write_results
+    import tempfile
+
+    from wildspace.media.archives import unpack_uploads
     from wildspace.media.images import list_images
+    from wildspace.types import ImageResult
+
+    if args.output.suffix.lower() != ".json":
+        raise CliError(f"--output must be a .json file, got {args.output}")
+    zips = [p for p in args.paths if p.suffix.lower() == ".zip"]
+    with tempfile.TemporaryDirectory(prefix="wildspace-zips-") as tmp:
+        try:
+            files = list(list_images([p for p in args.paths if p not in zips]))
+        except FileNotFoundError as exc:
+            raise CliError(str(exc)) from None
+        refused: list[ImageResult] = []
+        if zips:  # members checked like app uploads (zip-slip, links, bombs), then deleted
+            from wildspace.config import load_settings
+
+            unpacked = unpack_uploads(zips, Path(tmp), load_settings().limits.upload_limits())
+            files += unpacked.files
+            refused = [ImageResult(name, None, failure=why) for name, why in unpacked.failures]
+        return _detect(args, files, refused)
+
+
+def _detect(args: argparse.Namespace, files: list, refused: list) -> int:
+    from wildspace.formats.megadetector import build_results, detector_metadata, write_results
     from wildspace.pipeline import detect_files
     from wildspace.services import DetectorService
 
-    try:
-        files = list(list_images(args.paths))
-    except FileNotFoundError as exc:
-        raise CliError(str(exc)) from None
-    if args.output.suffix.lower() != ".json":
-        raise CliError(f"--output must be a .json file, got {args.output}")
     service = DetectorService(device=args.device, backend=args.backend)
     if args.weights is not None:
         detector = service.load(weights=args.weights, image_size=args.image_size)
@@ -171,7 +190,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     bar = tqdm(total=len(files), unit="img", disable=not sys.stderr.isatty(), file=sys.stderr)
-    results = []
+    results = list(refused)
     fast = service.settings.fast_decode if args.fast_decode is None else args.fast_decode
     stream = detect_files(detector, files, args.threshold, batch_size=args.batch_size,
                           workers=args.workers, max_pixels=service.settings.max_pixels,

@@ -10,13 +10,20 @@
                      ``onnx`` (ONNX Runtime, CPU) or ``auto``.
 ``WILDSPACE_FAST_DECODE`` when ``1``, big JPEGs are decoded at reduced size (see
                      :func:`wildspace.media.images.load_image_sized`).
+``WILDSPACE_MAX_UPLOAD_MB``, ``WILDSPACE_MAX_FILE_MB``, ``WILDSPACE_MAX_FILES``,
+``WILDSPACE_MAX_VIDEO_SECONDS`` request limits (see :mod:`wildspace.limits`).
+``SPACE_ID``         set by Hugging Face on a Space: the app is public (uploads only, logins).
+``WILDSPACE_ALLOW_CUSTOM_WEIGHTS`` when ``1``, the app accepts uploaded model weights even on
+                     a public Space (off there by default; always on locally).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from wildspace.limits import Limits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILTIN_SPECS_DIR = REPO_ROOT / "models"
@@ -35,6 +42,13 @@ class Settings:
     hf_cache: Path | None = None
     backend: str = "torch"
     fast_decode: bool = False
+    limits: Limits = Limits()  # its max_pixels always equals ``max_pixels``
+    public_space: bool = False  # running on a Hugging Face Space (``SPACE_ID``)
+    allow_custom_weights: bool = True  # uploads of model weights in the app
+
+    def __post_init__(self) -> None:
+        if self.limits.max_pixels != self.max_pixels:
+            object.__setattr__(self, "limits", replace(self.limits, max_pixels=self.max_pixels))
 
     @property
     def imported_dir(self) -> Path:
@@ -62,14 +76,19 @@ def load_settings() -> Settings:
     if extra:
         dirs.append(Path(extra).expanduser())
     dirs.append(home / "specs")
+    limits = Limits.from_env()
+    public = bool(os.environ.get("SPACE_ID"))
     return Settings(
         home=home,
         spec_dirs=tuple(dirs),
         offline=_truthy(os.environ.get("HF_HUB_OFFLINE")),
-        max_pixels=int(os.environ.get("WILDSPACE_MAX_PIXELS", 200_000_000)),
+        max_pixels=limits.max_pixels,
         hf_cache=_hf_cache_dir(),
         backend=(os.environ.get("WILDSPACE_BACKEND") or "torch").strip().lower(),
         fast_decode=_truthy(os.environ.get("WILDSPACE_FAST_DECODE")),
+        limits=limits,
+        public_space=public,
+        allow_custom_weights=not public or _truthy(os.environ.get("WILDSPACE_ALLOW_CUSTOM_WEIGHTS")),
     )
 
 

@@ -20,7 +20,8 @@ from wildspace.types import Detection, ImageResult
 def detect_video(detector: Detector, path: str | Path, name: str, conf_threshold: float,
                  sampling: Sampling = Sampling(), batch_size: int = 8,
                  annotated_path: str | Path | None = None,
-                 on_frames: Callable[[int], None] | None = None, species=None) -> ImageResult:
+                 on_frames: Callable[[int], None] | None = None, species=None,
+                 max_seconds: float | None = None, max_pixels: int = 50_000_000) -> ImageResult:
     """Run ``detector`` on the sampled frames of one video.
 
     Returns an :class:`ImageResult` with ``frame_rate``, ``frames_processed`` and
@@ -28,6 +29,7 @@ def detect_video(detector: Detector, path: str | Path, name: str, conf_threshold
     (never an exception for a bad file). With ``annotated_path`` an H.264 MP4 of the sampled
     frames with boxes drawn is written there. With ``species`` (a
     :class:`wildspace.classify.species.SpeciesStep`) animal boxes get ``classifications``.
+    A video longer than ``max_seconds`` or with frames over ``max_pixels`` is a failure.
     """
     try:
         fps = video_fps(path)
@@ -39,7 +41,7 @@ def detect_video(detector: Detector, path: str | Path, name: str, conf_threshold
 
     def annotated() -> Iterator:
         nonlocal size
-        frames = prefetched(((f, detector.prepare(f.image)) for f in read_frames(path, sampling)),
+        frames = prefetched(((f, detector.prepare(f.image)) for f in read_frames(path, sampling, max_pixels, max_seconds)),
                             depth=2 * batch_size)
         for batch in _batches(frames, batch_size):
             results = detector.run([p for _, p in batch], conf_threshold)

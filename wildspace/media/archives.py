@@ -25,6 +25,8 @@ _JUNK = ("__MACOSX/", ".DS_Store", "Thumbs.db")
 
 @dataclass(frozen=True)
 class UploadLimits:
+    """Bounds on one upload (bytes, counts); built from :class:`wildspace.limits.Limits`."""
+
     max_files: int = 20_000
     max_file_bytes: int = 200 * 2**20
     max_total_bytes: int = 20 * 2**30
@@ -51,12 +53,29 @@ def unpack_uploads(uploads: Iterable[str | Path], dest: Path, limits: UploadLimi
         if upload.suffix.lower() == ".zip":
             total = _unpack_zip(upload, dest, limits, extensions, out, seen, total)
         elif upload.suffix.lower() in extensions or upload.suffix.lower() not in ARCHIVE_EXTENSIONS:
-            out.files.append((upload, unique_name(upload.name, seen)))
+            name = unique_name(upload.name, seen)
+            size = upload.stat().st_size if upload.is_file() else 0
+            if size > limits.max_file_bytes:
+                out.failures.append((name, f"file too large ({size} bytes; limit {limits.max_file_bytes}, "
+                                           "WILDSPACE_MAX_FILE_MB)"))
+            elif total + size > limits.max_total_bytes:
+                out.failures.append((name, f"upload too large: total size limit of {limits.max_total_bytes} "
+                                           "bytes reached (WILDSPACE_MAX_UPLOAD_MB)"))
+            else:
+                total += size
+                out.files.append((upload, name))
         else:
             out.failures.append((unique_name(upload.name, seen), "archive type not supported (use .zip)"))
-        if len(out.files) > limits.max_files:
-            raise ValueError(f"too many files: more than {limits.max_files} in one upload")
+        _check_count(out, limits)
     return out
+
+
+def _check_count(out: Unpacked, limits: UploadLimits) -> None:
+    if len(out.files) > limits.max_files:
+        from wildspace.limits import LimitError
+
+        raise LimitError(f"too many files: more than {limits.max_files} in one upload "
+                         "(WILDSPACE_MAX_FILES)")
 
 
 def unique_name(name: str, seen: set[str]) -> str:
@@ -92,7 +111,8 @@ def _unpack_zip(zpath: Path, dest: Path, limits: UploadLimits, extensions: froze
                 out.failures.append((report, reason))
                 continue
             if total + info.file_size > limits.max_total_bytes:
-                out.failures.append((report, "upload too large: total size limit reached"))
+                out.failures.append((report, f"upload too large: total size limit of {limits.max_total_bytes} "
+                                             "bytes reached (WILDSPACE_MAX_UPLOAD_MB)"))
                 continue
             target = root / PurePosixPath(report)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -104,6 +124,7 @@ def _unpack_zip(zpath: Path, dest: Path, limits: UploadLimits, extensions: froze
                 continue
             total += written
             out.files.append((target, report))
+            _check_count(out, limits)
     return total
 
 
@@ -121,7 +142,7 @@ def _refuse(info: zipfile.ZipInfo, limits: UploadLimits, extensions: frozenset[s
     if suffix not in extensions:
         return "skip"
     if info.file_size > limits.max_file_bytes:
-        return f"file too large ({info.file_size} bytes; limit {limits.max_file_bytes})"
+        return f"file too large ({info.file_size} bytes; limit {limits.max_file_bytes}, WILDSPACE_MAX_FILE_MB)"
     if info.compress_size and info.file_size / info.compress_size > limits.max_ratio:
         return "suspicious compression ratio (zip bomb guard)"
     return None

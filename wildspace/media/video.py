@@ -59,16 +59,40 @@ def video_fps(path: str | Path) -> float:
         raise VideoReadError(f"cannot open video: {type(exc).__name__}: {exc}") from None
 
 
+def video_seconds(path: str | Path) -> float | None:
+    """Length of the video in seconds from its headers (``None`` when it does not say)."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            if c.duration:
+                return c.duration / av.time_base
+            s = c.streams.video[0] if c.streams.video else None
+            if s is not None and s.duration and s.time_base:
+                return float(s.duration * s.time_base)
+    except Exception as exc:  # av.error.* and friends
+        raise VideoReadError(f"cannot open video: {type(exc).__name__}: {exc}") from None
+    return None
+
+
 def read_frames(path: str | Path, sampling: Sampling = Sampling(),
-                max_pixels: int = 50_000_000) -> Iterator[VideoFrame]:
+                max_pixels: int = 50_000_000, max_seconds: float | None = None) -> Iterator[VideoFrame]:
     """Decode the video and yield only the sampled frames as RGB arrays.
 
+    With ``max_seconds``, a video whose headers say it is longer is refused before decoding,
+    and decoding stops with an error at a frame past that time (headers can lie).
+
     Raises:
-        VideoReadError: unreadable file, no video stream, or no decodable frame.
+        VideoReadError: unreadable file, no video stream, no decodable frame, frames larger
+            than ``max_pixels`` or a video longer than ``max_seconds``.
     """
     import av
 
     fps = video_fps(path)
+    if max_seconds is not None:
+        length = video_seconds(path)
+        if length is not None and length > max_seconds:
+            raise VideoReadError(_too_long(length, max_seconds))
     step_s = sampling.every_seconds
     next_t = 0.0
     yielded = 0
@@ -81,6 +105,8 @@ def read_frames(path: str | Path, sampling: Sampling = Sampling(),
                 n = decoded
                 decoded += 1
                 t = float(frame.time) if frame.time is not None else (n / fps if fps else 0.0)
+                if max_seconds is not None and t > max_seconds:
+                    raise VideoReadError(_too_long(t, max_seconds))
                 if sampling.every_n_frames is not None:
                     take = n % sampling.every_n_frames == 0
                 elif step_s is not None:
@@ -92,7 +118,8 @@ def read_frames(path: str | Path, sampling: Sampling = Sampling(),
                 if not take:
                     continue
                 if frame.width * frame.height > max_pixels:
-                    raise VideoReadError(f"video frames too large: {frame.width}x{frame.height}")
+                    raise VideoReadError(f"video frames too large: {frame.width}x{frame.height} exceeds "
+                                         f"the limit of {max_pixels} pixels")
                 yield VideoFrame(n, t, frame.to_ndarray(format="rgb24"))
                 yielded += 1
                 if yielded >= sampling.max_frames:
@@ -105,6 +132,11 @@ def read_frames(path: str | Path, sampling: Sampling = Sampling(),
         # a corrupt tail: keep what was decoded
     if decoded == 0:
         raise VideoReadError("no decodable frames in the video")
+
+
+def _too_long(seconds: float, limit: float) -> str:
+    return (f"video too long: {seconds:.1f} s exceeds the limit of {limit:g} s "
+            "(WILDSPACE_MAX_VIDEO_SECONDS)")
 
 
 def write_h264(frames: Iterable[np.ndarray], path: str | Path, fps: float) -> Path:

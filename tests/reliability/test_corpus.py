@@ -1,0 +1,129 @@
+"""The bad-input corpus through the CLI (``detect`` + ``convert``) and a queue worker.
+
+Each run must: not crash, report every bad case as a failure naming its reason, give the good
+files exactly the detections of a clean run of the good files alone, and write nothing outside
+its output folder (job folder for the worker).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.corpus import build_corpus, check_results, of_kind, uploads
+from wildspace.cli import main
+
+MODEL = "coco-yolov5n"
+pytestmark = pytest.mark.slow
+
+
+def tree(root: Path) -> dict[str, int]:
+    """Every file below ``root`` with its size (a snapshot to diff)."""
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+
+
+def created_outside(before: dict[str, int], after: dict[str, int], *allowed: str) -> list[str]:
+    return sorted(p for p in after if p not in before and not p.startswith(allowed))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, shared_data):
+    root = tmp_path_factory.mktemp("corpus")
+    cases = build_corpus(root / "in", shared_data / "camera-trap" / "ena24-small" / "49.jpg")
+    clean = root / "clean"  # the good loose images alone, for the reference run
+    clean.mkdir()
+    for c in of_kind(cases, "image").values():
+        if c.ok:
+            shutil.copy(c.path, clean / c.name)
+    return root, cases
+
+
+@pytest.fixture
+def imported(shared_data):
+    from wildspace.services import DetectorService
+
+    DetectorService().import_model(shared_data / "weights" / "yolov5n.pt", MODEL)
+
+
+def _detect(out: Path, *paths: Path) -> dict:
+    assert main(["detect", "--model", MODEL, "--batch-size", "1", "--threshold", "0.05",
+                 "--output", str(out), *map(str, paths)]) == 0
+    return json.loads(out.read_text())
+
+
+def test_cli_detect_and_convert_on_the_corpus(corpus, imported, tmp_path):
+    root, cases = corpus
+    expected = {**of_kind(cases, "image"), **of_kind(cases, "zip")}
+    before = tree(root)
+    out = tmp_path / "out"
+    doc = _detect(out / "corpus.json", root / "in", *uploads(cases, "zip"))
+    good = check_results(doc["images"], expected)
+    clean = {im["file"]: im for im in _detect(tmp_path / "clean.json", root / "clean")["images"]}
+    for name, im in good.items():
+        if name in clean:
+            assert im["detections"] == clean[name]["detections"], name
+    assert good["card/ok.jpg"]["detections"] == clean["good.jpg"]["detections"]
+    rotated = good["exif-rotated.jpg"]
+    assert (rotated.get("width"), rotated.get("height")) in ((None, None), (480, 640))
+
+    assert main(["convert", str(out / "corpus.json"), "--images", str(root / "in"),
+                 "--output", str(out / "exports")]) == 0
+    made = {p.name for p in (out / "exports").iterdir()}
+    assert any(n.endswith(".csv") for n in made) and any("coco" in n for n in made)
+    assert created_outside(before, tree(root)) == []
+    assert not list(tmp_path.parent.rglob("escape.jpg")) and not Path("/abs").exists()
+
+
+def test_worker_job_on_the_corpus(corpus, imported, tmp_path, monkeypatch, workers):
+    from wildspace.batch import submit_image_batch
+    from wildspace.formats.megadetector import image_to_dict
+    from wildspace.jobs.queue import JobQueue
+    from wildspace.pipeline import detect_files
+    from wildspace.services import DetectorService
+
+    root, cases = corpus
+    monkeypatch.setenv("WILDSPACE_QUEUE", f"sqlite:///{tmp_path / 'queue' / 'huey.db'}")
+    monkeypatch.setenv("WILDSPACE_STORAGE", str(tmp_path / "storage"))
+    queue = JobQueue()
+    expected = {**of_kind(cases, "image"), **of_kind(cases, "zip")}
+    before_in, before_home = tree(root), tree(Path(queue.settings.home))
+    job = submit_image_batch(queue, "alice", uploads(cases, "image", "zip"), MODEL, 0.05,
+                             tmp_path / "work")
+    workers.start()
+    deadline = time.time() + 240
+    while (status := queue.store.status(job, "alice")).state not in ("done", "failed"):
+        assert time.time() < deadline, status
+        time.sleep(0.3)
+    assert status.state == "done" and status.total == len(expected)
+    good = check_results(queue.store.results(job), expected)
+    assert status.failures == sum(not c.ok for c in expected.values())
+
+    det = DetectorService().load(name=MODEL)
+    clean_files = [(p, p.name) for p in sorted((root / "clean").iterdir())]
+    clean = {r.file: r for r in detect_files(det, clean_files, 0.05, batch_size=1)}
+    for name, r in good.items():
+        ref = clean[name if name in clean else "good.jpg"]
+        assert image_to_dict(r)["detections"] == image_to_dict(ref)["detections"], name
+    assert created_outside(before_in, tree(root)) == []
+    home_new = created_outside(before_home, tree(Path(queue.settings.home)), "queue", "storage")
+    assert home_new == [], home_new
+    job_dir = Path(queue.store.root) / "jobs" / job
+    assert all(job_dir in p.parents for p in (tmp_path / "storage").rglob("*") if p.is_file()
+               and "jobs" in p.parts)
+    assert not list(tmp_path.rglob("escape.jpg"))
+
+
+def test_pixel_and_file_limits_come_from_the_environment(corpus, imported, tmp_path, monkeypatch):
+    root, cases = corpus
+    monkeypatch.setenv("WILDSPACE_MAX_PIXELS", "100000")  # the 640x480 good files are 307200 px
+    doc = _detect(tmp_path / "small.json", root / "clean" / "good.jpg")
+    assert "exceeds the limit of 100000 pixels" in doc["images"][0]["failure"]
+    monkeypatch.setenv("WILDSPACE_MAX_PIXELS", "200000000")
+    monkeypatch.setenv("WILDSPACE_MAX_FILE_MB", "0.01")  # 10 kB: every zip member is larger
+    doc = _detect(tmp_path / "files.json", *uploads(cases, "zip"))
+    by_name = {im["file"]: im for im in doc["images"]}
+    assert "WILDSPACE_MAX_FILE_MB" in by_name["card/ok.jpg"]["failure"]

@@ -1,0 +1,93 @@
+"""What one request may ask of the system: upload size, file count, pixels, video length.
+
+One :class:`Limits` object, read once from the environment, is used by the app, the CLI and
+the workers, so a public Space and a field laptop differ only in their settings:
+
+================================  ===========================================  =========
+variable                          meaning                                      default
+================================  ===========================================  =========
+``WILDSPACE_MAX_UPLOAD_MB``       total size of one upload (all files), MB     2048
+``WILDSPACE_MAX_FILE_MB``         size of one file (loose or inside a zip), MB  200
+``WILDSPACE_MAX_FILES``           files in one upload / batch                  20000
+``WILDSPACE_MAX_PIXELS``          pixels of one image (decompression bombs)    200000000
+``WILDSPACE_MAX_VIDEO_SECONDS``   length of one video, seconds                 3600
+================================  ===========================================  =========
+
+A file over a per-file limit is a ``failure`` of that file (the rest goes on); an upload
+with too many files or too many bytes in all is refused with one clear error.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+MB = 2**20
+
+ENV_VARS = {
+    "max_upload_bytes": "WILDSPACE_MAX_UPLOAD_MB",
+    "max_file_bytes": "WILDSPACE_MAX_FILE_MB",
+    "max_files": "WILDSPACE_MAX_FILES",
+    "max_pixels": "WILDSPACE_MAX_PIXELS",
+    "max_video_seconds": "WILDSPACE_MAX_VIDEO_SECONDS",
+}
+
+
+class LimitError(ValueError):
+    """A request exceeds a configured limit (the message names the limit and its setting)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request limits (bytes, counts, pixels, seconds); all must be positive."""
+
+    max_upload_bytes: int = 2048 * MB
+    max_file_bytes: int = 200 * MB
+    max_files: int = 20_000
+    max_pixels: int = 200_000_000
+    max_video_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        for name in ENV_VARS:
+            value = getattr(self, name)
+            if not value > 0:
+                raise LimitError(f"limit {name} ({ENV_VARS[name]}) must be positive, got {value!r}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
+        """Read the ``WILDSPACE_MAX_*`` variables (unset ones keep their defaults).
+
+        Raises:
+            LimitError: a variable is not a positive number.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, float | int] = {}
+        for name, var in ENV_VARS.items():
+            raw = (env.get(var) or "").strip()
+            if not raw:
+                continue
+            try:
+                number = float(raw)
+            except ValueError:
+                raise LimitError(f"{var} must be a positive number, got {raw!r}") from None
+            if name.endswith("_bytes"):
+                values[name] = int(number * MB)
+            elif name == "max_video_seconds":
+                values[name] = number
+            else:
+                values[name] = int(number)
+        return cls(**values)
+
+    def upload_limits(self):
+        """The :class:`~wildspace.media.archives.UploadLimits` for unpacking uploads."""
+        from wildspace.media.archives import UploadLimits
+
+        return UploadLimits(max_files=self.max_files, max_file_bytes=self.max_file_bytes,
+                            max_total_bytes=self.max_upload_bytes)
+
+    def describe(self) -> str:
+        """One line for the app and ``--help``: the limits in human units."""
+        return (f"up to {self.max_files} files and {self.max_upload_bytes / MB:g} MB per upload, "
+                f"{self.max_file_bytes / MB:g} MB per file, {self.max_pixels / 1e6:g} megapixels "
+                f"per image, {self.max_video_seconds:g} s per video")
