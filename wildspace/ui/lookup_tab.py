@@ -7,6 +7,7 @@ import numpy as np
 
 from wildspace.media.images import ImageReadError, load_image
 from wildspace.ui.common import gpu, user_errors
+from wildspace.ui.safe_image import SafeImage
 
 NO_DETECTOR = "none (the photo is already a crop)"
 AUTO = "auto"
@@ -52,7 +53,7 @@ def build_tab(galleries, detectors) -> None:
                                      info="Known animals to compare with (see `gallery build`).")
             if not names:
                 gr.Markdown(HOW_TO, elem_id="lookup-howto")
-            image = gr.Image(type="filepath", label="Photo of the animal", elem_id="lookup-input",
+            image = SafeImage(label="Photo of the animal", elem_id="lookup-input",
                              sources=["upload", "clipboard"])
             flank = gr.Radio(["unknown", "left", "right"], value="unknown", label="Flank shown",
                              info="Left and right flanks carry different patterns.")

@@ -13,6 +13,7 @@ from wildspace.media.images import ImageReadError, load_image
 from wildspace.services import DetectorService
 from wildspace.types import ImageResult
 from wildspace.ui.common import classifier_controls, gpu, model_controls, species_step, user_errors
+from wildspace.ui.safe_image import SafeImage
 
 TABLE_HEADERS = ["label", "category", "confidence", "x_min", "y_min", "width", "height", "species",
                  "species confidence"]
@@ -57,7 +58,7 @@ def detect_single(service: DetectorService, image_path: str | None, model: str,
 def build_tab(service: DetectorService, out_dir: Path, classifiers=None) -> None:
     with gr.Row():
         with gr.Column():
-            image = gr.Image(type="filepath", label="Camera-trap image", sources=["upload", "clipboard"],
+            image = SafeImage(label="Camera-trap image", sources=["upload", "clipboard"],
                              elem_id="single-input")
             model, threshold = model_controls(service, "single")
             classifier, species_threshold = classifier_controls(classifiers, "single")
