@@ -20,7 +20,7 @@ import numpy as np
 from wildspace.media.images import load_image
 from wildspace.reid.local_features import LocalFeatureConfig, LocalFeatures, extract, score_matrix
 
-DEFAULT = Path("/work/shared/data/reid/snow-leopard-dev")
+DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "reid" / "snow-leopard-dev"
 
 
 def top1(scores: np.ndarray, ids: np.ndarray, exclude: np.ndarray) -> float:
