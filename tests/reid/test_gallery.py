@@ -234,3 +234,29 @@ def test_pulled_gallery_pushes_enrolments_when_a_token_is_set(built, monkeypatch
     svc.enrol("field", photo(coat(31), 2), "newcat")
     assert pushed == [("org/field-cats", "hf_test")]
     assert open_gallery(svc.path("field")).meta["hub_repo"] == "org/field-cats"
+
+
+def test_whole_frames_are_cropped_to_the_best_animal_box(synthetic_set, tmp_path):
+    """The detector's most confident *animal* box is the crop (people/vehicles ignored)."""
+    from types import SimpleNamespace
+
+    from wildspace.types import Detection
+
+    boxes = (Detection(1, 0.95, (0.0, 0.0, 0.2, 0.2)),      # a person: never the crop
+             Detection(0, 0.80, (0.25, 0.25, 0.5, 0.5)),    # the animal
+             Detection(0, 0.30, (0.7, 0.7, 0.2, 0.2)))
+    det = SimpleNamespace(info=SimpleNamespace(labels=("animal", "person", "vehicle")),
+                          prepare=lambda rgb: rgb, run=lambda batch, conf: [boxes] * len(batch))
+    detectors = SimpleNamespace(load=lambda name: det)
+    svc = GalleryService(load_settings(), detectors=detectors)
+    images, table = synthetic_set
+    _, g, _ = svc.build("cropped", images, table, crop_with="any-detector")
+    assert all(r.bbox == (0.25, 0.25, 0.5, 0.5) for r in g.records)
+    h, w = g.image(0).shape[:2]
+    assert (w, h) == (288, 216)  # 0.5 of 480x360 plus a 10% margin each side
+    ans = svc.lookup("cropped", photo(coat(1000), seed=3), crop_with="any-detector")
+    assert ans.bbox == (0.25, 0.25, 0.5, 0.5) and ans.crop.shape[:2] == (216, 288)
+    nothing = SimpleNamespace(info=det.info, prepare=det.prepare, run=lambda b, c: [()] * len(b))
+    svc2 = GalleryService(load_settings(), detectors=SimpleNamespace(load=lambda name: nothing))
+    ans = svc2.lookup("cropped", photo(coat(1000), seed=3), crop_with="any-detector")
+    assert ans.bbox is None and ans.crop.shape[:2] == (360, 480)  # no animal: the whole frame
