@@ -12,7 +12,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from wildspace.jobs.queue import JobQueue, start_local_worker  # noqa: E402
 from wildspace.services import DetectorService  # noqa: E402
-from wildspace.ui.app import build_app, mcp_available  # noqa: E402
+from wildspace.ui.app import build_app, launch_options, mcp_available, queue_options  # noqa: E402
 
 
 def main() -> None:
@@ -21,8 +21,9 @@ def main() -> None:
     if queue.url.startswith("sqlite") or os.environ.get("WILDSPACE_LOCAL_WORKER") == "1":
         start_local_worker(queue, service)
     demo = build_app(service, queue=queue, queue_above=int(os.environ.get("WILDSPACE_QUEUE_ABOVE", 50)))
-    demo.queue(default_concurrency_limit=2).launch(
+    demo.queue(**queue_options()).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        **launch_options(service),
         mcp_server=mcp_available(),  # the same functions become tools for AI assistants
     )
 

@@ -22,7 +22,10 @@ def test_single_image_handler(service_with_yolov5n, shared_data, tmp_path):
 
     img = shared_data / "camera-trap" / "megadetector-test" / ZEBRA
     annotated, rows, json_path = detect_single(service_with_yolov5n, str(img), "coco-yolov5n", 0.3, tmp_path)
-    assert annotated.size == (2048, 1536)
+    from PIL import Image
+
+    with Image.open(annotated) as im:  # a file: Gradio copies files into its cache atomically
+        assert im.size == (2048, 1536)
     assert [r[0] for r in rows] == ["zebra", "zebra", "zebra"]
     doc = read_results(json_path)
     assert doc["images"][0]["file"] == ZEBRA and len(doc["images"][0]["detections"]) == 3

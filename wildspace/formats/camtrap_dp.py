@@ -29,6 +29,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from wildspace.atomic import atomic_path
 from wildspace.formats.categories import label_kind, label_of
 from wildspace.media.exif import capture_time, gps_position
 
@@ -166,15 +167,16 @@ def write_package(rs, out_dir: str | Path, threshold: float,
     out.mkdir(parents=True, exist_ok=True)
     tables = build_tables(rs, threshold, options)
     for t in TABLES:
-        with open(out / f"{t}.csv", "w", newline="", encoding="utf-8") as f:
+        with atomic_path(out / f"{t}.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=_fields(t), extrasaction="raise")
             w.writeheader()
             w.writerows(tables[t])
-    (out / "datapackage.json").write_text(json.dumps(tables["descriptor"], indent=2), encoding="utf-8")
+    with atomic_path(out / "datapackage.json") as tmp:
+        tmp.write_text(json.dumps(tables["descriptor"], indent=2), encoding="utf-8")
     if zip_path is None:
         return out
     zip_path = Path(zip_path)
-    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+    with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for name in ("datapackage.json", *(f"{t}.csv" for t in TABLES)):
             z.write(out / name, name)
     return zip_path

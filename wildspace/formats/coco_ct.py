@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from wildspace.atomic import atomic_path
 from wildspace.formats.megadetector import FormatError
 from wildspace.media.exif import capture_time, image_size
 from wildspace.types import Detection, ImageResult
@@ -64,10 +63,8 @@ def to_coco(results: Iterable[ImageResult], labels: tuple[str, ...],
 def write_coco(doc: dict, path: str | Path) -> Path:
     validate_coco(doc)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1)
-    os.replace(tmp, path)
     return path
 
 

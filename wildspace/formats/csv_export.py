@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from wildspace.atomic import atomic_path
 from wildspace.formats.categories import best_by_kind, image_status, label_kind, label_of
 from wildspace.types import ImageResult
 
@@ -24,7 +25,7 @@ def write_detections_csv(results: Iterable[ImageResult], labels: tuple[str, ...]
     With ``species`` (MegaDetector ``classification_categories``) two more columns give each
     box's best classification, ``unknown`` below ``species_threshold``."""
     path = Path(path)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(DETECTION_COLUMNS + (SPECIES_COLUMNS if species else []))
         for r in sorted(results, key=lambda r: r.file):
@@ -52,7 +53,7 @@ def write_images_csv(results: Iterable[ImageResult], labels: tuple[str, ...], pa
     """One row per file: status at ``threshold`` (failed/empty/animal/human/vehicle/unknown),
     number of detections, best confidence per kind, the top label."""
     path = Path(path)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(IMAGE_COLUMNS)
         for r in sorted(results, key=lambda r: r.file):

@@ -9,6 +9,7 @@ from typing import Iterable, Mapping
 
 from PIL import Image
 
+from wildspace.atomic import atomic_path
 from wildspace.formats.categories import image_status, label_of
 from wildspace.media.images import ImageReadError, load_image
 from wildspace.types import ImageResult
@@ -26,7 +27,7 @@ def write_crops_zip(results: Iterable[ImageResult], labels: tuple[str, ...],
     that fraction of its size on every side.
     """
     path = Path(path)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
         for r in sorted(results, key=lambda r: r.file):
             dets = [d for d in (r.detections or ()) if d.conf >= threshold and d.frame_number is None]
             if not dets or r.file not in files:
@@ -56,7 +57,7 @@ def write_sorted_zip(results: Iterable[ImageResult], labels: tuple[str, ...],
     ``failed/``) keeping its relative path. An image with a person goes to ``person/`` even if
     it also has animals (people come first, for privacy)."""
     path = Path(path)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
         for r in sorted(results, key=lambda r: r.file):
             src = files.get(r.file)
             if src is None or not Path(src).is_file():

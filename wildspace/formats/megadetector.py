@@ -14,11 +14,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from wildspace.atomic import atomic_path
 from wildspace.types import Detection, DetectorInfo, ImageResult
 
 FORMAT_VERSION = "1.5"
@@ -109,18 +108,10 @@ def build_results(results: Iterable[ImageResult], labels: Iterable[str], detecto
 def write_results(doc: dict[str, Any], path: str | Path) -> Path:
     """Validate and write atomically (a crash never leaves a half-written file)."""
     validate(doc)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    return Path(path)
 
 
 def read_results(source: str | Path | dict) -> dict[str, Any]:

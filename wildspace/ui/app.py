@@ -48,7 +48,7 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
         with gr.Tab("Products"):
             products_model = products_tab.build_tab(classifiers, feedback, owner, service.settings.max_pixels)
         with gr.Tab("Individual lookup"):
-            lookup_tab.build_tab(galleries, service)
+            lookup_tab.build_tab(galleries, service, out_dir / "lookup")
         if queue is not None:
             with gr.Tab("Jobs"):
                 jobs_tab.build_tab(queue, out_dir / "jobs", owner)
@@ -56,6 +56,27 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
                 train_tab.build_tab(queue, classifiers, owner, products_model)
         demo.load(on_load, stored, [stored, owner], api_name=False)
     return demo
+
+
+def queue_options() -> dict:
+    """``Blocks.queue`` settings: at most ``WILDSPACE_CONCURRENCY`` handlers run at once
+    (default 2; they share the services' cached models, so memory does not grow with users)
+    and at most ``WILDSPACE_QUEUE_SIZE`` requests wait (default 100; more are refused)."""
+    import os
+
+    def positive(var: str, default: int) -> int:
+        raw = os.environ.get(var) or str(default)
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"{var} must be a positive integer, got {raw!r}")
+        return int(raw)
+
+    return {"default_concurrency_limit": positive("WILDSPACE_CONCURRENCY", 2),
+            "max_size": positive("WILDSPACE_QUEUE_SIZE", 100)}
+
+
+def launch_options(service: DetectorService) -> dict:
+    """``Blocks.launch`` settings from the limits: no single upload above the per-file size."""
+    return {"max_file_size": service.settings.limits.max_file_bytes}
 
 
 def mcp_available() -> bool:

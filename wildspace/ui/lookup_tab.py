@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import gradio as gr
 import numpy as np
 
 from wildspace.media.images import ImageReadError, load_image
 from wildspace.ui.common import gpu, user_errors
-from wildspace.ui.safe_image import SafeImage
+from wildspace.ui.safe_image import SafeImage, image_file
 
 NO_DETECTOR = "none (the photo is already a crop)"
 AUTO = "auto"
@@ -41,7 +44,9 @@ def _verdict_text(result) -> str:
             "this animal, enrol it below.")
 
 
-def build_tab(galleries, detectors) -> None:
+def build_tab(galleries, detectors, out_dir: Path | None = None) -> None:
+    """The tab; answer images are written under ``out_dir`` (default: a temporary folder)."""
+    out_dir = out_dir or Path(tempfile.gettempdir()) / "wildspace-app" / "lookup"
     names = galleries.names()
     det_names = [NO_DETECTOR, *detectors.detector_names()] if detectors is not None else [NO_DETECTOR]
     on_disk = detectors.available_detectors() if detectors is not None else []
@@ -109,11 +114,13 @@ def build_tab(galleries, detectors) -> None:
                                    None if match_method in (None, "", AUTO) else match_method)
             g = galleries.open(gallery_name)
         r = ans.result
-        thumbs = [(_thumb(g.image(m.image_index)), f"{m.identity} · p={m.probability:.2f}")
-                  for m in r.matches]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=out_dir))
+        thumbs = [(image_file(_thumb(g.image(m.image_index)), folder, f"match{i}"),
+                   f"{m.identity} · p={m.probability:.2f}") for i, m in enumerate(r.matches)]
         rows = [[i + 1, m.identity, round(m.probability, 3), round(m.score, 4), m.viewpoint or "-"]
                 for i, m in enumerate(r.matches)]
-        return _verdict_text(r), _thumb(ans.crop, 512), thumbs, rows
+        return _verdict_text(r), image_file(_thumb(ans.crop, 512), folder, "query"), thumbs, rows
 
     def enrol_individual(gallery_name, image_path, identity, flank_shown="unknown",
                          detector=NO_DETECTOR):

@@ -10,6 +10,10 @@ ordinary image component.
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import gradio as gr
 
 
@@ -27,3 +31,21 @@ class SafeImage(gr.Image):
         if payload is None:
             return None
         return str(payload.path)
+
+
+def image_file(image, folder: Path, stem: str = "image", quality: int = 90) -> str:
+    """Save an RGB array or PIL image as a JPEG with a unique name in ``folder``; its path.
+
+    Handlers return image *files*, not arrays: Gradio caches an array under a name derived
+    from its content and rewrites that file in place, so two users getting the same picture
+    at once could be served a half-written file. Files are copied into its cache atomically.
+    """
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    im = Image.fromarray(np.asarray(image, dtype=np.uint8)) if not isinstance(image, Image.Image) else image
+    fd, path = tempfile.mkstemp(dir=folder, prefix=f"{stem}-", suffix=".jpg")
+    with os.fdopen(fd, "wb") as f:
+        im.convert("RGB").save(f, "JPEG", quality=quality)
+    return path

@@ -13,7 +13,7 @@ from wildspace.media.images import ImageReadError, load_image
 from wildspace.services import DetectorService
 from wildspace.types import ImageResult
 from wildspace.ui.common import classifier_controls, gpu, model_controls, species_step, user_errors
-from wildspace.ui.safe_image import SafeImage
+from wildspace.ui.safe_image import SafeImage, image_file
 
 TABLE_HEADERS = ["label", "category", "confidence", "x_min", "y_min", "width", "height", "species",
                  "species confidence"]
@@ -22,7 +22,7 @@ TABLE_HEADERS = ["label", "category", "confidence", "x_min", "y_min", "width", "
 def detect_single(service: DetectorService, image_path: str | None, model: str,
                   threshold: float, out_dir: Path, classifiers=None, classifier: str | None = None,
                   species_threshold: float | None = None):
-    """Returns (annotated PIL image, table rows, path of the MD JSON file). With a
+    """Returns (annotated image file, table rows, path of the MD JSON file). With a
     ``classifier`` name, animal boxes above ``threshold`` get species."""
     if not image_path:
         raise gr.Error("Upload an image first.")
@@ -52,7 +52,8 @@ def detect_single(service: DetectorService, image_path: str | None, model: str,
     out = Path(tempfile.mkdtemp(dir=out_dir)) / f"{Path(image_path).stem}_detections.json"
     write_results(doc, out)
     caption = species.caption if species is not None else None
-    return draw_detections(image, dets, info.labels, caption), rows, str(out)
+    drawn = image_file(draw_detections(image, dets, info.labels, caption), out.parent, "detections")
+    return drawn, rows, str(out)
 
 
 def build_tab(service: DetectorService, out_dir: Path, classifiers=None) -> None:
