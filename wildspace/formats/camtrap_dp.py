@@ -201,7 +201,11 @@ def validate_package(package_dir: str | Path) -> list[str]:
         tmp = Path(tmp)
         if descriptor.get("profile") == PROFILE_URL:  # the same rules, from our offline copy
             descriptor["profile"] = str(SCHEMA_DIR / "camtrap-dp-profile.json")
-        for res in descriptor.get("resources") or []:
+        resources = descriptor.get("resources")
+        if not isinstance(resources, list):
+            problems.append(f"datapackage.json: resources must be a list, got {type(resources).__name__}")
+            resources = []
+        for res in resources:
             if not isinstance(res, dict):
                 continue
             if res.get("name") in TABLES and res.get("schema") == schema_url(res["name"]):

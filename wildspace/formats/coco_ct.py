@@ -84,6 +84,14 @@ def _fail(where: str, why: str):
     raise FormatError(f"{where}: {why}")
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_key(v: Any) -> bool:
+    return isinstance(v, (str, int)) and not isinstance(v, bool)
+
+
 def validate_coco(doc: Any) -> None:
     """The integrity rules of COCO Camera Traps (unique ids, known references, sane boxes)."""
     if not isinstance(doc, dict):
@@ -107,18 +115,25 @@ def validate_coco(doc: Any) -> None:
             _fail(f"images[{i}]", f"duplicate id {im['id']!r}")
         if ("width" in im) != ("height" in im):
             _fail(f"images[{i}]", "width and height go together")
+        if any(im.get(k) is not None and not _is_number(im[k]) for k in ("width", "height")):
+            _fail(f"images[{i}]", f"width and height must be numbers, got {im.get('width')!r}, {im.get('height')!r}")
         image_ids.add(im["id"])
     ann_ids = set()
     for i, a in enumerate(doc["annotations"]):
-        if not isinstance(a, dict) or "id" not in a:
-            _fail(f"annotations[{i}]", "needs an id")
+        if not isinstance(a, dict) or not _is_key(a.get("id")):
+            _fail(f"annotations[{i}]", "needs a string or integer id")
         if a["id"] in ann_ids:
             _fail(f"annotations[{i}]", f"duplicate id {a['id']!r}")
         ann_ids.add(a["id"])
-        if a.get("image_id") not in image_ids:
+        if not _is_key(a.get("image_id")) or a["image_id"] not in image_ids:
             _fail(f"annotations[{i}].image_id", f"{a.get('image_id')!r} is not an image id")
-        if a.get("category_id") not in cat_ids:
+        if not _is_key(a.get("category_id")) or a["category_id"] not in cat_ids:
             _fail(f"annotations[{i}].category_id", f"{a.get('category_id')!r} is not a category id")
+        if "score" in a and not _is_number(a["score"]):
+            _fail(f"annotations[{i}].score", f"must be a number, got {a['score']!r}")
+        if a.get("frame_number") is not None and not (isinstance(a["frame_number"], int)
+                                                      and not isinstance(a["frame_number"], bool)):
+            _fail(f"annotations[{i}].frame_number", f"must be an integer, got {a['frame_number']!r}")
         for key in ("bbox", "bbox_relative"):
             if key in a:
                 b = a[key]

@@ -211,13 +211,14 @@ def _check_image(where: str, im: Any, det_cats: dict, cls_cats: dict, version: f
     if is_video and version >= 1.4 and "frame_rate" in im and not _is_number(im["frame_rate"]):
         _fail(f"{where}.frame_rate", "must be a number")
     frames = im.get("frames_processed")
-    if frames is not None and not (isinstance(frames, list) and all(isinstance(f, int) for f in frames)):
+    if frames is not None and not (isinstance(frames, list)
+                                   and all(isinstance(f, int) and not isinstance(f, bool) for f in frames)):
         _fail(f"{where}.frames_processed", "must be a list of frame numbers")
     for j, d in enumerate(dets):
         w = f"{where}.detections[{j}]"
         if not isinstance(d, dict):
             _fail(w, "must be an object")
-        if d.get("category") not in det_cats:
+        if not isinstance(d.get("category"), str) or d["category"] not in det_cats:
             _fail(f"{w}.category", f"{d.get('category')!r} is not in detection_categories")
         if not _is_number(d.get("conf")) or not -1e-6 <= d["conf"] <= 1 + 1e-6:
             _fail(f"{w}.conf", f"{d.get('conf')!r} must be a number in [0, 1]")
@@ -227,7 +228,8 @@ def _check_image(where: str, im: Any, det_cats: dict, cls_cats: dict, version: f
         if is_video and "frame_number" in d and not (isinstance(d["frame_number"], int) and d["frame_number"] >= 0):
             _fail(f"{w}.frame_number", "must be a non-negative integer")
         for k, c in enumerate(d.get("classifications") or []):
-            if not (isinstance(c, (list, tuple)) and len(c) == 2 and c[0] in cls_cats and _is_number(c[1])):
+            if not (isinstance(c, (list, tuple)) and len(c) == 2 and isinstance(c[0], str)
+                    and c[0] in cls_cats and _is_number(c[1])):
                 _fail(f"{w}.classifications[{k}]", "must be [category id in classification_categories, conf]")
             if not -1e-6 <= c[1] <= 1 + 1e-6:
                 _fail(f"{w}.classifications[{k}]", f"conf {c[1]!r} must be in [0, 1]")

@@ -95,7 +95,8 @@ def _unpack_zip(zpath: Path, dest: Path, limits: UploadLimits, extensions: froze
     root = Path(tempfile.mkdtemp(dir=dest, prefix="zip-"))
     try:
         zf = zipfile.ZipFile(zpath)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, ValueError, EOFError,
+            NotImplementedError) as exc:  # corrupt directory, unsupported zip features
         out.failures.append((unique_name(zpath.name, seen), f"not a readable zip file: {exc}"))
         return total
     with zf:
@@ -118,7 +119,7 @@ def _unpack_zip(zpath: Path, dest: Path, limits: UploadLimits, extensions: froze
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 written = _copy_limited(zf, info, target, limits.max_file_bytes)
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError) as exc:
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError, NotImplementedError) as exc:
                 target.unlink(missing_ok=True)
                 out.failures.append((report, f"cannot extract from zip: {exc}"))
                 continue
@@ -175,7 +176,7 @@ def count_inputs(uploads: Iterable[str | Path], extensions: frozenset[str] = IMA
                 with zipfile.ZipFile(upload) as z:
                     n += sum(1 for i in z.infolist()
                              if not i.is_dir() and PurePosixPath(i.filename).suffix.lower() in extensions)
-            except (zipfile.BadZipFile, OSError):
+            except (zipfile.BadZipFile, OSError, UnicodeDecodeError, ValueError, EOFError, NotImplementedError):
                 n += 1
         else:
             n += 1

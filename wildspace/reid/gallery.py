@@ -180,7 +180,10 @@ def read_version(folder: Path) -> GalleryData:
         raise GalleryError(f"{folder}: unreadable gallery.json ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise GalleryError(f"{folder}: not a {FORMAT} folder")
-    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+    version = manifest.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise GalleryError(f"{folder}: format_version must be an integer, got {version!r}")
+    if version > FORMAT_VERSION:
         raise GalleryError(f"{folder}: gallery format {manifest.get('format_version')} is newer "
                            f"than this wildspace ({FORMAT_VERSION}); upgrade wildspace")
     try:
