@@ -130,3 +130,17 @@ def test_lookup_names_the_reason_for_each_bad_file(client, corpus):
                            "none (the photo is already a crop)", "auto", api_name="/lookup_individual")
         msg = str(err.value).lower()
         assert (case.reason if not case.ok else "no-such-gallery") in msg, (case.name, msg)
+
+
+def test_safe_image_is_an_ordinary_image_component_to_the_browser():
+    import gradio as gr
+
+    from wildspace.ui.safe_image import SafeImage
+
+    with gr.Blocks() as demo:
+        SafeImage(type="filepath", label="photo", sources=["upload"])
+        gr.Image(type="filepath", label="photo", sources=["upload"])
+    safe, plain = demo.get_config_file()["components"][:2]
+    assert safe["type"] == plain["type"] == "image"
+    assert safe["props"].keys() == plain["props"].keys()
+    assert SafeImage(type="filepath").preprocess(None) is None

@@ -58,7 +58,7 @@ def build_tab(galleries, detectors, out_dir: Path | None = None) -> None:
                                      info="Known animals to compare with (see `gallery build`).")
             if not names:
                 gr.Markdown(HOW_TO, elem_id="lookup-howto")
-            image = SafeImage(label="Photo of the animal", elem_id="lookup-input",
+            image = SafeImage(type="filepath", label="Photo of the animal", elem_id="lookup-input",
                              sources=["upload", "clipboard"])
             flank = gr.Radio(["unknown", "left", "right"], value="unknown", label="Flank shown",
                              info="Left and right flanks carry different patterns.")

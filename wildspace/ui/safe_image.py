@@ -18,13 +18,18 @@ import gradio as gr
 
 
 class SafeImage(gr.Image):
-    """``gr.Image(type="filepath")`` without server-side decoding of the upload."""
+    """``gr.Image(type="filepath")`` without server-side decoding of the upload (handlers always
+    get a path, whatever ``type`` says; keep ``type="filepath"`` so the API schema says so).
 
-    is_template = True  # rendered by the frontend's ``image`` component
+    Gradio reads a component's props from its ``__init__`` signature, so this class does not
+    define one."""
 
-    def __init__(self, *args, **kwargs):
-        kwargs["type"] = "filepath"
-        super().__init__(*args, **kwargs)
+    def get_block_name(self) -> str:
+        """Rendered by the frontend's ``image`` component."""
+        return "image"
+
+    def get_block_class(self) -> str:
+        return "image"
 
     def preprocess(self, payload) -> str | None:
         """The uploaded file's path in Gradio's upload cache (Gradio has checked it is there)."""

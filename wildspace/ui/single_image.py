@@ -59,7 +59,7 @@ def detect_single(service: DetectorService, image_path: str | None, model: str,
 def build_tab(service: DetectorService, out_dir: Path, classifiers=None) -> None:
     with gr.Row():
         with gr.Column():
-            image = SafeImage(label="Camera-trap image", sources=["upload", "clipboard"],
+            image = SafeImage(type="filepath", label="Camera-trap image", sources=["upload", "clipboard"],
                              elem_id="single-input")
             model, threshold = model_controls(service, "single")
             classifier, species_threshold = classifier_controls(classifiers, "single")
