@@ -20,6 +20,7 @@ from wildspace.reid.local_features import extract
 from wildspace.reid.matching import Matcher, default_method
 from wildspace.types import LookupResult
 
+OWNER_FILE = "OWNER"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
@@ -54,19 +55,56 @@ class GalleryService:
     def root(self) -> Path:
         return self.settings.home / "galleries"
 
-    def names(self) -> list[str]:
+    def names(self, owner: str | None = None) -> list[str]:
+        """Galleries this owner may see: shared ones and their own (``None`` = all; the CLI)."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "CURRENT").is_file())
+        return sorted(p.name for p in self.root.iterdir()
+                      if (p / "CURRENT").is_file() and self._visible(p, owner))
 
-    def path(self, name: str) -> Path:
-        """A gallery reference: an existing gallery folder, else a name under ``root``."""
+    def shared_names(self) -> list[str]:
+        """Galleries everyone may see (built with the CLI, no owner)."""
+        return [n for n in self.names() if self.gallery_owner(self.root / n) is None]
+
+    def path(self, name: str, owner: str | None = None) -> Path:
+        """A gallery reference. The CLI (``owner=None``) may name any folder; app users only
+        plain names under ``root``."""
+        if owner is not None:
+            return self.root / check_gallery_name(name)
         p = Path(name)
         if p.is_dir() and ((p / "CURRENT").is_file() or (p / "gallery.json").is_file()):
             return p
         if p.is_absolute() or len(p.parts) > 1:
             return p  # a folder to create (``gallery build --out``)
         return self.root / check_gallery_name(name)
+
+    # -- ownership ---------------------------------------------------------------------
+    @staticmethod
+    def gallery_owner(root: Path) -> str | None:
+        """Who enrolled the gallery in the app (``None``: a shared gallery, built by the CLI)."""
+        f = Path(root) / OWNER_FILE
+        return f.read_text(encoding="utf-8").strip() or None if f.is_file() else None
+
+    def _visible(self, root: Path, owner: str | None) -> bool:
+        found = self.gallery_owner(root)
+        return owner is None or found is None or found == owner
+
+    def _check_read(self, root: Path, owner: str | None, name: str) -> None:
+        if not self._visible(root, owner):
+            raise GalleryError(f"{root} is not a gallery (no gallery named '{name}')")
+
+    def _check_write(self, root: Path, owner: str | None, name: str) -> None:
+        """App writes: your own gallery, or a shared one off a public Space; on a public Space
+        only users logged in with Hugging Face may write at all."""
+        if owner is None:
+            return
+        self._check_read(root, owner, name)
+        if self.settings.public_space:
+            if not owner.startswith("hf:"):
+                raise GalleryError("log in with Hugging Face to enrol animals on this public Space")
+            if (root / "CURRENT").is_file() and self.gallery_owner(root) is None:
+                raise GalleryError(f"gallery '{name}' is shared and read-only here; enrol into a "
+                                   "gallery of your own (type a new name)")
 
     # -- models ----------------------------------------------------------------------------
     def embedder(self, name: str):
@@ -97,8 +135,10 @@ class GalleryService:
         return crop
 
     # -- galleries -------------------------------------------------------------------------
-    def open(self, name: str) -> GalleryData:
-        root = self.path(name)
+    def open(self, name: str, owner: str | None = None) -> GalleryData:
+        """The live version of a gallery this owner may see (``None`` = any; the CLI)."""
+        root = self.path(name, owner)
+        self._check_read(root, owner, name)
         with self._lock:
             current = str(version_dir(root))
             hit = self._cache.get(str(root))
@@ -135,11 +175,11 @@ class GalleryService:
                 gallery.calibrations.pop(method, None)
 
     def lookup(self, name: str, rgb: np.ndarray, viewpoint: str = "", crop_with: str | None = None,
-               method: str | None = None, k: int = 5) -> LookupAnswer:
+               method: str | None = None, k: int = 5, owner: str | None = None) -> LookupAnswer:
         """Crop (detector, when given), match against the gallery, decide known/new."""
         from wildspace.reid.build import prepare_query
 
-        gallery = self.open(name)
+        gallery = self.open(name, owner)
         method = method or default_method(gallery)
         crop, bbox = prepare_query(rgb, None, self.crop_fn(crop_with))
         feats = extract(crop) if gallery.features is not None else None
@@ -156,27 +196,38 @@ class GalleryService:
         return LookupAnswer(crop, bbox, result)
 
     def enrol(self, name: str, crop: np.ndarray, identity: str, viewpoint: str = "",
-              bbox=None, create: bool = False) -> GalleryData:
-        """Append an image of ``identity`` (new or known), recalibrate, save atomically."""
-        root = self.path(name)
+              bbox=None, create: bool = False, owner: str | None = None) -> GalleryData:
+        """Append an image of ``identity`` (new or known), recalibrate, save atomically.
+
+        ``owner`` (app users) scopes the write: a gallery created in the app belongs to its
+        creator and is invisible to others; see :meth:`_check_write` for public Spaces.
+        """
+        root = self.path(name, owner)
+        self._check_write(root, owner, name)
         with self._lock:
             if create and not (root / "CURRENT").is_file():
+                from wildspace.atomic import atomic_path
                 from wildspace.reid.gallery import Record, encode_jpeg
 
+                if not identity.strip():
+                    raise GalleryError("give the animal a name (identity) to enrol it")
                 gallery = GalleryData(name=name, records=[Record(f"enrolled-0-{identity}",
                                       identity.strip(), viewpoint, bbox)],
                                       images=[encode_jpeg(crop)], features=[extract(crop)])
-                if not identity.strip():
-                    raise GalleryError("give the animal a name (identity) to enrol it")
+                if owner is not None:
+                    root.mkdir(parents=True, exist_ok=True)
+                    with atomic_path(root / OWNER_FILE) as tmp:
+                        tmp.write_text(owner, encoding="utf-8")
             else:
-                current = self.open(name)
+                current = self.open(name, owner)
                 emb = self.embedder(current.embedder) if current.embeddings is not None else None
                 gallery = enrol(current, crop, identity, viewpoint=viewpoint, bbox=bbox,
                                 embedder=emb)
             self.calibrate(gallery)
             save_gallery(root, gallery)
             self._cache.pop(str(root), None)
-        self.push_if_configured(root, gallery)
+        if owner is None or owner.startswith("hf:") or not self.settings.public_space:
+            self.push_if_configured(root, gallery)
         return gallery
 
     def push_if_configured(self, root: Path, gallery: GalleryData) -> str | None:

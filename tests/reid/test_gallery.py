@@ -260,3 +260,37 @@ def test_whole_frames_are_cropped_to_the_best_animal_box(synthetic_set, tmp_path
     svc2 = GalleryService(load_settings(), detectors=SimpleNamespace(load=lambda name: nothing))
     ans = svc2.lookup("cropped", photo(coat(1000), seed=3), crop_with="any-detector")
     assert ans.bbox is None and ans.crop.shape[:2] == (360, 480)  # no animal: the whole frame
+
+
+def test_app_galleries_belong_to_their_creator(built):
+    svc, root, gallery, _ = built          # 'cats' is shared (built with the CLI)
+    alice, bob = "browser:alice", "browser:bob"
+    svc.enrol("alices", photo(coat(61), 1), "a1", create=True, owner=alice)
+    svc.enrol("alices", photo(coat(62), 1), "a2", owner=alice)
+    assert svc.names(alice) == ["alices", "cats"] and svc.names(bob) == ["cats"]
+    assert svc.shared_names() == ["cats"]
+    for attempt in (lambda: svc.open("alices", bob),
+                    lambda: svc.lookup("alices", photo(coat(61), 2), owner=bob),
+                    lambda: svc.enrol("alices", photo(coat(63), 1), "b1", owner=bob)):
+        with pytest.raises(GalleryError, match="no gallery named 'alices'"):
+            attempt()
+    assert len(svc.open("alices", alice)) == 2
+    with pytest.raises(GalleryError):  # app users cannot reach outside the galleries folder
+        svc.open("../galleries/alices", bob)
+    # off a public Space, shared galleries accept enrolments from the app
+    svc.enrol("cats", photo(coat(64), 1), "c-new", owner=bob)
+    assert len(svc.open("cats", alice)) == 10
+
+
+def test_public_space_needs_a_login_to_write(built):
+    import dataclasses
+
+    svc, root, gallery, _ = built
+    public = GalleryService(dataclasses.replace(svc.settings, public_space=True))
+    with pytest.raises(GalleryError, match="log in with Hugging Face"):
+        public.enrol("mine", photo(coat(71), 1), "x", create=True, owner="browser:anon")
+    with pytest.raises(GalleryError, match="shared and read-only"):
+        public.enrol("cats", photo(coat(71), 1), "x", owner="hf:alice")
+    public.enrol("mine", photo(coat(71), 1), "x", create=True, owner="hf:alice")
+    assert public.names("hf:alice") == ["cats", "mine"] and public.names("hf:bob") == ["cats"]
+    assert public.lookup("cats", photo(coat(1000), 9), owner="hf:bob").result.identity == "ana"

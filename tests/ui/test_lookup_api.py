@@ -75,3 +75,24 @@ def test_lookup_errors_are_messages(client, cats_gallery, tmp_path):
     with pytest.raises(AppError, match="cannot use method 'embed'"):
         client.predict(cats_gallery, handle_file(ok), "unknown", "none (the photo is already a crop)",
                        "embed", api_name="/lookup_individual")
+
+
+def test_a_gallery_made_in_the_app_is_invisible_to_another_user(client, running_app, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    none = "none (the photo is already a crop)"
+    first = _save(photo(coat(8101), seed=1), tmp_path / "p1.jpg")
+    client.predict("private-a", handle_file(first), "Pip", "unknown", none, api_name="/enrol_individual")
+    client.predict("private-a", handle_file(_save(photo(coat(8102), seed=1), tmp_path / "p2.jpg")),
+                   "Pop", "unknown", none, api_name="/enrol_individual")
+    client.predict("private-a", handle_file(_save(photo(coat(8101), seed=2), tmp_path / "p3.jpg")),
+                   "Pip", "unknown", none, api_name="/enrol_individual")
+    verdict, *_ = client.predict("private-a", handle_file(_save(photo(coat(8101), seed=3), tmp_path / "q.jpg")),
+                                 "unknown", none, "auto", api_name="/lookup_individual")
+    assert "**Pip**" in verdict
+    other = Client(running_app.local_url, verbose=False)  # a second user (another session)
+    with pytest.raises(AppError, match="no gallery named 'private-a'"):
+        other.predict("private-a", handle_file(first), "unknown", none, "auto", api_name="/lookup_individual")
+    with pytest.raises(AppError, match="no gallery named 'private-a'"):
+        other.predict("private-a", handle_file(first), "Mallory", "unknown", none, api_name="/enrol_individual")

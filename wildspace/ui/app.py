@@ -48,7 +48,7 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
         with gr.Tab("Products"):
             products_model = products_tab.build_tab(classifiers, feedback, owner, service.settings.max_pixels)
         with gr.Tab("Individual lookup"):
-            lookup_tab.build_tab(galleries, service, out_dir / "lookup")
+            lookup_tab.build_tab(galleries, service, out_dir / "lookup", owner)
         if queue is not None:
             with gr.Tab("Jobs"):
                 jobs_tab.build_tab(queue, out_dir / "jobs", owner)

@@ -44,10 +44,16 @@ def _verdict_text(result) -> str:
             "this animal, enrol it below.")
 
 
-def build_tab(galleries, detectors, out_dir: Path | None = None) -> None:
-    """The tab; answer images are written under ``out_dir`` (default: a temporary folder)."""
+def build_tab(galleries, detectors, out_dir: Path | None = None, owner_state=None) -> None:
+    """The tab; answer images are written under ``out_dir`` (default: a temporary folder).
+
+    ``owner_state`` (the session's owner token) scopes galleries: shared galleries (built with
+    the CLI) are visible to everyone, galleries created here only to their creator."""
+    from wildspace.ui.identity import owner_of
+
+    owner_state = owner_state if owner_state is not None else gr.State(None)
     out_dir = out_dir or Path(tempfile.gettempdir()) / "wildspace-app" / "lookup"
-    names = galleries.names()
+    names = galleries.shared_names()
     det_names = [NO_DETECTOR, *detectors.detector_names()] if detectors is not None else [NO_DETECTOR]
     on_disk = detectors.available_detectors() if detectors is not None else []
     with gr.Row():
@@ -95,7 +101,7 @@ def build_tab(galleries, detectors, out_dir: Path | None = None) -> None:
 
     @gpu
     def lookup_individual(gallery_name, image_path, flank_shown="unknown", detector=NO_DETECTOR,
-                          match_method=AUTO):
+                          match_method=AUTO, token=None, request: gr.Request = None):
         """Identify an individual animal against a gallery of known animals.
 
         Args:
@@ -109,10 +115,12 @@ def build_tab(galleries, detectors, out_dir: Path | None = None) -> None:
         """
         rgb, det = _inputs(gallery_name, image_path, detector)
         view = "" if flank_shown in (None, "", "unknown") else flank_shown
+        owner = owner_of(request, token)
         with user_errors():
             ans = galleries.lookup(gallery_name, rgb, view, det,
-                                   None if match_method in (None, "", AUTO) else match_method)
-            g = galleries.open(gallery_name)
+                                   None if match_method in (None, "", AUTO) else match_method,
+                                   owner=owner)
+            g = galleries.open(gallery_name, owner)
         r = ans.result
         out_dir.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(dir=out_dir))
@@ -123,7 +131,7 @@ def build_tab(galleries, detectors, out_dir: Path | None = None) -> None:
         return _verdict_text(r), image_file(_thumb(ans.crop, 512), folder, "query"), thumbs, rows
 
     def enrol_individual(gallery_name, image_path, identity, flank_shown="unknown",
-                         detector=NO_DETECTOR):
+                         detector=NO_DETECTOR, token=None, request: gr.Request = None):
         """Add a photo of an animal to a gallery under a name (a new name enrols a new animal).
 
         Args:
@@ -143,14 +151,18 @@ def build_tab(galleries, detectors, out_dir: Path | None = None) -> None:
         view = "" if flank_shown in (None, "", "unknown") else flank_shown
         with user_errors():
             crop_img, bbox = prepare_query(rgb, None, galleries.crop_fn(det))
-            g = galleries.enrol(gallery_name, crop_img, identity.strip(), view, bbox, create=True)
+            g = galleries.enrol(gallery_name, crop_img, identity.strip(), view, bbox, create=True,
+                                owner=owner_of(request, token))
         animals = len(set(g.identities.tolist()))
         return (f"Enrolled **{identity.strip()}** in gallery '{gallery_name}': {len(g)} photos of "
                 f"{animals} animals.")
 
-    button.click(lookup_individual, [gallery_in, image, flank, crop_with, method],
+    def _choices(current, token=None, request: gr.Request = None):
+        return gr.update(choices=galleries.names(owner_of(request, token)), value=current)
+
+    button.click(lookup_individual, [gallery_in, image, flank, crop_with, method, owner_state],
                  [verdict, crop, matches, table], api_name="lookup_individual")
-    enrol_button.click(enrol_individual, [gallery_in, image, name, flank, crop_with], enrolled,
-                       api_name="enrol_individual").then(
-        lambda current: gr.update(choices=galleries.names(), value=current), gallery_in, gallery_in,
-        api_name=False)
+    enrol_button.click(enrol_individual, [gallery_in, image, name, flank, crop_with, owner_state],
+                       enrolled, api_name="enrol_individual").then(
+        _choices, [gallery_in, owner_state], gallery_in, api_name=False)
+    owner_state.change(_choices, [gallery_in, owner_state], gallery_in, api_name=False)
