@@ -38,6 +38,10 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
         galleries = GalleryService(service.settings, detectors=service, device=service.device)
     with gr.Blocks(title="wildspace") as demo:
         gr.Markdown(INTRO)
+        if service.settings.public_space:
+            # Hugging Face OAuth (README front matter: hf_oauth): logged-in users own their
+            # jobs, galleries and feedback by account; gallery writes need a login here.
+            gr.LoginButton(elem_id="hf-login")
         stored, owner, on_load = owner_state(service.settings.home)
         with gr.Tab("Single image"):
             single_image.build_tab(service, out_dir / "single", classifiers)
