@@ -248,6 +248,27 @@ def prefer_exported(requested: str, meta: dict) -> bool:
     return requested == "onnx" or meta.get("speedup_vs_torch", 0.0) >= AUTO_MIN_SPEEDUP
 
 
+def choose_network(requested: str, device: str, export: Callable[[], tuple]) -> tuple:
+    """``(exported network or None, backend name)`` for a detector asked for ``requested``.
+
+    ``export()`` returns ``(network, meta)``; it runs only when ONNX applies. ``onnx`` raises
+    :class:`BackendUnavailable` when the export cannot be used; ``auto`` falls back to torch.
+    """
+    if resolve_backend(requested, device) != "onnx":
+        return None, "torch"
+    try:
+        network, meta = export()
+    except BackendUnavailable as exc:
+        if requested == "onnx":
+            raise
+        log.warning("backend auto: using torch, %s", exc)
+        return None, "torch"
+    if prefer_exported(requested, meta):
+        return network, "onnx"
+    log.info("backend auto: eager torch, the export measured %.2fx", meta.get("speedup_vs_torch", 0))
+    return None, "torch"
+
+
 def single_output(network):
     """Wrap a torch network so that it returns only its first output (the decoded
     predictions), as ONNX export needs one tensor."""

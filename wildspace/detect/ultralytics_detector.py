@@ -9,7 +9,6 @@ handed to ultralytics. Only local paths are ever passed (never asset names, whic
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Sequence
@@ -17,11 +16,10 @@ from typing import Sequence
 import numpy as np
 
 from wildspace.detect.base import Prepared, xyxy_to_detections
-from wildspace.detect.onnx_backend import BackendUnavailable, prefer_exported, resolve_backend
+from wildspace.detect.onnx_backend import BackendUnavailable, choose_network
 from wildspace.hub.safe_pickle import UnsafeCheckpoint, check_globals
 from wildspace.types import Detection, DetectorInfo
 
-log = logging.getLogger(__name__)
 
 ALLOWED_PREFIXES = (
     "ultralytics.nn.modules.",
@@ -133,17 +131,8 @@ class UltralyticsDetector:
         self.network.eval()
         self.stride = int(self.network.stride)
         self._torch = torch
-        if resolve_backend(backend, device) == "onnx":
-            try:
-                network, meta = self._export(source, export_dir)
-                if prefer_exported(backend, meta):
-                    self._onnx, self.backend = network, "onnx"
-                else:
-                    log.info("backend auto: eager torch, the export measured %.2fx", meta.get("speedup_vs_torch", 0))
-            except BackendUnavailable as exc:
-                if backend == "onnx":
-                    raise
-                log.warning("backend auto: using torch, %s", exc)
+        self._onnx, self.backend = choose_network(
+            backend, device, lambda: self._export(source, export_dir))
 
     def _export(self, weights: Path, export_dir: str | Path | None):
         import copy

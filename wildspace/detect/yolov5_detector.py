@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -12,11 +11,10 @@ import torchvision
 
 from wildspace.detect.base import Prepared, xyxy_to_detections
 from wildspace.detect.letterbox import boxes_to_original, letterbox
-from wildspace.detect.onnx_backend import BackendUnavailable, prefer_exported, resolve_backend
+from wildspace.detect.onnx_backend import choose_network
 from wildspace.detect.yolov5_legacy import load_yolov5_checkpoint
 from wildspace.types import Detection, DetectorInfo
 
-log = logging.getLogger(__name__)
 MAX_WH = 7680  # class offset for class-aware NMS, larger than any input side
 
 
@@ -74,17 +72,8 @@ class YOLOv5Detector:
         self.info = info
         self.backend = "torch"
         self._onnx = None
-        if resolve_backend(backend, device) == "onnx":
-            try:
-                network, meta = self._export(Path(weights), export_dir)
-                if prefer_exported(backend, meta):
-                    self._onnx, self.backend = network, "onnx"
-                else:
-                    log.info("backend auto: eager torch, the export measured %.2fx", meta.get("speedup_vs_torch", 0))
-            except BackendUnavailable as exc:
-                if backend == "onnx":
-                    raise
-                log.warning("backend auto: using torch, %s", exc)
+        self._onnx, self.backend = choose_network(
+            backend, device, lambda: self._export(Path(weights), export_dir))
 
     def _export(self, weights: Path, export_dir: str | Path | None):
         from wildspace.detect.onnx_backend import (cache_key, default_export_dir, load_or_export, no_grad,
