@@ -86,19 +86,39 @@ def submit_image_batch(queue, owner: str, uploads: Sequence[str | Path], model: 
     unpacking are recorded as failures at once."""
     from wildspace.jobs.store import JobSpec
 
-    store = queue.store
-    job_id = store.new_id()
+    job_id = queue.store.new_id()
     limits = limits or queue.settings.limits.upload_limits()
-    unpacked = unpack_uploads(uploads, Path(work_dir) / "inputs", limits)
-    inputs = [{"name": name, "path": store.put_input(job_id, path, name)} for path, name in unpacked.files]
-    inputs += [{"name": name, "path": ""} for name, _ in unpacked.failures]
-    spec = JobSpec(owner=owner, kind="detect-images", inputs=inputs, model=model,
-                   threshold=threshold, chunk_size=chunk_size, id=job_id)
+    staged, refused = stage_uploads(queue.store, job_id, uploads, Path(work_dir) / "inputs", limits)
+    spec = JobSpec(owner=owner, kind="detect-images", inputs=staged + [{"name": n, "path": ""} for n, _ in refused],
+                   model=model, threshold=threshold, chunk_size=chunk_size, id=job_id)
+    return submit_with_refused(queue, spec, refused)
+
+
+def stage_uploads(store, job_id: str, uploads: Sequence[str | Path], unpack_dir: Path,
+                  limits: UploadLimits, seen: set[str] | None = None) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Unpack uploads (images, zips) with ``limits`` and copy each file into the job's storage.
+
+    Returns ``(inputs, refused)``: job inputs ``{"name", "path"}`` and ``(name, reason)`` for
+    every file refused while unpacking. Names already in ``seen`` are made unique."""
+    from wildspace.media.archives import unique_name
+
+    seen = set() if seen is None else seen
+    unpacked = unpack_uploads(uploads, unpack_dir, limits)
+    inputs = []
+    for path, name in unpacked.files:
+        name = unique_name(name, seen)
+        inputs.append({"name": name, "path": store.put_input(job_id, path, name)})
+    return inputs, [(unique_name(name, seen), why) for name, why in unpacked.failures]
+
+
+def submit_with_refused(queue, spec, refused: list[tuple[str, str]]) -> str:
+    """Create the job, record the refused files (the last inputs of ``spec``) as failures, queue it."""
+    store = queue.store
     store.create(spec)
-    for k, (name, why) in enumerate(unpacked.failures, start=len(unpacked.files)):
-        store.put_item(job_id, k, ImageResult(name, None, failure=why), worker="upload")
-    queue.enqueue_pending(job_id)
-    return job_id
+    for k, (name, why) in enumerate(refused, start=spec.total - len(refused)):
+        store.put_item(spec.id, k, ImageResult(name, None, failure=why), worker="upload")
+    queue.enqueue_pending(spec.id)
+    return spec.id
 
 
 def job_output(store, job_id: str, owner: str, work_dir: Path, threshold: float,

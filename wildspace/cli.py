@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     js.add_argument("--threshold", type=_threshold, default=DEFAULT_OUTPUT_THRESHOLD)
     js.add_argument("--image-size", type=_positive)
     js.add_argument("--chunk-size", type=_positive, default=16, help="inputs per queue task")
-    js.add_argument("paths", nargs="+", type=Path, help="images, folders or .txt lists")
+    js.add_argument("paths", nargs="+", type=Path, help="images, folders, .txt lists or .zip archives")
     jst = jsub.add_parser("status", help="state, done/total, failures")
     jst.add_argument("id")
     jst.add_argument("--json", action="store_true")

@@ -79,12 +79,19 @@ class Workers:
                 p.send_signal(signal.SIGKILL)
                 p.wait(timeout=30)
 
+    def print_logs(self) -> None:
+        """The workers' own output; pytest shows it only when the test failed."""
+        for k in range(len(self.procs)):
+            text = (self.tmp_path / f"worker-{k}.log").read_text(errors="replace")
+            print(f"----- worker {k} (exit {self.procs[k].returncode}) -----\n{text[-6000:]}")
+
 
 @pytest.fixture
 def workers(tmp_path):
     w = Workers(tmp_path)
     yield w
     w.stop_all()
+    w.print_logs()
 
 
 @pytest.fixture

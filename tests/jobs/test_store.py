@@ -25,7 +25,7 @@ def store(request, tmp_path):
 
 def test_ids_chunks_and_ownership(store):
     spec = store.create(_spec())
-    assert len(spec.id) >= 32  # 24 random bytes, url-safe: 192 bits
+    assert len(spec.id) == 32  # 16 random bytes as hex: 128 bits
     assert [list(c) for c in spec.chunks()] == [[0, 1], [2, 3], [4]]
     assert store.status(spec.id, "alice").state == "queued"
     with pytest.raises(JobNotFound):

@@ -63,7 +63,7 @@ def test_job_ids_are_random_and_someone_elses_job_looks_absent(tmp_path):
 
     store = JobStore(tmp_path / "storage")
     ids = [store.create(JobSpec(owner="alice", kind="detect-images", inputs=[{"name": "a.jpg", "path": "a.jpg"}])).id for _ in range(50)]
-    assert len(set(ids)) == 50 and all(len(i) >= 32 for i in ids)  # 192-bit urlsafe tokens
+    assert len(set(ids)) == 50 and all(len(i) == 32 for i in ids)  # 128 random bits, hex
     assert len({i[:6] for i in ids}) == 50  # no counter or timestamp prefix
     answers = []
     for job_id, owner in ((ids[0], "mallory"), (ids[0][:-1] + "A", "mallory"), ("0", "mallory")):

@@ -117,6 +117,33 @@ def test_worker_job_on_the_corpus(corpus, imported, tmp_path, monkeypatch, worke
     assert not list(tmp_path.rglob("escape.jpg"))
 
 
+def test_jobs_submit_checks_zips_like_the_app(corpus, imported, tmp_path, monkeypatch, capsys):
+    """`jobs submit` with zips: members are staged in the job's folder, refused ones are
+    failures at once (before any worker runs), loose images are used where they are."""
+    from wildspace.jobs.queue import JobQueue
+
+    root, cases = corpus
+    monkeypatch.setenv("WILDSPACE_QUEUE", f"sqlite:///{tmp_path / 'queue' / 'huey.db'}")
+    monkeypatch.setenv("WILDSPACE_STORAGE", str(tmp_path / "storage"))
+    before = tree(root)
+    assert main(["jobs", "--owner", "alice", "submit", "--model", MODEL, str(root / "in"),
+                 *map(str, uploads(cases, "zip"))]) == 0
+    job = capsys.readouterr().out.strip()
+    store = JobQueue().store
+    spec = store.spec(job, "alice")
+    expected = {**of_kind(cases, "image"), **of_kind(cases, "zip")}
+    assert sorted(i["name"] for i in spec.inputs) == sorted(expected)
+    refused = {r.file: r.failure for r in store.results(job)}
+    zipped = of_kind(cases, "zip")
+    assert refused and set(refused) <= {n for n, c in zipped.items() if not c.ok}  # the rest fail in the worker
+    for name, why in refused.items():
+        assert zipped[name].reason in why.lower(), (name, why)
+    staged = {i["name"] for i in spec.inputs if i["path"].startswith("stored:")}
+    assert staged == {n for n, c in zipped.items() if n not in refused}
+    assert created_outside(before, tree(root)) == []
+    assert not list(tmp_path.rglob("escape.jpg"))
+
+
 def test_pixel_and_file_limits_come_from_the_environment(corpus, imported, tmp_path, monkeypatch):
     root, cases = corpus
     monkeypatch.setenv("WILDSPACE_MAX_PIXELS", "100000")  # the 640x480 good files are 307200 px

@@ -113,6 +113,23 @@ def test_classify_product_and_feedback_through_the_api(client, photo, home):
         client.predict("0" * 32, "right", "", "", api_name="/submit_feedback")
 
 
+def test_classify_product_on_the_bad_input_corpus(client, tmp_path):
+    """Every bad photo gets a clear error naming its reason; every good one an answer."""
+    from gradio_client import handle_file
+
+    from tests.corpus import build_corpus, of_kind
+
+    for case in of_kind(build_corpus(tmp_path / "corpus", videos=False), "image").values():
+        if case.ok:
+            top, _, details, _ = client.predict(handle_file(str(case.path)), PRODUCTS, False,
+                                                api_name="/classify_product")
+            assert "Most likely" in details and len(top["confidences"]) == 5, case.name
+            continue
+        with pytest.raises(Exception) as err:
+            client.predict(handle_file(str(case.path)), PRODUCTS, False, api_name="/classify_product")
+        assert case.reason in str(err.value).lower(), (case.name, str(err.value))
+
+
 def test_feedback_survives_an_app_restart_and_exports(client, photo, home, tmp_path):
     from datasets import load_from_disk
     from gradio_client import handle_file

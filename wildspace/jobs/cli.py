@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 
@@ -31,19 +32,23 @@ def unique_inputs(files) -> list[dict]:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    stopping = threading.Event()
+
+    def stop(signum, frame):  # finish the item in hand, leave the rest for the next worker
+        stopping.set()
+
+    # before the slow imports: a stop during start-up is a clean exit too
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     from wildspace.jobs.queue import JobQueue, WorkerContext
     from wildspace.services import DetectorService
 
     queue = JobQueue(url=args.queue)
     ctx = WorkerContext(service=DetectorService(device=args.device, backend=args.backend),
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, stop=stopping)
+    if stopping.is_set():
+        return 0
     consumer = queue.consumer(ctx, args.concurrency)
-
-    def stop(signum, frame):  # finish the item in hand, leave the rest for the next worker
-        ctx.stop.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     consumer.start()
     queue.start_recovery_loop(ctx.stop)
     print(f"worker {ctx.worker_id} on {args.device}, queue {queue.url}, storage {queue.store.root}",
@@ -66,16 +71,29 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         from wildspace.cli import DEFAULT_MODEL
         from wildspace.media.images import list_images
 
-        inputs = unique_inputs(list_images(args.paths))
-        if not inputs:
-            raise ValueError("no images found in the given paths")
         if args.weights is not None and not args.weights.is_file():
             raise FileNotFoundError(f"weights file not found: {args.weights}")
-        spec = JobSpec(owner=owner, kind="detect-images", inputs=inputs,
+        zips = [p for p in args.paths if p.suffix.lower() == ".zip"]
+        inputs = unique_inputs(list_images([p for p in args.paths if p not in zips]))
+        job_id, refused = store.new_id(), []
+        if zips:  # members checked like app uploads (zip-slip, links, bombs, WILDSPACE_MAX_*)
+            import tempfile
+
+            from wildspace.batch import stage_uploads
+
+            with tempfile.TemporaryDirectory(prefix="wildspace-zips-") as tmp:
+                staged, refused = stage_uploads(store, job_id, zips, Path(tmp), queue.settings.limits.upload_limits(),
+                                                seen={i["name"] for i in inputs})
+            inputs += staged + [{"name": name, "path": ""} for name, _ in refused]
+        if not inputs:
+            raise ValueError("no images found in the given paths")
+        spec = JobSpec(owner=owner, kind="detect-images", inputs=inputs, id=job_id,
                        model=None if args.weights else (args.model or DEFAULT_MODEL),
                        weights=str(args.weights.absolute()) if args.weights else None,
                        threshold=args.threshold, image_size=args.image_size, chunk_size=args.chunk_size)
-        print(queue.submit(spec))
+        from wildspace.batch import submit_with_refused
+
+        print(submit_with_refused(queue, spec, refused))
         return 0
     if c == "list":
         for s in store.list(owner):

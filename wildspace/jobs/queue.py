@@ -4,8 +4,10 @@ A job is split into chunks of inputs; each chunk is one huey task, so several wo
 per GPU, on one or many machines sharing a Redis broker) split a batch between them. A worker
 takes a chunk's lease, skips inputs already on disk, records each result as it is made and
 renews the lease. A worker that dies leaves an expiring lease: recovery (at worker start and
-every ``lease_ttl`` seconds) re-queues chunks that are unfinished and unleased, and the next
-worker resumes them where they stopped.
+every ``lease_ttl / 2`` seconds) re-queues chunks that are unfinished, unleased and not waiting
+in the queue, and the next worker resumes them where they stopped. "Waiting" is read from the
+queue itself, so a worker killed between taking a task off the queue and leasing its chunk
+loses nothing; a chunk queued twice is harmless (the second run finds it leased or done).
 
     WILDSPACE_QUEUE    redis://host:6379/0 for Redis; default sqlite in the data dir
     WILDSPACE_STORAGE  job storage root (default <data dir>/storage); must be shared by the
@@ -27,7 +29,6 @@ from wildspace.jobs.leases import Leases, RedisLeases, SqliteLeases
 from wildspace.jobs.store import JobSpec, JobStore
 
 log = logging.getLogger("wildspace.jobs")
-PENDING_TTL = 3600.0
 
 
 @dataclass
@@ -95,18 +96,28 @@ class JobQueue:
         self.store.assemble(job_id)
 
     def _enqueue(self, job_id: str, chunk: int) -> None:
-        self.leases.acquire(f"pending:{job_id}:{chunk}", "queue", PENDING_TTL)
         self._run_chunk(job_id, chunk)
+
+    def waiting(self) -> set[tuple[str, int]]:
+        """``(job id, chunk)`` of every chunk task in the queue or its retry schedule."""
+        out = set()
+        for task in [*self.huey.pending(), *self.huey.scheduled()]:
+            if task.name == self._run_chunk.name and len(task.args) == 2:
+                out.add((task.args[0], int(task.args[1])))
+        return out
 
     def recover(self) -> int:
         """Re-queue unfinished chunks nobody holds or waits for; returns how many."""
         n = 0
+        waiting = None
         for spec in self.store.unfinished():
             done = self.store.done_indexes(spec.id)
             for k, chunk in enumerate(spec.chunks()):
                 if all(i in done for i in chunk):
                     continue
-                if self.leases.holder(f"{spec.id}:{k}") or self.leases.holder(f"pending:{spec.id}:{k}"):
+                if waiting is None:  # read the queue only when some chunk is unfinished
+                    waiting = self.waiting()
+                if (spec.id, k) in waiting or self.leases.holder(f"{spec.id}:{k}"):
                     continue
                 self._enqueue(spec.id, k)
                 n += 1
@@ -121,7 +132,6 @@ class JobQueue:
         ctx = self.context
         if ctx is None:
             raise RuntimeError("this process is not a worker (no WorkerContext)")
-        self.leases.release(f"pending:{job_id}:{chunk}", "queue")
         key = f"{job_id}:{chunk}"
         if not self.leases.acquire(key, ctx.worker_id, self.lease_ttl):
             return  # another worker has it

@@ -38,6 +38,12 @@ KINDS = ("detect-images", "train-classifier")
 STATES = ("queued", "running", "done", "cancelled", "failed")
 
 
+def new_job_id() -> str:
+    """128 random bits as hex: safe in paths and URLs, and never read as a command-line option
+    (url-safe base64 can start with '-', which argparse takes for a flag)."""
+    return secrets.token_hex(16)
+
+
 class JobNotFound(KeyError):
     """No such job for this owner (deliberately the same answer for someone else's job)."""
 
@@ -54,7 +60,7 @@ class JobSpec:
     chunk_size: int = 16
     options: dict = field(default_factory=dict)  # kind-specific settings (training: the config)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat())
-    id: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    id: str = field(default_factory=lambda: new_job_id())
 
     @property
     def total(self) -> int:
@@ -192,7 +198,7 @@ class JobStore:
     # -- creating and reading -----------------------------------------------------------
     @staticmethod
     def new_id() -> str:
-        return secrets.token_urlsafe(24)
+        return new_job_id()
 
     def create(self, spec: JobSpec) -> JobSpec:
         if spec.kind not in KINDS:

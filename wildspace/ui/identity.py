@@ -37,7 +37,7 @@ def owner_state(home: Path) -> tuple[gr.BrowserState, gr.State, object]:
     session = gr.State(None)
 
     def on_load(token):
-        token = token or secrets.token_urlsafe(18)
+        token = token or secrets.token_hex(16)  # hex: never read as a CLI flag
         return token, token
 
     return stored, session, on_load

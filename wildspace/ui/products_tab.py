@@ -23,6 +23,7 @@ from wildspace.classify.products import PRODUCT_LABELS, ProductAnswer, answer_pr
 from wildspace.media.images import ImageReadError, load_image
 from wildspace.ui.common import gpu, user_errors
 from wildspace.ui.identity import owner_of
+from wildspace.ui.safe_image import SafeImage
 
 NO_MODEL = """**No products model is configured yet.** There is no public model for wildlife-trade
 products, so this tab gives no answers until you add one (nothing here is guessed).
@@ -158,7 +159,7 @@ def build_tab(classifiers, store: FeedbackStore, owner_state=None, max_pixels: i
                     + CAUTION)
     with gr.Row():
         with gr.Column():
-            image = gr.Image(type="filepath", label="Photo of the item", sources=["upload", "clipboard"],
+            image = SafeImage(type="filepath", label="Photo of the item", sources=["upload", "clipboard"],
                              elem_id="products-input")
             model = gr.Dropdown(choices=names, value=(available or names or [None])[0], label="Products model",
                                 elem_id="products-model")
