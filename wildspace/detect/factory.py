@@ -77,7 +77,8 @@ def build_detector(path: str | Path, *, family: str | None = None, name: str | N
         conservative_threshold=thresholds.get("conservative", 0.05), version=version,
         extra={"file": path.name},
     )
-    det = _BUILDERS[family](path, info, device, backend=backend, export_dir=export_dir)
+    det = _exported(path, family, info, device, backend, export_dir) or \
+        _BUILDERS[family](path, info, device, backend=backend, export_dir=export_dir)
     updates: dict = {}
     if not info.labels or len(info.labels) != len(det.labels):
         updates["labels"] = det.labels
@@ -86,6 +87,16 @@ def build_detector(path: str | Path, *, family: str | None = None, name: str | N
     if updates:
         det.info = dataclasses.replace(det.info, **updates)
     return det
+
+
+def _exported(path: Path, family: str, info: DetectorInfo, device: str, backend: str,
+              export_dir: str | Path | None) -> Detector | None:
+    """The torch-free detector over this checkpoint's cached export, when there is one."""
+    from wildspace.detect.exported import ExportedYoloDetector, find_export
+    from wildspace.detect.onnx_backend import default_export_dir
+
+    found = find_export(path, family, export_dir or default_export_dir(), backend, device)
+    return ExportedYoloDetector(found[0], found[1], info) if found else None
 
 
 def _default_size(det) -> int:

@@ -61,3 +61,40 @@ def boxes_to_original(xyxy: np.ndarray, geom: LetterboxGeometry) -> np.ndarray:
     out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
     out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
     return out
+
+
+def stride_letterbox(image: np.ndarray, size: int, stride: int) -> np.ndarray:
+    """The ultralytics predictor's letterbox for one image (``LetterBox(auto=True)``), without
+    ultralytics: fit inside ``size x size`` (rounded up to the stride), keep the aspect ratio,
+    pad each side to the next stride multiple, centred (odd pixel at bottom/right), value 114.
+    """
+    size = -(-size // stride) * stride
+    h, w = image.shape[:2]
+    r = min(size / h, size / w)
+    nw, nh = max(round(w * r), 1), max(round(h * r), 1)
+    dw, dh = (size - nw) % stride / 2, (size - nh) % stride / 2
+    if (nw, nh) != (w, h):
+        image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    return cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT,
+                              value=(PAD_VALUE, PAD_VALUE, PAD_VALUE))
+
+
+def unletterbox_boxes(xyxy: np.ndarray, input_hw: tuple[int, int], orig_hw: tuple[int, int]) -> np.ndarray:
+    """Map float32 ``(N, 4)`` xyxy boxes from a :func:`stride_letterbox` input back to the
+    original image (same float32 arithmetic as ultralytics' ``scale_boxes``), clipped."""
+    H, W = input_hw
+    h, w = orig_hw
+    gain = min(H / h, W / w)
+    nh, nw = max(round(h * gain), 1), max(round(w * gain), 1)
+    gy, gx = nh / h, nw / w
+    px, py = round((W - nw) / 2 - 0.1), round((H - nh) / 2 - 0.1)
+    out = np.array(xyxy, dtype=np.float32, copy=True)
+    out[:, [0, 2]] -= np.float32(px)
+    out[:, [1, 3]] -= np.float32(py)
+    out[:, [0, 2]] /= np.float32(gx)
+    out[:, [1, 3]] /= np.float32(gy)
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
+    return out

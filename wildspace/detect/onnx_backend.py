@@ -83,9 +83,10 @@ def resolve_backend(requested: str, device: str) -> str:
 
 def cache_key(weights_sha256: str, kind: str) -> str:
     """File stem for an exported network: weights hash + kind + the exporting versions."""
-    import torch
+    from importlib.metadata import version
 
-    versions = f"{kind}|{torch.__version__}|opset{ONNX_OPSET}|v{EXPORT_FORMAT_VERSION}"
+    # the installed torch's version, read without importing torch (the exported path never does)
+    versions = f"{kind}|{version('torch')}|opset{ONNX_OPSET}|v{EXPORT_FORMAT_VERSION}"
     return f"{weights_sha256[:16]}-{kind}-{hashlib.sha1(versions.encode()).hexdigest()[:10]}"
 
 

@@ -147,10 +147,19 @@ class UltralyticsDetector:
                 m.export, m.dynamic, m.format = True, True, "onnx"
         net = single_output(net)
 
+        from ultralytics.utils import DEFAULT_CFG
+
+        from wildspace.detect.exported import add_runtime_record, runtime_record
+
         key = cache_key(sha256_file(weights), "ultralytics")
-        return load_or_export(net, Path(export_dir or default_export_dir()), key,
-                              (4 * self.stride, 5 * self.stride), self.stride,
-                              torch_forward=no_grad(lambda x: self.network(self._torch.from_numpy(x))))
+        folder = Path(export_dir or default_export_dir())
+        network, meta = load_or_export(net, folder, key, (4 * self.stride, 5 * self.stride), self.stride,
+                                       torch_forward=no_grad(lambda x: self.network(self._torch.from_numpy(x))))
+        # what later loads need to run the export without torch (wildspace.detect.exported)
+        add_runtime_record(folder / f"{key}.json", runtime_record(
+            self.labels, self.stride, getattr(self.network, "end2end", False), self.trained_image_size(),
+            DEFAULT_CFG.iou, DEFAULT_CFG.max_det, DEFAULT_CFG.agnostic_nms))
+        return network, meta
 
     def trained_image_size(self) -> int | None:
         """The ``imgsz`` the checkpoint was trained at, when it records one."""

@@ -1,0 +1,127 @@
+"""Run a detector from its cached ONNX export alone: no PyTorch, no ultralytics, no unpickling.
+
+The first load of a checkpoint with ``backend="onnx"`` (or ``auto``, when the export won)
+goes through the full detector: the checkpoint is checked, loaded, exported and verified,
+and the cache report gets a ``runtime`` record (labels, stride, NMS settings). Every later
+load finds that record by the weights' sha256 and builds an :class:`ExportedYoloDetector`:
+ONNX Runtime for the network, NumPy/OpenCV for the letterbox, NMS and box mapping
+(:mod:`wildspace.detect.nms`, bit-identical to ultralytics'). A command then starts in about
+a second instead of importing PyTorch, torchvision and ultralytics and rebuilding the model.
+
+Only ultralytics YOLO-family detectors use this path (legacy YOLOv5 and RT-DETR load as before).
+The cache folder is the user's own data dir; files in it are trusted like the weights cache.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from wildspace.detect.base import Prepared, xyxy_to_detections
+from wildspace.types import Detection, DetectorInfo
+
+RUNTIME_VERSION = 1
+RUNTIME_FAMILIES = ("ultralytics",)
+
+
+def runtime_record(labels: Sequence[str], stride: int, end2end: bool, trained_size: int | None,
+                   iou: float, max_det: int, agnostic: bool) -> dict:
+    """What a torch-free run of an exported YOLO network needs besides the network."""
+    return {"version": RUNTIME_VERSION, "family": "ultralytics", "labels": list(labels), "stride": int(stride),
+            "end2end": bool(end2end), "trained_size": trained_size, "iou": float(iou), "max_det": int(max_det),
+            "agnostic": bool(agnostic)}
+
+
+def add_runtime_record(meta_path: Path, record: dict) -> None:
+    """Add ``record`` to an export's JSON report (atomically; later loads read it)."""
+    from wildspace.atomic import atomic_path
+
+    meta = json.loads(meta_path.read_text())
+    if meta.get("runtime") == record:
+        return
+    meta["runtime"] = record
+    with atomic_path(meta_path) as tmp:
+        tmp.write_text(json.dumps(meta, indent=1))
+
+
+def find_export(weights: str | Path, family: str, export_dir: str | Path, requested: str,
+                device: str) -> tuple[Path, dict] | None:
+    """The cached export of ``weights`` with a runtime record, when the backend asked for
+    would use it (``onnx``; ``auto`` when it measured faster); else ``None``."""
+    from importlib.util import find_spec
+
+    from wildspace.detect.onnx_backend import cache_key, prefer_exported
+    from wildspace.hub.fetch import sha256_file
+
+    if family not in RUNTIME_FAMILIES or requested == "torch" or not str(device).startswith("cpu"):
+        return None
+    if find_spec("onnxruntime") is None:
+        return None
+    key = cache_key(sha256_file(Path(weights)), family)
+    onnx_path, meta_path = Path(export_dir) / f"{key}.onnx", Path(export_dir) / f"{key}.json"
+    if not (onnx_path.is_file() and meta_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    runtime = meta.get("runtime") or {}
+    if runtime.get("version") != RUNTIME_VERSION or runtime.get("family") != family:
+        return None
+    if not prefer_exported(requested, meta):
+        return None
+    return onnx_path, meta
+
+
+class ExportedYoloDetector:
+    """An ultralytics YOLO detector run from its verified ONNX export (CPU, no PyTorch).
+
+    Same letterbox, network arithmetic, NMS and box mapping as
+    :class:`~wildspace.detect.ultralytics_detector.UltralyticsDetector` with ``backend="onnx"``.
+    """
+
+    backend = "onnx"
+    rtdetr = False
+
+    def __init__(self, onnx_path: str | Path, meta: dict, info: DetectorInfo):
+        from wildspace.detect.onnx_backend import OnnxNetwork
+
+        rt = meta["runtime"]
+        self.labels = tuple(rt["labels"])
+        self.stride = int(rt["stride"])
+        self.end2end = bool(rt["end2end"])
+        self._trained_size = rt.get("trained_size")
+        self.iou, self.max_det, self.agnostic = float(rt["iou"]), int(rt["max_det"]), bool(rt["agnostic"])
+        self.network = OnnxNetwork(onnx_path)
+        self.info = info
+        self.device = "cpu"
+
+    def trained_image_size(self) -> int | None:
+        return self._trained_size
+
+    def prepare(self, image: np.ndarray) -> Prepared:
+        from wildspace.detect.letterbox import stride_letterbox
+
+        padded = stride_letterbox(image, self.info.input_size, self.stride)
+        return Prepared(key=padded.shape[:2], data=padded, orig_hw=image.shape[:2])
+
+    def forward(self, arr: np.ndarray) -> np.ndarray:
+        """Raw network output for a ``B x H x W x 3`` uint8 RGB letterboxed batch."""
+        return self.network(arr.transpose(0, 3, 1, 2).astype(np.float32) / 255)
+
+    def run(self, batch: Sequence[Prepared], conf_threshold: float) -> list[tuple[Detection, ...]]:
+        from wildspace.detect.letterbox import unletterbox_boxes
+        from wildspace.detect.nms import yolo_nms
+
+        if not batch:
+            return []
+        arr = np.stack([p.data for p in batch])
+        kept = yolo_nms(self.forward(arr), conf_threshold, self.iou, self.max_det, self.agnostic, self.end2end)
+        out = []
+        for p, det in zip(batch, kept):
+            xyxy = unletterbox_boxes(det[:, :4], arr.shape[1:3], p.orig_hw)
+            out.append(xyxy_to_detections(xyxy, det[:, 4], det[:, 5], p.orig_hw, conf_threshold))
+        return out
