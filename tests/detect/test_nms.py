@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from wildspace.detect.letterbox import stride_letterbox, unletterbox_boxes
-from wildspace.detect.nms import greedy_nms, yolo_nms
+from wildspace.detect.nms import greedy_nms, yolo_nms, yolov5_nms
 
 
 def _head_output(rng, batch=2, nc=3, n=4000, size=640) -> np.ndarray:
@@ -35,6 +35,24 @@ def test_nms_equals_ultralytics(conf, seed):
                                    max_det=DEFAULT_CFG.max_det, nc=0)
     got = yolo_nms(pred, conf, DEFAULT_CFG.iou, DEFAULT_CFG.max_det)
     assert [len(g) for g in got] == [len(w) for w in want] and sum(map(len, got)) > 50
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w.numpy())
+
+
+@pytest.mark.parametrize("conf", [0.005, 0.3])
+def test_legacy_yolov5_nms_equals_the_torch_version(conf):
+    import torch
+
+    from wildspace.detect.yolov5_detector import yolov5_nms as torch_nms
+
+    rng = np.random.default_rng(7)
+    pred = _head_output(rng, nc=3).transpose(0, 2, 1)  # (B, N, 4 + nc) -> insert objectness
+    obj = rng.uniform(0, 1, pred.shape[:2] + (1,)).astype(np.float32) ** 2
+    obj[:, ::89] = 0.75  # ties
+    pred = np.concatenate([pred[..., :4], obj, pred[..., 4:]], -1).copy()
+    want = torch_nms(torch.from_numpy(pred), conf, 0.45)
+    got = yolov5_nms(pred, conf, 0.45)
+    assert sum(map(len, got)) > 20
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w.numpy())
 

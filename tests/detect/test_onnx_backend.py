@@ -87,6 +87,12 @@ def test_real_yolov5n_onnx_detections_match_torch(shared_data, tmp_path):
     for a, b in pairs:
         assert detections_within_tolerance(a, b, threshold=0.1)
     assert sum(identical_detections(a, b) for a, b in pairs) >= len(pairs) - 1
+    # a second load runs the cached export without torch: exactly the onnx detector's answers
+    from wildspace.detect.exported import ExportedYoloDetector
+
+    again = build_detector(weights, input_size=640, backend="onnx", export_dir=tmp_path)
+    assert isinstance(again, ExportedYoloDetector)
+    assert detect_images(again, images, 0.005) == detect_images(onnx, images, 0.005)
 
 
 def test_auto_keeps_torch_when_the_export_is_not_faster(model_files, tmp_path, monkeypatch):

@@ -8,8 +8,9 @@ ONNX Runtime for the network, NumPy/OpenCV for the letterbox, NMS and box mappin
 (:mod:`wildspace.detect.nms`, bit-identical to ultralytics'). A command then starts in about
 a second instead of importing PyTorch, torchvision and ultralytics and rebuilding the model.
 
-Only ultralytics YOLO-family detectors use this path (legacy YOLOv5 and RT-DETR load as before).
-The cache folder is the user's own data dir; files in it are trusted like the weights cache.
+Ultralytics YOLO-family detectors (MDv6, MDv1000) and legacy YOLOv5 checkpoints (MDv5) use this
+path; RT-DETR has no export. The cache folder is the user's own data dir; files in it are
+trusted like the weights cache.
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from wildspace.detect.base import Prepared, xyxy_to_detections
 from wildspace.types import Detection, DetectorInfo
 
 RUNTIME_VERSION = 1
-RUNTIME_FAMILIES = ("ultralytics",)
+RUNTIME_FAMILIES = ("ultralytics", "yolov5-legacy")
 
 
-def runtime_record(labels: Sequence[str], stride: int, end2end: bool, trained_size: int | None,
+def runtime_record(family: str, labels: Sequence[str], stride: int, end2end: bool, trained_size: int | None,
                    iou: float, max_det: int, agnostic: bool) -> dict:
     """What a torch-free run of an exported YOLO network needs besides the network."""
-    return {"version": RUNTIME_VERSION, "family": "ultralytics", "labels": list(labels), "stride": int(stride),
+    if family not in RUNTIME_FAMILIES:
+        raise ValueError(f"no torch-free runtime for family '{family}'")
+    return {"version": RUNTIME_VERSION, "family": family, "labels": list(labels), "stride": int(stride),
             "end2end": bool(end2end), "trained_size": trained_size, "iou": float(iou), "max_det": int(max_det),
             "agnostic": bool(agnostic)}
 
@@ -50,7 +53,8 @@ def add_runtime_record(meta_path: Path, record: dict) -> None:
 def find_export(weights: str | Path, family: str, export_dir: str | Path, requested: str,
                 device: str) -> tuple[Path, dict] | None:
     """The cached export of ``weights`` with a runtime record, when the backend asked for
-    would use it (``onnx``; ``auto`` when it measured faster); else ``None``."""
+    would use it (``onnx``; ``auto`` when it measured faster); else ``None``.
+    ``family`` is the checkpoint's (``ultralytics`` or ``yolov5-legacy``)."""
     from importlib.util import find_spec
 
     from wildspace.detect.onnx_backend import cache_key, prefer_exported
@@ -77,10 +81,11 @@ def find_export(weights: str | Path, family: str, export_dir: str | Path, reques
 
 
 class ExportedYoloDetector:
-    """An ultralytics YOLO detector run from its verified ONNX export (CPU, no PyTorch).
+    """A YOLO detector run from its verified ONNX export (CPU, no PyTorch).
 
-    Same letterbox, network arithmetic, NMS and box mapping as
-    :class:`~wildspace.detect.ultralytics_detector.UltralyticsDetector` with ``backend="onnx"``.
+    Same letterbox, network arithmetic, NMS and box mapping as the family's own detector with
+    ``backend="onnx"``: :class:`~wildspace.detect.ultralytics_detector.UltralyticsDetector`
+    or :class:`~wildspace.detect.yolov5_detector.YOLOv5Detector`.
     """
 
     backend = "onnx"
@@ -90,6 +95,7 @@ class ExportedYoloDetector:
         from wildspace.detect.onnx_backend import OnnxNetwork
 
         rt = meta["runtime"]
+        self.family = rt["family"]
         self.labels = tuple(rt["labels"])
         self.stride = int(rt["stride"])
         self.end2end = bool(rt["end2end"])
@@ -103,8 +109,11 @@ class ExportedYoloDetector:
         return self._trained_size
 
     def prepare(self, image: np.ndarray) -> Prepared:
-        from wildspace.detect.letterbox import stride_letterbox
+        from wildspace.detect.letterbox import letterbox, stride_letterbox
 
+        if self.family == "yolov5-legacy":
+            padded, geom = letterbox(image, self.info.input_size, self.stride)
+            return Prepared(key=geom.input_hw, data=padded, orig_hw=geom.orig_hw, meta=geom)
         padded = stride_letterbox(image, self.info.input_size, self.stride)
         return Prepared(key=padded.shape[:2], data=padded, orig_hw=image.shape[:2])
 
@@ -113,14 +122,20 @@ class ExportedYoloDetector:
         return self.network(arr.transpose(0, 3, 1, 2).astype(np.float32) / 255)
 
     def run(self, batch: Sequence[Prepared], conf_threshold: float) -> list[tuple[Detection, ...]]:
-        from wildspace.detect.letterbox import unletterbox_boxes
-        from wildspace.detect.nms import yolo_nms
+        from wildspace.detect.letterbox import boxes_to_original, unletterbox_boxes
+        from wildspace.detect.nms import yolo_nms, yolov5_nms
 
         if not batch:
             return []
         arr = np.stack([p.data for p in batch])
-        kept = yolo_nms(self.forward(arr), conf_threshold, self.iou, self.max_det, self.agnostic, self.end2end)
+        pred = self.forward(arr)
         out = []
+        if self.family == "yolov5-legacy":
+            for p, det in zip(batch, yolov5_nms(pred, min(conf_threshold, 0.999), self.iou, self.max_det)):
+                xyxy = boxes_to_original(det[:, :4], p.meta) if len(det) else det[:, :4]
+                out.append(xyxy_to_detections(xyxy, det[:, 4], det[:, 5], p.orig_hw, conf_threshold))
+            return out
+        kept = yolo_nms(pred, conf_threshold, self.iou, self.max_det, self.agnostic, self.end2end)
         for p, det in zip(batch, kept):
             xyxy = unletterbox_boxes(det[:, :4], arr.shape[1:3], p.orig_hw)
             out.append(xyxy_to_detections(xyxy, det[:, 4], det[:, 5], p.orig_hw, conf_threshold))

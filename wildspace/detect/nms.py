@@ -72,3 +72,26 @@ def yolo_nms(pred: np.ndarray, conf_threshold: float, iou_threshold: float = 0.7
         kept = greedy_nms(rows[:, :4] + offset, rows[:, 4], iou_threshold, limit=max_det)
         out.append(rows[kept])
     return out
+
+
+def yolov5_nms(pred: np.ndarray, conf_threshold: float, iou_threshold: float = 0.45, max_det: int = 300) -> list[np.ndarray]:
+    """NumPy twin of :func:`wildspace.detect.yolov5_detector.yolov5_nms` (legacy YOLOv5 /
+    MegaDetector v5 output ``(B, N, 5 + nc)``: objectness x class probability)."""
+    out = []
+    for x in np.asarray(pred, dtype=np.float32):
+        x = x[x[:, 4] > conf_threshold]
+        if not len(x):
+            out.append(np.zeros((0, 6), np.float32))
+            continue
+        scores = x[:, 5:] * x[:, 4:5]
+        cls = scores.argmax(1)
+        conf = scores[np.arange(len(x)), cls]
+        keep = conf > conf_threshold
+        x, conf, cls = x[keep], conf[keep], cls[keep]
+        half_w, half_h = x[:, 2] / np.float32(2), x[:, 3] / np.float32(2)
+        boxes = np.stack([x[:, 0] - half_w, x[:, 1] - half_h, x[:, 0] + half_w, x[:, 1] + half_h], 1)
+        order = np.argsort(-conf, kind="stable")[:MAX_NMS]
+        boxes, conf, cls = boxes[order], conf[order], cls[order].astype(np.float32)
+        kept = greedy_nms(boxes + cls[:, None] * np.float32(MAX_WH), conf, iou_threshold, limit=max_det)
+        out.append(np.concatenate([boxes[kept], conf[kept, None], cls[kept, None]], 1))
+    return out

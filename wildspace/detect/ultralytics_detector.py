@@ -157,7 +157,7 @@ class UltralyticsDetector:
                                        torch_forward=no_grad(lambda x: self.network(self._torch.from_numpy(x))))
         # what later loads need to run the export without torch (wildspace.detect.exported)
         add_runtime_record(folder / f"{key}.json", runtime_record(
-            self.labels, self.stride, getattr(self.network, "end2end", False), self.trained_image_size(),
+            "ultralytics", self.labels, self.stride, getattr(self.network, "end2end", False), self.trained_image_size(),
             DEFAULT_CFG.iou, DEFAULT_CFG.max_det, DEFAULT_CFG.agnostic_nms))
         return network, meta
 

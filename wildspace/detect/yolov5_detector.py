@@ -11,11 +11,10 @@ import torchvision
 
 from wildspace.detect.base import Prepared, xyxy_to_detections
 from wildspace.detect.letterbox import boxes_to_original, letterbox
+from wildspace.detect.nms import MAX_WH
 from wildspace.detect.onnx_backend import choose_network
 from wildspace.detect.yolov5_legacy import load_yolov5_checkpoint
 from wildspace.types import Detection, DetectorInfo
-
-MAX_WH = 7680  # class offset for class-aware NMS, larger than any input side
 
 
 def yolov5_nms(pred: torch.Tensor, conf_threshold: float, iou_threshold: float = 0.45,
@@ -38,7 +37,7 @@ def yolov5_nms(pred: torch.Tensor, conf_threshold: float, iou_threshold: float =
         x, conf, cls = x[keep], conf[keep], cls[keep]
         cx, cy, w, h = x[:, 0], x[:, 1], x[:, 2], x[:, 3]
         boxes = torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), 1)
-        order = conf.argsort(descending=True)[:max_nms]
+        order = conf.argsort(descending=True, stable=True)[:max_nms]  # ties: first row first
         boxes, conf, cls = boxes[order], conf[order], cls[order]
         kept = torchvision.ops.nms(boxes + cls[:, None].float() * MAX_WH, conf, iou_threshold)[:max_det]
         out.append(torch.cat((boxes[kept], conf[kept, None], cls[kept, None].float()), 1))
@@ -82,10 +81,15 @@ class YOLOv5Detector:
 
         net = single_output(self.model)
 
+        from wildspace.detect.exported import add_runtime_record, runtime_record
+
         key = cache_key(sha256_file(weights), "yolov5-legacy")
-        return load_or_export(net, Path(export_dir or default_export_dir()), key,
-                              (4 * self.stride, 5 * self.stride), self.stride,
-                              torch_forward=no_grad(lambda x: net(torch.from_numpy(x))))
+        folder = Path(export_dir or default_export_dir())
+        network, meta = load_or_export(net, folder, key, (4 * self.stride, 5 * self.stride), self.stride,
+                                       torch_forward=no_grad(lambda x: net(torch.from_numpy(x))))
+        add_runtime_record(folder / f"{key}.json", runtime_record(
+            "yolov5-legacy", self.labels, self.stride, False, None, self.iou_threshold, 300, False))
+        return network, meta
 
     def prepare(self, image: np.ndarray) -> Prepared:
         padded, geom = letterbox(image, self.info.input_size, self.stride)
