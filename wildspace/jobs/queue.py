@@ -137,7 +137,7 @@ class JobQueue:
             return  # another worker has it
         renew = lambda: self.leases.renew(key, ctx.worker_id, self.lease_ttl)  # noqa: E731
         try:
-            if self.store.spec(job_id).kind == "train-classifier":
+            if self.store.spec(job_id).kind in ("train-classifier", "train-reid"):  # train.job.TRAIN_KINDS
                 from wildspace.train.job import run_training
 
                 run_training(self.store, job_id, ctx, renew)

@@ -34,7 +34,7 @@ from typing import Any, Iterator
 from wildspace.formats.megadetector import FormatError, build_results, image_to_dict, parse_results
 from wildspace.types import ImageResult
 
-KINDS = ("detect-images", "train-classifier")
+KINDS = ("detect-images", "train-classifier", "train-reid")
 STATES = ("queued", "running", "done", "cancelled", "failed")
 
 

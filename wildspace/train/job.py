@@ -1,5 +1,9 @@
 """Training as a queued job: submit, run on a worker with per-epoch progress, cancel, resume.
 
+Two kinds: ``train-classifier`` (a zip of class folders, a folder or a CSV) and
+``train-reid`` (a re-ID embedder: a zip of images with ``identities.csv``, or a folder
+plus a CSV).
+
 The run folder (checkpoint after every epoch, split, best weights) lives in the job's
 storage (``<storage>/jobs/<id>/train/``), so a worker that is killed leaves the last
 checkpoint behind; recovery re-queues the job and the next worker continues from that
@@ -18,7 +22,12 @@ from wildspace.jobs.store import JobSpec, JobStore
 from wildspace.train.classifier import BEST, CHECKPOINT, Hooks, TrainConfig
 
 KIND = "train-classifier"
+REID_KIND = "train-reid"
+TRAIN_KINDS = (KIND, REID_KIND)
+REID_CHECKPOINT = "reid-checkpoint.pt"  # written by wildspace.train.reid.train_embedder
+REID_TABLE = "identities.csv"
 _SYNCED = (CHECKPOINT, "split.json", BEST)
+_REID_SYNCED = (REID_CHECKPOINT,)
 
 
 def training_spec(owner: str, data_path: str, config: TrainConfig, license: str = "unknown",
@@ -31,16 +40,29 @@ def training_spec(owner: str, data_path: str, config: TrainConfig, license: str 
                    options={"config": asdict(config), "license": license, "replace": replace_model})
 
 
+def reid_training_spec(owner: str, data_path: str, config, identities: str | None = None,
+                       license: str = "unknown", replace_model: bool = False) -> JobSpec:
+    """A job that trains the re-ID embedder ``config`` (a :class:`ReidConfig`) on ``data_path``:
+    a zip holding images and ``identities.csv`` (at its root or one folder down; file paths
+    relative to the CSV), a ``stored:`` zip of the job, or a folder with the CSV ``identities``.
+    ``config.images``/``identities``/``out_dir`` are set by the worker."""
+    config.check()
+    return JobSpec(owner=owner, kind=REID_KIND, inputs=[{"name": Path(data_path).name or "data", "path": data_path}],
+                   model=config.name, chunk_size=1,
+                   options={"config": asdict(config), "identities": identities, "license": license,
+                            "replace": replace_model})
+
+
 def _work_dir(store: JobStore, job_id: str) -> Path:
     if store.files.local:
         return Path(store._dir(job_id, "train"))
     return Path(tempfile.gettempdir()) / "wildspace-train" / job_id
 
 
-def _sync(store: JobStore, job_id: str, work: Path, up: bool) -> None:
+def _sync(store: JobStore, job_id: str, work: Path, up: bool, names=_SYNCED) -> None:
     if store.files.local:
         return
-    for name in _SYNCED:
+    for name in names:
         remote = store._dir(job_id, "train", name)
         if up and (work / name).is_file():
             store.files.put_file(work / name, remote)
@@ -73,6 +95,98 @@ def _training_data(store: JobStore, job_id: str, spec: JobSpec, work: Path) -> s
     return str(table)
 
 
+def find_identity_table(names) -> str | None:
+    """The zip member (relative name) that is ``identities.csv`` at the root or one folder
+    down; raises ``ValueError`` when several are."""
+    from pathlib import PurePosixPath
+
+    found = sorted((n for n in names if PurePosixPath(n).name.lower() == REID_TABLE
+                    and len(PurePosixPath(n).parts) <= 2), key=lambda n: (len(PurePosixPath(n).parts), n))
+    if len(found) > 1 and len(PurePosixPath(found[0]).parts) == len(PurePosixPath(found[1]).parts):
+        raise ValueError(f"the zip has several {REID_TABLE} files ({', '.join(found[:3])}); keep one")
+    return found[0] if found else None
+
+
+NO_TABLE = (f"the zip has no {REID_TABLE} at its top level or one folder down (columns: file, identity, "
+            "optional bbox; file paths relative to the CSV)")
+
+
+def check_identity_table(folder: Path, table: Path, inside: bool) -> None:
+    """Clear errors before training: files the CSV names that are missing (or, for an
+    unpacked zip, ``inside``, outside it) and fewer than two identities."""
+    from wildspace.reid.build import read_identity_table
+
+    rows = read_identity_table(table)
+    root = folder.resolve()
+    if inside:
+        outside = [r.file for r in rows if not (root / r.file).resolve().is_relative_to(root)]
+        if outside:
+            raise ValueError(f"{REID_TABLE} names {len(outside)} file(s) outside the zip: {', '.join(outside[:5])}")
+    missing = [r.file for r in rows if not (folder / r.file).is_file()]
+    if missing:
+        raise ValueError(f"{REID_TABLE} names {len(missing)} file(s) not found " + ("in the zip" if inside else
+                         f"under {folder}") + " (paths are relative to the CSV): "
+                         + ", ".join(missing[:5]) + (" …" if len(missing) > 5 else ""))
+    ids = sorted({r.identity for r in rows})
+    if len(ids) < 2:
+        raise ValueError(f"re-ID training needs at least two identities in {REID_TABLE} (found {len(ids)}: "
+                         f"{', '.join(ids)})")
+
+
+def _reid_data(store: JobStore, job_id: str, spec: JobSpec, work: Path) -> tuple[str, str]:
+    """``(images folder, identities CSV)`` on this machine; a zip is unpacked safely into
+    ``work`` once (a resumed job on the same machine reuses it)."""
+    import json
+    import shutil
+
+    path = store.local_input(job_id, spec.inputs[0]["path"], work / "inputs")
+    if Path(path).suffix.lower() != ".zip":
+        table = spec.options.get("identities") or str(Path(path) / REID_TABLE)
+        if not Path(path).is_dir():
+            raise FileNotFoundError(f"image folder not found: {path}")
+        if not Path(table).is_file():
+            raise FileNotFoundError(f"identities CSV not found: {table}")
+        check_identity_table(Path(path), Path(table), inside=False)
+        return str(path), str(table)
+    from wildspace.media.archives import unpack_uploads
+    from wildspace.media.images import IMAGE_EXTENSIONS
+
+    marker = work / "reid-data.json"
+    if marker.is_file():
+        known = json.loads(marker.read_text(encoding="utf-8"))
+        if Path(known["identities"]).is_file():
+            return known["images"], known["identities"]
+    shutil.rmtree(work / "data", ignore_errors=True)
+    unpacked = unpack_uploads([path], work / "data", extensions=IMAGE_EXTENSIONS | {".csv"})
+    if not unpacked.files and unpacked.failures:
+        raise ValueError(f"{spec.inputs[0]['name']}: {unpacked.failures[0][1]}")
+    member = find_identity_table([name for _, name in unpacked.files])
+    if member is None:
+        raise ValueError(NO_TABLE)
+    table = next(p for p, name in unpacked.files if name == member)
+    check_identity_table(table.parent, table, inside=True)
+    known = {"images": str(table.parent), "identities": str(table)}
+    marker.write_text(json.dumps(known), encoding="utf-8")
+    return known["images"], known["identities"]
+
+
+def _run_reid(store: JobStore, job_id: str, spec: JobSpec, work: Path, settings, on_epoch, tick) -> dict:
+    import json
+
+    from wildspace.train.reid import ReidConfig
+    from wildspace.train.reid_run import run_reid
+
+    opts = spec.options
+    images, table = _reid_data(store, job_id, spec, work)
+    config = replace(ReidConfig(**opts["config"]), images=images, identities=table, out_dir=str(work))
+    s = run_reid(config, settings, license=opts.get("license", "unknown"), replace=bool(opts.get("replace")),
+                 on_epoch=on_epoch, tick=tick)
+    if s["state"] != "done":
+        return s
+    s["epochs_done"] = config.epochs
+    return json.loads(json.dumps(s, default=str))  # plain JSON (numpy numbers from the kNN search)
+
+
 def run_training(store: JobStore, job_id: str, ctx, renew: Callable[[], object]) -> dict | None:
     """Run (or resume) a training job on a worker; returns the result written, or None when
     it stopped early (cancel, worker shutdown) and will be resumed later."""
@@ -84,7 +198,8 @@ def run_training(store: JobStore, job_id: str, ctx, renew: Callable[[], object])
         return None
     work = _work_dir(store, job_id)
     work.mkdir(parents=True, exist_ok=True)
-    _sync(store, job_id, work, up=False)
+    synced = _REID_SYNCED if spec.kind == REID_KIND else _SYNCED
+    _sync(store, job_id, work, up=False, names=synced)
     opts = spec.options
     settings = ctx.service.settings
 
@@ -93,14 +208,17 @@ def run_training(store: JobStore, job_id: str, ctx, renew: Callable[[], object])
         return ctx.stop.is_set() or store.cancelled(job_id)
 
     def on_epoch(log: dict) -> None:
-        _sync(store, job_id, work, up=True)
+        _sync(store, job_id, work, up=True, names=synced)
         store.put_progress(job_id, log)
 
     try:
-        config = replace(TrainConfig(**opts["config"]), data=_training_data(store, job_id, spec, work),
-                         out_dir=str(work), images_dir=None)
-        summary = run_classifier(config, settings, Hooks(on_epoch=on_epoch, tick=tick),
-                                 license=opts.get("license", "unknown"), replace=bool(opts.get("replace")))
+        if spec.kind == REID_KIND:
+            summary = _run_reid(store, job_id, spec, work, settings, on_epoch, tick)
+        else:
+            config = replace(TrainConfig(**opts["config"]), data=_training_data(store, job_id, spec, work),
+                             out_dir=str(work), images_dir=None)
+            summary = run_classifier(config, settings, Hooks(on_epoch=on_epoch, tick=tick),
+                                     license=opts.get("license", "unknown"), replace=bool(opts.get("replace")))
     except USER_ERRORS as exc:  # bad data or settings: a clear failure, not a retry loop
         result = {"state": "failed", "error": exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)}
         store.put_result(job_id, result)

@@ -198,7 +198,7 @@ def fit_knn_head(embeddings: np.ndarray, ids: Sequence[str], seed: int = 0) -> d
     folds = min(5, n)
     if folds < 2:
         raise ValueError(f"the kNN head needs at least 2 images, got {n}")
-    train_n = n - n // folds
+    train_n = n - -(-n // folds)  # the smallest training fold (KFold's largest test fold is ceil(n/folds))
     comps = sorted({c for c in (8, 16, 32, 64) if c <= min(train_n, X.shape[1])} or {min(train_n, X.shape[1])})
     ks = [k for k in (1, 3, 5, 7) if k <= train_n] or [1]
     grid = GridSearchCV(Pipeline([("pca", PCA(random_state=seed)), ("knn", KNeighborsClassifier())]),

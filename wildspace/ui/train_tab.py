@@ -1,4 +1,5 @@
-"""The *Train* tab: train a classifier on your own photos as a queued job, no code needed."""
+"""The *Train* tab: train a classifier, or an individual re-ID embedder, on your own photos
+as a queued job, no code needed."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ the last finished epoch. A held-out part of your photos (20 %) measures the accu
 finished model appears in the app under its name (a *products* model in the Products tab).
 Networks start from random weights unless you point to weights (offline: nothing is downloaded),
 so use many photos per class or expect modest accuracy."""
+REID_BACKBONES = ["resnet18", "resnet50", "efficientnet_b0", "convnext_tiny", "vit_small_patch16_224"]
+REID_HELP = """Train an **individual re-ID embedder** (which animal is this?). Upload a **zip of photos
+with an `identities.csv`** at its top level (or one folder down) with the columns `file` (the
+photo's path relative to the CSV), `identity` (the animal) and optionally `bbox` (x, y, w, h,
+normalised). At least two animals, ideally several photos each. A held-out quarter of each
+animal's photos measures top-1 and mAP. Like classifier training, it runs as a resumable job on
+the worker queue. The finished embedder is a model you can build individual-ID galleries with."""
+CLASSIFIER, REID = "classifier", "individual re-ID embedder"
 
 
 def parse_label_map(text: str | None) -> dict[str, str]:
@@ -68,8 +77,67 @@ def submit_training(queue, owner: str, upload: str | None, folder: str | None, n
         raise gr.Error(str(exc)) from None
 
 
+def submit_reid_training(queue, owner: str, upload: str | None, folder: str | None, identities: str | None,
+                         name: str, backbone: str, loss: str, metric: str, epochs: int, input_size: int,
+                         allow_folders: bool) -> str:
+    """Queue a re-ID embedder training job; returns its id. Raises ``gr.Error`` on bad input
+    (checked here when cheap: zip layout, backbone, settings; the worker checks the rest)."""
+    from wildspace.train.cli import model_name
+    from wildspace.train.job import NO_TABLE, find_identity_table, reid_training_spec
+    from wildspace.train.reid import ReidConfig, build_backbone
+
+    try:
+        table = None
+        if upload:
+            import zipfile
+
+            if Path(upload).suffix.lower() != ".zip":
+                raise ValueError("upload a .zip of images with identities.csv")
+            try:
+                with zipfile.ZipFile(upload) as z:
+                    names = [i.filename for i in z.infolist() if not i.is_dir()]
+            except (zipfile.BadZipFile, OSError, ValueError) as exc:
+                raise ValueError(f"not a readable zip file: {exc}") from None
+            if find_identity_table(names) is None:
+                raise ValueError(NO_TABLE)
+            source = upload
+        elif folder and allow_folders:
+            if not Path(folder).is_dir():
+                raise ValueError(f"folder not found on the server: {folder}")
+            source = str(Path(folder).absolute())
+            table = str(Path(identities).absolute()) if identities else str(Path(source) / "identities.csv")
+            if not Path(table).is_file():
+                raise ValueError(f"identities CSV not found: {table}")
+        else:
+            raise ValueError("upload a zip of images with identities.csv"
+                             + (" or give a folder and its CSV" if allow_folders else ""))
+        name = model_name(name or Path(source).stem)
+        config = ReidConfig(images=source, identities=table or "", out_dir="", name=name, backbone=backbone,
+                            loss=loss, metric=metric, epochs=int(epochs), input_size=int(input_size))
+        config.check()
+        import timm
+
+        if not timm.is_model(backbone):
+            build_backbone(backbone)  # raises now, with suggestions, rather than on the worker
+        from wildspace.hub.specs import SpecRegistry
+
+        if name in SpecRegistry(queue.settings.spec_dirs):
+            raise ValueError(f"a model named '{name}' exists already; choose another name")
+        spec = reid_training_spec(owner, source, config, identities=table)
+        if upload:  # the workers may be elsewhere: keep the zip in the job's storage
+            from dataclasses import replace
+
+            spec = replace(spec, inputs=[{"name": "data.zip", "path": "stored:inputs/data.zip"}])
+            queue.store.put_input(spec.id, Path(upload), "data.zip")
+        return queue.submit(spec)
+    except (ValueError, FileNotFoundError) as exc:
+        raise gr.Error(str(exc)) from None
+
+
 def training_status(queue, classifiers, job_id: str | None, owner: str) -> str:
     """A readable status of one training job; a finished model is made known to the app."""
+    from wildspace.train.job import REID_KIND
+
     if not job_id:
         return "No training job yet."
     try:
@@ -77,6 +145,8 @@ def training_status(queue, classifiers, job_id: str | None, owner: str) -> str:
     except JobNotFound:
         return "No such training job among yours."
     progress = queue.store.progress(job_id)
+    if s.kind == REID_KIND:
+        return _reid_status(queue, s, progress)
     lines = [f"**{s.model}**: {s.state}, epoch {s.done} of {s.total}"]
     if progress.get("train_loss") is not None:
         val = (f", validation accuracy {progress['val_accuracy']:.2f}" if "val_accuracy" in progress else "")
@@ -90,6 +160,27 @@ def training_status(queue, classifiers, job_id: str | None, owner: str) -> str:
             lines.append(f"held-out accuracy **{test['accuracy']:.2f}** on {test['samples']} photos "
                          f"(macro {test['macro_accuracy']:.2f})")
         lines.append(f"model **{result['model']}** is ready" + _register(classifiers, result["model"]))
+    return "  \n".join(lines)
+
+
+def _reid_status(queue, s, progress: dict) -> str:
+    fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    lines = [f"**{s.model}**: {s.state}, epoch {s.done} of {s.total}"]
+    if progress.get("loss") is not None:
+        lines.append(f"last epoch: loss {progress['loss']:.4f}")
+    result = queue.store.result(s.id) or {}
+    if result.get("error"):
+        lines.append(f"failed: {result['error']}")
+    if result.get("model"):
+        name = result["model"]
+        test = result.get("test")
+        if test:
+            lines.append(f"held-out top-1 **{fmt(test.get('top1'))}**, mAP {fmt(test.get('mAP'))} "
+                         f"({test.get('queries')} held-out photos queried against the training photos)")
+        here = (queue.settings.user_specs_dir / f"{name}.yaml").is_file()
+        lines.append(f"model **{name}** is ready: build a gallery with `python -m wildspace gallery build "
+                     f"--model {name} --images FOLDER --identities CSV --out GALLERY`"
+                     + ("" if here else " (the model is installed on the worker's machine)"))
     return "  \n".join(lines)
 
 
@@ -109,30 +200,65 @@ def _register(classifiers, name: str) -> str:
 
 def build_tab(queue, classifiers, owner_state, products_model=None) -> None:
     """The tab; ``products_model`` (the Products tab's dropdown) gets new products models."""
+    from wildspace.train.reid import METRICS, REID_LOSSES
+
     allow_folders = not os.environ.get("SPACE_ID")  # on a public Space, uploads only
-    gr.Markdown(HELP)
-    with gr.Row():
-        with gr.Column():
-            upload = gr.File(label="Zip of class folders", file_types=[".zip"], type="filepath",
-                             elem_id="train-upload")
-            folder = gr.Textbox(label="…or a folder on this machine", visible=allow_folders, elem_id="train-folder")
-            name = gr.Textbox(label="Model name", placeholder="e.g. my-ivory-model", elem_id="train-name")
-            kind = gr.Radio(["species", "products"], value="species", label="Kind of model")
-            label_map = gr.Textbox(label="Rename classes (products need taxonomy labels)",
-                                   placeholder="ivory=elephant_ivory, non_ivory=non_wildlife")
-        with gr.Column():
-            arch = gr.Dropdown(ARCHS, value="resnet18", label="Network", allow_custom_value=True)
-            epochs = gr.Slider(1, 100, value=10, step=1, label="Epochs")
-            loss = gr.Radio(["ce", "focal", "asymmetric-focal"], value="ce", label="Loss")
-            size = gr.Slider(64, 384, value=160, step=32, label="Input size (px)")
-            start = gr.Button("Start training", variant="primary", elem_id="train-start")
+    what = gr.Radio([CLASSIFIER, REID], value=CLASSIFIER, label="What to train", elem_id="train-what")
+    with gr.Column(visible=True) as classifier_box:
+        gr.Markdown(HELP)
+        with gr.Row():
+            with gr.Column():
+                upload = gr.File(label="Zip of class folders", file_types=[".zip"], type="filepath",
+                                 elem_id="train-upload")
+                folder = gr.Textbox(label="…or a folder on this machine", visible=allow_folders,
+                                    elem_id="train-folder")
+                name = gr.Textbox(label="Model name", placeholder="e.g. my-ivory-model", elem_id="train-name")
+                kind = gr.Radio(["species", "products"], value="species", label="Kind of model")
+                label_map = gr.Textbox(label="Rename classes (products need taxonomy labels)",
+                                       placeholder="ivory=elephant_ivory, non_ivory=non_wildlife")
+            with gr.Column():
+                arch = gr.Dropdown(ARCHS, value="resnet18", label="Network", allow_custom_value=True)
+                epochs = gr.Slider(1, 100, value=10, step=1, label="Epochs")
+                loss = gr.Radio(["ce", "focal", "asymmetric-focal"], value="ce", label="Loss")
+                size = gr.Slider(64, 384, value=160, step=32, label="Input size (px)")
+                start = gr.Button("Start training", variant="primary", elem_id="train-start")
+    with gr.Column(visible=False) as reid_box:
+        gr.Markdown(REID_HELP)
+        with gr.Row():
+            with gr.Column():
+                r_upload = gr.File(label="Zip of photos with identities.csv", file_types=[".zip"], type="filepath",
+                                   elem_id="train-reid-upload")
+                r_folder = gr.Textbox(label="…or a folder on this machine", visible=allow_folders,
+                                      elem_id="train-reid-folder")
+                r_table = gr.Textbox(label="…and its identities CSV (default: identities.csv in the folder)",
+                                     visible=allow_folders, elem_id="train-reid-csv")
+                r_name = gr.Textbox(label="Model name", placeholder="e.g. my-tiger-embedder",
+                                    elem_id="train-reid-name")
+            with gr.Column():
+                r_backbone = gr.Dropdown(REID_BACKBONES, value="resnet18", label="Backbone (timm)",
+                                         allow_custom_value=True)
+                r_loss = gr.Radio(list(REID_LOSSES), value="triplet", label="Loss")
+                r_metric = gr.Radio(list(METRICS), value="cosine", label="Distance")
+                r_epochs = gr.Slider(1, 100, value=10, step=1, label="Epochs")
+                r_size = gr.Slider(32, 384, value=128, step=32, label="Input size (px)")
+                r_start = gr.Button("Start re-ID training", variant="primary", elem_id="train-reid-start")
     job = gr.Textbox(label="Training job", interactive=False, elem_id="train-job")
     status = gr.Markdown(elem_id="train-status")
     timer = gr.Timer(3.0)
 
+    def _show(choice):
+        return gr.update(visible=choice != REID), gr.update(visible=choice == REID)
+
+    what.change(_show, [what], [classifier_box, reid_box], api_name=False, show_progress="hidden")
+
     def _start(up, fo, nm, ar, ep, lo, sz, ki, lm, token, request: gr.Request):
         owner = owner_of(request, token)
         job_id = submit_training(queue, owner, up, fo, nm, ar, ep, lo, sz, ki, lm, allow_folders)
+        return job_id, training_status(queue, classifiers, job_id, owner)
+
+    def _start_reid(up, fo, table, nm, bb, lo, me, ep, sz, token, request: gr.Request):
+        owner = owner_of(request, token)
+        job_id = submit_reid_training(queue, owner, up, fo, table, nm, bb, lo, me, ep, sz, allow_folders)
         return job_id, training_status(queue, classifiers, job_id, owner)
 
     def _status(job_id, token, request: gr.Request):
@@ -143,5 +269,7 @@ def build_tab(queue, classifiers, owner_state, products_model=None) -> None:
 
     start.click(_start, [upload, folder, name, arch, epochs, loss, size, kind, label_map, owner_state],
                 [job, status], api_name="train_classifier")
+    r_start.click(_start_reid, [r_upload, r_folder, r_table, r_name, r_backbone, r_loss, r_metric, r_epochs,
+                                r_size, owner_state], [job, status], api_name="train_reid")
     outputs = [status, products_model if products_model is not None else gr.State()]
     timer.tick(_status, [job, owner_state], outputs, api_name=False, show_progress="hidden")
