@@ -97,6 +97,10 @@ def test_exported_products_model_loads_in_the_products_service(image_folder, tmp
     img = load_image(next(image_folder.glob("red/*.png")))
     p = clf.predict([img])
     assert p.shape == (1, 2) and abs(p.sum() - 1) < 1e-5
+    # a run resumed after it had installed its model (worker killed before the job's result):
+    # the same weights again, no conflict
+    again = run_classifier(config, settings, license="cc-by-4.0")
+    assert again["model"] == "colour-products" and again["test"] == summary["test"]
     with pytest.raises(ValueError, match="exists already"):
         run_classifier(tiny_config(image_folder, tmp_path / "run2", name="colour-products", kind="products",
                                    label_map={"red": "elephant_ivory", "blue": "non_wildlife"}, epochs=1), settings)
