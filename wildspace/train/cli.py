@@ -39,6 +39,34 @@ def model_name(text: str) -> str:
     return name
 
 
+def add_push_arguments(p) -> None:
+    p.add_argument("--push-to-hub", metavar="REPO", help="upload the model folder to this Hub model repo")
+    p.add_argument("--token", help="Hub token with write access (default HF_TOKEN)")
+    p.add_argument("--public", action="store_true", help="create the Hub repo public (default private)")
+
+
+def push_token(args: argparse.Namespace) -> str | None:
+    """The Hub token for ``--push-to-hub`` (checked before training, not after)."""
+    token = args.token or os.environ.get("HF_TOKEN")
+    if args.push_to_hub and not token:
+        raise ValueError("--push-to-hub needs a token: --token or HF_TOKEN")
+    return token
+
+
+def push_trained(args: argparse.Namespace, model_folder: str, name: str, token: str | None, settings) -> None:
+    """Upload a finished run's model folder when ``--push-to-hub`` was given; print the commit."""
+    if not args.push_to_hub:
+        return
+    from wildspace.hub.specs import load_spec_file
+    from wildspace.train.export import ExportedModel, push_to_hub
+
+    folder = Path(model_folder)
+    spec = load_spec_file(folder / f"{name}.yaml")
+    commit = push_to_hub(ExportedModel(folder, spec, folder / spec.weights.filename), args.push_to_hub,
+                         token, private=not args.public, settings=None if args.no_install else settings)
+    print(f"pushed to https://huggingface.co/{args.push_to_hub} (commit {commit})")
+
+
 def add_parsers(sub) -> None:
     from wildspace.evaluation.detection import CLASS_MODES
     from wildspace.train.data import BALANCE, SPLITS
@@ -78,9 +106,7 @@ def add_parsers(sub) -> None:
     c.add_argument("--license", default="unknown", help="licence of the trained weights (model card)")
     c.add_argument("--no-install", action="store_true", help="only write the model folder")
     c.add_argument("--replace", action="store_true", help="overwrite your own model of the same name")
-    c.add_argument("--push-to-hub", metavar="REPO", help="upload the model folder to this Hub model repo")
-    c.add_argument("--token", help="Hub token with write access (default HF_TOKEN)")
-    c.add_argument("--public", action="store_true", help="create the Hub repo public (default private)")
+    add_push_arguments(c)
     from wildspace.train.reid_cli import add_reid_parser
 
     add_reid_parser(tsub, _positive)
@@ -127,9 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         kind=args.kind, label_map=dict(args.label_map), images_dir=str(args.images) if args.images else None,
         crop_with=args.crop_with, crop_threshold=args.crop_threshold)
     config.check()
-    token = args.token or os.environ.get("HF_TOKEN")
-    if args.push_to_hub and not token:
-        raise ValueError("--push-to-hub needs a token: --token or HF_TOKEN")
+    token = push_token(args)
     from wildspace.train.classifier import Hooks
 
     def on_epoch(log: dict) -> None:
@@ -146,15 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"held-out test: accuracy {t['accuracy']:.3f}, macro accuracy {t['macro_accuracy']:.3f} "
               f"on {t['samples']} images")
     print(f"model '{summary['model']}' -> {summary['model_folder']}; report {summary['report']}")
-    if args.push_to_hub:
-        from wildspace.train.export import ExportedModel, push_to_hub
-        from wildspace.hub.specs import load_spec_file
-
-        folder = Path(summary["model_folder"])
-        spec = load_spec_file(folder / f"{name}.yaml")
-        commit = push_to_hub(ExportedModel(folder, spec, folder / spec.weights.filename), args.push_to_hub,
-                             token, private=not args.public, settings=None if args.no_install else settings)
-        print(f"pushed to https://huggingface.co/{args.push_to_hub} (commit {commit})")
+    push_trained(args, summary["model_folder"], name, token, settings)
     return 0
 
 

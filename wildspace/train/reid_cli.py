@@ -32,6 +32,9 @@ def add_reid_parser(tsub, positive) -> None:
     r.add_argument("--license", default="unknown")
     r.add_argument("--no-install", action="store_true")
     r.add_argument("--replace", action="store_true")
+    from wildspace.train.cli import add_push_arguments
+
+    add_push_arguments(r)
 
 
 def add_reid_eval_parser(esub) -> None:
@@ -93,10 +96,11 @@ def open_set_metrics(sim: np.ndarray, q_ids, g_ids, exclude=None) -> dict:
 
 def cmd_train_reid(args: argparse.Namespace) -> int:
     from wildspace.config import load_settings
-    from wildspace.train.cli import model_name
+    from wildspace.train.cli import model_name, push_token, push_trained
     from wildspace.train.reid import ReidConfig
 
     settings = load_settings()
+    token = push_token(args)
     name = model_name(args.name or args.data.name)
     config = ReidConfig(images=str(args.data), identities=str(args.identities),
                         out_dir=str(args.output or settings.home / "training" / name), name=name,
@@ -114,6 +118,7 @@ def cmd_train_reid(args: argparse.Namespace) -> int:
     print(f"held-out queries: top-1 {m['top1']}, mAP {m['mAP']}; kNN head {s['knn']['params']} "
           f"(5-fold CV accuracy {s['knn']['cv_accuracy']:.3f}, test accuracy {s['knn']['test_accuracy']})")
     print(f"model '{s['model']}' -> {s['model_folder']}; report {s['report']}")
+    push_trained(args, s["model_folder"], name, token, settings)
     return 0
 
 
