@@ -1,4 +1,5 @@
-"""Load: 20 concurrent ``gradio_client`` clients x 5 mixed requests against one app.
+"""Load: 20 concurrent ``gradio_client`` clients x 5 mixed requests (single image, batch,
+individual lookup) against one app.
 
 The app runs with the production queue settings (:func:`wildspace.ui.app.queue_options`):
 a bounded number of handlers at once sharing one cached model, so memory does not grow with
@@ -52,7 +53,7 @@ def _requests(shared_data, query):
         ("detect zebra", (zebra, MODEL, 0.3), "/detect_image"),
         ("lookup cat", ("cats", cat, "unknown", NO_DETECTOR, "local"), "/lookup_individual"),
         ("detect fox", (fox, MODEL, 0.3), "/detect_image"),
-        ("detect zebra", (zebra, MODEL, 0.3), "/detect_image"),
+        ("batch zebra+fox", ([zebra, fox], MODEL, 0.3), "/detect_batch"),
         ("lookup cat", ("cats", cat, "unknown", NO_DETECTOR, "local"), "/lookup_individual"),
     ]
 
@@ -62,6 +63,11 @@ def _answer(kind: str, out) -> object:
     if kind.startswith("detect"):
         _, table, md = out
         return [row[:3] for row in table["data"]], read_results(md)["images"][0]["detections"]
+    if kind.startswith("batch"):
+        _, _, table, downloads = out
+        md = next(p for p in downloads if p.endswith("_megadetector.json"))
+        return ([row[:2] for row in table["data"]],
+                sorted((im["file"], im["detections"]) for im in read_results(md)["images"]))
     verdict, _, thumbs, table = out
     return verdict, [row[:3] for row in table["data"]], len(thumbs)
 
