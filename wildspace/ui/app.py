@@ -8,7 +8,8 @@ from pathlib import Path
 import gradio as gr
 
 from wildspace.services import DetectorService
-from wildspace.ui import batch_tab, jobs_tab, lookup_tab, products_tab, single_image, train_tab, video_tab
+from wildspace.ui import (batch_tab, jobs_tab, lookup_tab, models_tab, products_tab, single_image, train_tab,
+                          video_tab)
 from wildspace.ui.identity import owner_state
 
 INTRO = """# wildspace
@@ -58,6 +59,8 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
                 jobs_tab.build_tab(queue, out_dir / "jobs", owner)
             with gr.Tab("Train"):
                 train_tab.build_tab(queue, classifiers, owner, products_model)
+        with gr.Tab("Models"):
+            models_tab.build_tab(service, models_tab.detector_dropdowns(demo))
         demo.load(on_load, stored, [stored, owner], api_name=False)
     return demo
 
