@@ -10,7 +10,7 @@ Layout of one job (``<root>/jobs/<job id>/``)::
 
 Results are appended item by item, then assembled, so a killed worker loses at most the item
 in flight, and a restarted one skips what is already on disk: every input appears exactly
-once. Job ids are 192-bit random tokens; a job is only visible to its owner.
+once. Job ids are 128-bit random hex tokens; a job is only visible to its owner.
 
 The root is a local folder or any fsspec URL (``hf://datasets/org/repo/jobs``, ``s3://…``)
 so an app and GPU workers on different machines can share jobs. Locally, files are written
