@@ -43,9 +43,13 @@ def check_gallery_name(name: str) -> str:
 class GalleryService:
     """Galleries under ``<home>/galleries`` plus the models they need (cached, thread-safe)."""
 
-    def __init__(self, settings: Settings | None = None, detectors=None, device: str = "cpu"):
+    def __init__(self, settings: Settings | None = None, detectors=None, device: str = "cpu",
+                 crop_threshold: float = 0.2):
         self.settings = settings or load_settings()
         self.detectors = detectors  # a DetectorService, for crops of whole frames
+        if not 0 < crop_threshold < 1:
+            raise ValueError(f"crop threshold must be between 0 and 1, got {crop_threshold}")
+        self.crop_threshold = crop_threshold
         self.device = device
         self._lock = threading.RLock()
         self._cache: dict[str, tuple[str, GalleryData]] = {}
@@ -115,10 +119,12 @@ class GalleryService:
                 self._embedders[name] = load_embedder(name, self.settings, self.device)
             return self._embedders[name]
 
-    def crop_fn(self, detector: str | None, threshold: float = 0.2) -> CropFn | None:
-        """Crop of the most confident animal box, or ``None`` (no detector / no animal)."""
+    def crop_fn(self, detector: str | None, threshold: float | None = None) -> CropFn | None:
+        """Crop of the most confident animal box at or above ``threshold`` (default: the
+        service's ``crop_threshold``), or ``None`` (no detector / no animal)."""
         if not detector or self.detectors is None:
             return None
+        threshold = self.crop_threshold if threshold is None else threshold
         from wildspace.formats.categories import label_kind
 
         det = self.detectors.load(name=detector)

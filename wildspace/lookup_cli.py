@@ -20,7 +20,7 @@ def add_parsers(sub) -> None:
     gb.add_argument("--out", required=True,
                     help="gallery folder, or a plain name for the app's galleries")
     gb.add_argument("--model", help="embedder model name (default: weight-free matching only)")
-    gb.add_argument("--crop-with", help="detector model that crops the animal from whole frames")
+    _crop_arguments(gb)
     gb.add_argument("--no-local", action="store_true",
                     help="skip local features (only with --model)")
     gi = gsub.add_parser("info", help="size, identities, methods and thresholds")
@@ -29,7 +29,7 @@ def add_parsers(sub) -> None:
     gl.add_argument("gallery")
     gl.add_argument("image", type=Path)
     gl.add_argument("--viewpoint", default="", help="left or right flank, if known")
-    gl.add_argument("--crop-with", help="detector model that crops the animal first")
+    _crop_arguments(gl)
     gl.add_argument("--method", choices=["local", "embed", "fused"])
     gl.add_argument("--top", type=int, default=5)
     gl.add_argument("--json", action="store_true")
@@ -38,7 +38,7 @@ def add_parsers(sub) -> None:
     ge.add_argument("image", type=Path)
     ge.add_argument("--identity", required=True)
     ge.add_argument("--viewpoint", default="")
-    ge.add_argument("--crop-with", help="detector model that crops the animal first")
+    _crop_arguments(ge)
     gp = gsub.add_parser("pull", help="copy a gallery dataset repo from the Hub (pinned)")
     gp.add_argument("repo_id")
     gp.add_argument("--revision", required=True, help="40-hex commit")
@@ -54,11 +54,18 @@ def add_parsers(sub) -> None:
     re_.add_argument("--identities", type=Path, required=True)
     re_.add_argument("--method", choices=["local", "embed", "fused"], default="local")
     re_.add_argument("--model", help="embedder model name (needed for embed and fused)")
-    re_.add_argument("--crop-with", help="detector model that crops the animal from whole frames")
+    _crop_arguments(re_)
     re_.add_argument("--group-by", help="CSV column(s), comma separated, whose images are left "
                      "out together (e.g. station,date = leave-one-event-out)")
     re_.add_argument("--calibration", choices=["logistic", "isotonic"], default="logistic")
     re_.add_argument("--json", action="store_true", help="print JSON (default: a short table)")
+
+
+def _crop_arguments(p) -> None:
+    p.add_argument("--crop-with", help="detector model that crops the animal from whole frames first")
+    p.add_argument("--crop-threshold", type=float, default=0.2,
+                   help="crop to the most confident animal box at or above this confidence, else use "
+                        "the whole frame (default 0.2)")
 
 
 def _service(args):
@@ -69,7 +76,7 @@ def _service(args):
         from wildspace.services import DetectorService
 
         detectors = DetectorService()
-    return GalleryService(detectors=detectors)
+    return GalleryService(detectors=detectors, crop_threshold=getattr(args, "crop_threshold", 0.2))
 
 
 def _load_rgb(path: Path, settings):

@@ -260,6 +260,17 @@ def test_whole_frames_are_cropped_to_the_best_animal_box(synthetic_set, tmp_path
     svc2 = GalleryService(load_settings(), detectors=SimpleNamespace(load=lambda name: nothing))
     ans = svc2.lookup("cropped", photo(coat(1000), seed=3), crop_with="any-detector")
     assert ans.bbox is None and ans.crop.shape[:2] == (360, 480)  # no animal: the whole frame
+    # the crop threshold reaches the detector: above the animal's 0.80 there is no crop
+    filtering = SimpleNamespace(info=det.info, prepare=det.prepare,
+                                run=lambda b, conf: [tuple(d for d in boxes if d.conf >= conf)] * len(b))
+    strict = GalleryService(load_settings(), detectors=SimpleNamespace(load=lambda name: filtering),
+                            crop_threshold=0.9)
+    assert strict.lookup("cropped", photo(coat(1000), seed=3), crop_with="any-detector").bbox is None
+    loose = GalleryService(load_settings(), detectors=SimpleNamespace(load=lambda name: filtering),
+                           crop_threshold=0.05)
+    assert loose.lookup("cropped", photo(coat(1000), seed=3), crop_with="any-detector").bbox == (0.25, 0.25, 0.5, 0.5)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        GalleryService(load_settings(), crop_threshold=0)
 
 
 def test_app_galleries_belong_to_their_creator(built):
