@@ -38,3 +38,19 @@ def tiny_config(data: Path, out: Path, **kw):
                 epochs=3, batch_size=4, input_size=SIZE, lr=3e-3, patience=10)
     base.update(kw)
     return TrainConfig(**base)
+
+
+def wait_for_epochs(queue, job: str, seen: list[int], until, timeout: float = 300, poll: float = 0.05):
+    """Poll a training job's status until ``until(status)``; every new epoch count is
+    appended to ``seen`` (to check progress never goes backwards)."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        s = queue.store.status(job, "alice")
+        if not seen or s.done != seen[-1]:
+            seen.append(s.done)
+        if until(s):
+            return s
+        time.sleep(poll)
+    raise AssertionError(f"timed out; epochs seen {seen}")

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from dataclasses import dataclass, field
 
 import pytest
 
-from tests.train.conftest import make_image_folder, tiny_config
+from tests.train.conftest import make_image_folder, tiny_config, wait_for_epochs
 from wildspace.config import load_settings
 from wildspace.jobs.store import JobStore
 from wildspace.train.job import run_training, training_spec
@@ -79,16 +78,8 @@ def test_killed_worker_resumes_training_from_the_last_epoch(tmp_path, monkeypatc
     workers = Workers(tmp_path)
     seen: list[int] = []
 
-    def wait(until, timeout=300):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            s = queue.store.status(job, "alice")
-            if not seen or s.done != seen[-1]:
-                seen.append(s.done)
-            if until(s):
-                return s
-            time.sleep(0.05)
-        raise AssertionError(f"timed out; epochs seen {seen}")
+    def wait(until):
+        return wait_for_epochs(queue, job, seen, until, poll=0.05)
 
     try:
         w = workers.start()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.train.conftest import TINY_ARCH
+from tests.train.conftest import TINY_ARCH, wait_for_epochs
 from wildspace.config import load_settings
 from wildspace.jobs.store import KINDS, JobStore
 from wildspace.train.job import REID_KIND, TRAIN_KINDS, reid_training_spec, run_training
@@ -160,16 +160,8 @@ def test_killed_worker_resumes_reid_training_from_the_last_epoch(tmp_path, monke
     workers = Workers(tmp_path)
     seen: list[int] = []
 
-    def wait(until, timeout=300):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            s = queue.store.status(job, "alice")
-            if not seen or s.done != seen[-1]:
-                seen.append(s.done)
-            if until(s):
-                return s
-            time.sleep(0.02)
-        raise AssertionError(f"timed out; epochs seen {seen}")
+    def wait(until):
+        return wait_for_epochs(queue, job, seen, until, poll=0.02)
 
     try:
         w = workers.start()

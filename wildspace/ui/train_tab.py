@@ -66,15 +66,19 @@ def submit_training(queue, owner: str, upload: str | None, folder: str | None, n
         name = model_name(name or Path(source).stem)
         config = TrainConfig(data=source, out_dir="", name=name, arch=arch, epochs=int(epochs), loss=loss,
                              input_size=int(input_size), kind=kind, label_map=parse_label_map(label_map))
-        spec = training_spec(owner, source, config)
-        if upload:  # the workers may be elsewhere: keep the zip in the job's storage
-            from dataclasses import replace
-
-            spec = replace(spec, inputs=[{"name": "data.zip", "path": "stored:inputs/data.zip"}])
-            queue.store.put_input(spec.id, Path(upload), "data.zip")
-        return queue.submit(spec)
+        return _submit(queue, training_spec(owner, source, config), upload)
     except (ValueError, FileNotFoundError) as exc:
         raise gr.Error(str(exc)) from None
+
+
+def _submit(queue, spec, upload: str | None) -> str:
+    """Queue a training job; an uploaded zip is kept in the job's storage (workers may be elsewhere)."""
+    if upload:
+        from dataclasses import replace
+
+        spec = replace(spec, inputs=[{"name": "data.zip", "path": "stored:inputs/data.zip"}])
+        queue.store.put_input(spec.id, Path(upload), "data.zip")
+    return queue.submit(spec)
 
 
 def submit_reid_training(queue, owner: str, upload: str | None, folder: str | None, identities: str | None,
@@ -123,13 +127,7 @@ def submit_reid_training(queue, owner: str, upload: str | None, folder: str | No
 
         if name in SpecRegistry(queue.settings.spec_dirs):
             raise ValueError(f"a model named '{name}' exists already; choose another name")
-        spec = reid_training_spec(owner, source, config, identities=table)
-        if upload:  # the workers may be elsewhere: keep the zip in the job's storage
-            from dataclasses import replace
-
-            spec = replace(spec, inputs=[{"name": "data.zip", "path": "stored:inputs/data.zip"}])
-            queue.store.put_input(spec.id, Path(upload), "data.zip")
-        return queue.submit(spec)
+        return _submit(queue, reid_training_spec(owner, source, config, identities=table), upload)
     except (ValueError, FileNotFoundError) as exc:
         raise gr.Error(str(exc)) from None
 
