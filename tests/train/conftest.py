@@ -54,3 +54,31 @@ def wait_for_epochs(queue, job: str, seen: list[int], until, timeout: float = 30
             return s
         time.sleep(poll)
     raise AssertionError(f"timed out; epochs seen {seen}")
+
+
+def kill_and_resume(queue, job: str, tmp_path: Path, epochs: int, poll: float = 0.05):
+    """Start a worker, SIGKILL it once 2 epochs are done, start another, wait for the end.
+
+    Returns ``(final status, epoch counts seen, epochs done when killed)``; the workers'
+    logs are printed when something fails."""
+    import signal
+
+    from tests.jobs.conftest import Workers
+
+    workers = Workers(tmp_path)
+    seen: list[int] = []
+    try:
+        w = workers.start()
+        wait_for_epochs(queue, job, seen, lambda s: s.done >= 2, poll=poll)
+        w.send_signal(signal.SIGKILL)  # mid-training, no warning
+        w.wait()
+        killed_at = queue.store.status(job, "alice").done
+        workers.start()
+        s = wait_for_epochs(queue, job, seen, lambda s: s.state in ("done", "failed"), poll=poll)
+    except BaseException:
+        workers.print_logs()
+        raise
+    finally:
+        workers.stop_all()
+    assert killed_at < epochs
+    return s, seen, killed_at

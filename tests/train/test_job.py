@@ -3,13 +3,12 @@ the worker is killed with SIGKILL."""
 
 from __future__ import annotations
 
-import signal
 import threading
 from dataclasses import dataclass, field
 
 import pytest
 
-from tests.train.conftest import make_image_folder, tiny_config, wait_for_epochs
+from tests.train.conftest import kill_and_resume, make_image_folder, tiny_config
 from wildspace.config import load_settings
 from wildspace.jobs.store import JobStore
 from wildspace.train.job import run_training, training_spec
@@ -66,7 +65,6 @@ def test_zip_upload_bad_data_and_cancel(tmp_path, image_folder):
 
 @pytest.mark.slow
 def test_killed_worker_resumes_training_from_the_last_epoch(tmp_path, monkeypatch):
-    from tests.jobs.conftest import Workers
     from wildspace.jobs.queue import JobQueue
 
     monkeypatch.setenv("WILDSPACE_QUEUE", f"sqlite:///{tmp_path / 'q' / 'huey.db'}")
@@ -75,23 +73,7 @@ def test_killed_worker_resumes_training_from_the_last_epoch(tmp_path, monkeypatc
     data = make_image_folder(tmp_path / "data", per_class=16)
     queue = JobQueue(load_settings())
     job = queue.submit(training_spec("alice", str(data), tiny_config(data, tmp_path, epochs=8, batch_size=2)))
-    workers = Workers(tmp_path)
-    seen: list[int] = []
-
-    def wait(until):
-        return wait_for_epochs(queue, job, seen, until, poll=0.05)
-
-    try:
-        w = workers.start()
-        wait(lambda s: s.done >= 2)
-        w.send_signal(signal.SIGKILL)  # mid-training, no warning
-        w.wait()
-        killed_at = queue.store.status(job, "alice").done
-        assert killed_at < 8
-        workers.start()
-        s = wait(lambda s: s.state in ("done", "failed"))
-    finally:
-        workers.stop_all()
+    s, seen, _ = kill_and_resume(queue, job, tmp_path, epochs=8)
     assert s.state == "done" and s.done == 8
     assert seen == sorted(seen)  # progress never went back to epoch 0/1
     import torch

@@ -5,7 +5,6 @@ Train tab's ``train_reid`` through the API of a launched app."""
 from __future__ import annotations
 
 import json
-import signal
 import threading
 import time
 import zipfile
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.train.conftest import TINY_ARCH, wait_for_epochs
+from tests.train.conftest import TINY_ARCH, kill_and_resume
 from wildspace.config import load_settings
 from wildspace.jobs.store import KINDS, JobStore
 from wildspace.train.job import REID_KIND, TRAIN_KINDS, reid_training_spec, run_training
@@ -144,7 +143,6 @@ def test_reid_job_bad_data_fails_with_a_reason_and_cancel_stops_it(tmp_path):
 
 @pytest.mark.slow
 def test_killed_worker_resumes_reid_training_from_the_last_epoch(tmp_path, monkeypatch):
-    from tests.jobs.conftest import Workers
     from wildspace.jobs.queue import JobQueue
 
     monkeypatch.setenv("WILDSPACE_QUEUE", f"sqlite:///{tmp_path / 'q' / 'huey.db'}")
@@ -157,26 +155,8 @@ def test_killed_worker_resumes_reid_training_from_the_last_epoch(tmp_path, monke
                                           reid_config("resumed", epochs=epochs, input_size=64,
                                                       identities_per_batch=2, images_per_identity=2),
                                           identities=str(csv)))
-    workers = Workers(tmp_path)
-    seen: list[int] = []
-
-    def wait(until):
-        return wait_for_epochs(queue, job, seen, until, poll=0.02)
-
-    try:
-        w = workers.start()
-        wait(lambda s: s.done >= 2)
-        w.send_signal(signal.SIGKILL)  # mid-training, no warning
-        w.wait()
-        killed_at = queue.store.status(job, "alice").done
-        assert 2 <= killed_at < epochs
-        workers.start()
-        s = wait(lambda s: s.state in ("done", "failed"))
-    except BaseException:
-        workers.print_logs()
-        raise
-    finally:
-        workers.stop_all()
+    s, seen, killed_at = kill_and_resume(queue, job, tmp_path, epochs, poll=0.02)
+    assert killed_at >= 2
     assert s.state == "done" and s.done == epochs, queue.store.result(job)
     assert seen == sorted(seen)  # progress never went back to epoch 0/1
     import torch
