@@ -80,6 +80,20 @@ def test_torch_auto_and_other_weights_take_the_full_path(model_files, tmp_path):
     assert "runtime" in json.loads(meta_file.read_text())
 
 
+def test_a_damaged_cached_export_is_exported_again(model_files, tmp_path):
+    weights = model_files["yolov9"]
+    first = build_detector(weights, input_size=256, backend="onnx", export_dir=tmp_path)
+    (onnx_file,) = tmp_path.glob("*.onnx")
+    onnx_file.write_bytes(b"not an onnx file")  # disk damage, a foreign file under that name
+    again = build_detector(weights, input_size=256, backend="onnx", export_dir=tmp_path)
+    assert isinstance(again, UltralyticsDetector) and again.backend == "onnx"  # re-exported
+    assert onnx_file.stat().st_size > 1000
+    images = _images()
+    assert detect_images(again, images, 0.01) == detect_images(first, images, 0.01)
+    assert isinstance(build_detector(weights, input_size=256, backend="onnx", export_dir=tmp_path),
+                      ExportedYoloDetector)
+
+
 def test_cli_with_a_cached_export_never_imports_torch(model_files, tmp_path):
     home = tmp_path / "home"
     weights = tmp_path / "md.pt"

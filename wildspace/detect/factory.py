@@ -96,7 +96,15 @@ def _exported(path: Path, family: str, info: DetectorInfo, device: str, backend:
     from wildspace.detect.onnx_backend import default_export_dir
 
     found = find_export(path, family, export_dir or default_export_dir(), backend, device)
-    return ExportedYoloDetector(found[0], found[1], info) if found else None
+    if not found:
+        return None
+    try:
+        return ExportedYoloDetector(found[0], found[1], info)
+    except Exception as exc:  # a damaged cache entry: the full path checks and re-exports it
+        import logging
+
+        logging.getLogger(__name__).warning("cached export %s unusable: %s", found[0], exc)
+        return None
 
 
 def _default_size(det) -> int:

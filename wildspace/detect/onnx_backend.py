@@ -220,7 +220,12 @@ def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int],
     cache_dir = Path(cache_dir)
     onnx_path, meta_path = cache_dir / f"{key}.onnx", cache_dir / f"{key}.json"
     if onnx_path.is_file() and meta_path.is_file():
-        return OnnxNetwork(onnx_path), json.loads(meta_path.read_text())
+        try:
+            return OnnxNetwork(onnx_path), json.loads(meta_path.read_text())
+        except Exception as exc:  # a damaged cache entry: export again
+            log.warning("cached export %s unusable (%s); exporting again", onnx_path, exc)
+            onnx_path.unlink(missing_ok=True)
+            meta_path.unlink(missing_ok=True)
     try:
         export_network(module, onnx_path, probe_hw)
     except Exception as exc:  # the exporter raises many kinds; any failure means "not available"
