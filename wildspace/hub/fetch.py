@@ -40,8 +40,23 @@ def file_hashes(path: Path) -> tuple[str, str]:
     return sha.hexdigest(), md5.hexdigest()
 
 
+_SHA256_SEEN: dict[tuple, str] = {}
+
+
 def sha256_file(path: Path) -> str:
-    return file_hashes(path)[0]
+    """sha256 of a file; remembered per process while its size and mtime stay the same (a
+    command may need the hash of the same 100+ MB checkpoint several times)."""
+    import time
+
+    st = Path(path).stat()
+    if time.time() - st.st_mtime < 2:  # file timestamps are coarse: a fresh file may change again
+        return file_hashes(Path(path))[0]
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _SHA256_SEEN:
+        if len(_SHA256_SEEN) > 256:
+            _SHA256_SEEN.clear()
+        _SHA256_SEEN[key] = file_hashes(Path(path))[0]
+    return _SHA256_SEEN[key]
 
 
 def import_hint(spec: ModelSpec) -> str:
