@@ -25,6 +25,24 @@ def test_exif_orientation_is_applied(tmp_path):
     assert arr[2, 10, 2] > 200 and arr[-3, 10, 0] > 200  # blue now on top
 
 
+@pytest.mark.parametrize("orientation", [None, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+def test_every_orientation_matches_pillows_transpose(tmp_path, orientation):
+    from PIL import ImageOps
+
+    from wildspace.media.images import load_image_sized
+
+    rng = np.random.default_rng(1)
+    im = Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    path = _save(tmp_path, "o.jpg", im, exif=exif, quality=95)
+    arr, full_hw = load_image_sized(path)
+    want = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    assert np.array_equal(arr, want)
+    assert full_hw == arr.shape[:2] == ((40, 24) if orientation in (5, 6, 7, 8) else (24, 40))
+
+
 @pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "I;16", "LA"])
 def test_modes_become_rgb(tmp_path, mode):
     ext = "tif" if mode in ("CMYK", "I;16") else "png"

@@ -65,10 +65,11 @@ def load_image_sized(path: str | Path, max_pixels: int = 200_000_000,
                 if reduce_to and im.format == "JPEG" and max(w, h) >= 2 * reduce_to:
                     g = reduce_to / max(w, h)
                     im.draft("RGB", (math.ceil(w * g), math.ceil(h * g)))
-                rotated = im.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8)
+                orientation = im.getexif().get(ORIENTATION_TAG, 1)
                 im.load()
-                im = ImageOps.exif_transpose(im)
-                return _to_rgb(im), ((w, h) if rotated else (h, w))
+                if orientation != 1:  # exif_transpose copies the whole image even when upright
+                    im = ImageOps.exif_transpose(im)
+                return _to_rgb(im), ((w, h) if orientation in (5, 6, 7, 8) else (h, w))
     except ImageReadError:
         raise
     except Image.UnidentifiedImageError:
