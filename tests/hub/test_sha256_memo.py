@@ -1,4 +1,4 @@
-"""sha256_file remembers hashes of settled files only, and sees any change of a file."""
+"""File hashes are remembered for settled files only, and any change of a file is seen."""
 
 from __future__ import annotations
 

@@ -30,8 +30,7 @@ class HashMismatch(RuntimeError):
     """A weight file's sha256 differs from the spec's (or from the one recorded before)."""
 
 
-def file_hashes(path: Path) -> tuple[str, str]:
-    """``(sha256, md5)`` of a file, read once."""
+def _read_hashes(path: Path) -> tuple[str, str]:
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
@@ -40,23 +39,30 @@ def file_hashes(path: Path) -> tuple[str, str]:
     return sha.hexdigest(), md5.hexdigest()
 
 
-_SHA256_SEEN: dict[tuple, str] = {}
+_HASHES_SEEN: dict[tuple, tuple[str, str]] = {}
+
+
+def file_hashes(path: Path) -> tuple[str, str]:
+    """``(sha256, md5)`` of a file, read once; remembered per process while the file's size,
+    mtime and inode stay the same (a command may need the hashes of the same 100+ MB
+    checkpoint several times). A file changed in the last 2 s is always read again: file
+    timestamps are coarse, so it could change without its mtime moving."""
+    import time
+
+    path = Path(path)
+    st = path.stat()
+    if time.time() - st.st_mtime < 2:
+        return _read_hashes(path)
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _HASHES_SEEN:
+        if len(_HASHES_SEEN) > 256:
+            _HASHES_SEEN.clear()
+        _HASHES_SEEN[key] = _read_hashes(path)
+    return _HASHES_SEEN[key]
 
 
 def sha256_file(path: Path) -> str:
-    """sha256 of a file; remembered per process while its size and mtime stay the same (a
-    command may need the hash of the same 100+ MB checkpoint several times)."""
-    import time
-
-    st = Path(path).stat()
-    if time.time() - st.st_mtime < 2:  # file timestamps are coarse: a fresh file may change again
-        return file_hashes(Path(path))[0]
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
-    if key not in _SHA256_SEEN:
-        if len(_SHA256_SEEN) > 256:
-            _SHA256_SEEN.clear()
-        _SHA256_SEEN[key] = file_hashes(Path(path))[0]
-    return _SHA256_SEEN[key]
+    return file_hashes(path)[0]
 
 
 def import_hint(spec: ModelSpec) -> str:
@@ -72,15 +78,8 @@ class ModelStore:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._verified: dict[tuple[str, int, int], tuple[str, str]] = {}
 
     # -- verification -------------------------------------------------------------------
-    def _hash(self, path: Path) -> tuple[str, str]:
-        st = path.stat()
-        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-        if key not in self._verified:
-            self._verified[key] = file_hashes(path)
-        return self._verified[key]
 
     def _recorded(self) -> dict[str, str]:
         p = self.settings.recorded_hashes
@@ -97,7 +96,7 @@ class ModelStore:
         Raises:
             HashMismatch: when the file differs.
         """
-        digest, md5 = self._hash(path)
+        digest, md5 = file_hashes(path)
         if spec.weights.md5 and md5 != spec.weights.md5:
             raise HashMismatch(f"{path} has md5 {md5}, but model '{spec.name}' requires the "
                                f"published md5 {spec.weights.md5}; refusing to load it")
