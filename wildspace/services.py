@@ -12,12 +12,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 from wildspace.config import Settings, load_settings
 from wildspace.detect.base import Detector
 from wildspace.hub.fetch import ModelStore, ModelUnavailable, sha256_file
-from wildspace.hub.specs import ModelSpec, SpecError, SpecRegistry, WeightsSource, parse_spec, spec_to_dict
+from wildspace.hub.specs import ModelSpec, SpecError, SpecRegistry, WeightsSource, parse_spec, spec_to_dict, write_spec_file
 
 
 @dataclass(frozen=True)
@@ -144,9 +143,7 @@ class DetectorService:
         except SpecError as exc:
             raise ValueError(str(exc)) from None
         self.store.import_file(spec, file)
-        out = self.settings.user_specs_dir / f"{name}.yaml"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False), encoding="utf-8")
+        write_spec_file(spec, self.settings.user_specs_dir / f"{name}.yaml")
         self.registry.add(spec)
         return spec
 

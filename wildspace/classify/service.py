@@ -14,13 +14,12 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-import yaml
 
 from wildspace.classify.models import CLASSIFIER_FAMILIES, KINDS, Classifier, build_classifier, info_from_spec
 from wildspace.config import Settings
 from wildspace.hub.fetch import ModelStore, sha256_file
 from wildspace.classify.products import LOCALIZER_KIND, check_product_labels
-from wildspace.hub.specs import ModelSpec, SpecError, SpecRegistry, WeightsSource, parse_spec, spec_to_dict
+from wildspace.hub.specs import ModelSpec, SpecError, SpecRegistry, WeightsSource, parse_spec, spec_to_dict, write_spec_file
 
 
 class ClassifierService:
@@ -137,9 +136,7 @@ class ClassifierService:
             check_product_labels(spec.labels, f"products model '{name}'")
         build_classifier(spec, file, "cpu")  # refuses weights that do not fit before anything is written
         self.store.import_file(spec, file)
-        out = self.settings.user_specs_dir / f"{name}.yaml"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False), encoding="utf-8")
+        write_spec_file(spec, self.settings.user_specs_dir / f"{name}.yaml")
         self.registry.add(spec)
         return spec
 

@@ -182,6 +182,13 @@ def spec_to_dict(spec: ModelSpec) -> dict:
     return out
 
 
+def write_spec_file(spec: ModelSpec, path: Path) -> Path:
+    """Save ``spec`` as YAML at ``path`` atomically (readers never see half a file)."""
+    from wildspace.atomic import write_text_atomic
+
+    return write_text_atomic(path, yaml.safe_dump(spec_to_dict(spec), sort_keys=False))
+
+
 def load_spec_file(path: Path) -> ModelSpec:
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from wildspace.hub.specs import HubSource, ModelSpec, WeightsSource, parse_spec, spec_to_dict
+from wildspace.hub.specs import HubSource, ModelSpec, WeightsSource, parse_spec, write_spec_file
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def write_model_folder(folder: str | Path, net, spec_fields: dict[str, Any], car
                                        "size_bytes": weights.stat().st_size, "local_only": True},
             "card": short_card}
     spec = parse_spec(data, where=f"model '{name}'")
-    (folder / f"{name}.yaml").write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False), encoding="utf-8")
+    write_spec_file(spec, folder / f"{name}.yaml")
     (folder / "README.md").write_text(_front_matter(spec) + card.strip() + "\n", encoding="utf-8")
     if metrics is not None:
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
@@ -106,10 +106,7 @@ def install_model(exported: ExportedModel, settings, replace: bool = False) -> M
             raise ValueError(f"a model named '{spec.name}' exists already; choose another --name"
                              + (" (or --replace to overwrite your own)" if existing.path == target else ""))
     ModelStore(settings).import_file(spec, exported.weights)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False), encoding="utf-8")
-    tmp.replace(target)
+    write_spec_file(spec, target)
     object.__setattr__(spec, "path", target)
     return spec
 
@@ -143,5 +140,5 @@ def push_to_hub(exported: ExportedModel, repo_id: str, token: str | None, privat
         spec = ModelSpec(**{**exported.spec.__dict__, "weights": pinned, "path": None})
         target = settings.user_specs_dir / f"{spec.name}.yaml"
         if target.is_file():
-            target.write_text(yaml.safe_dump(spec_to_dict(spec), sort_keys=False), encoding="utf-8")
+            write_spec_file(spec, target)
     return commit
