@@ -38,18 +38,6 @@ def runtime_record(family: str, labels: Sequence[str], stride: int, end2end: boo
             "agnostic": bool(agnostic)}
 
 
-def add_runtime_record(meta_path: Path, record: dict) -> None:
-    """Add ``record`` to an export's JSON report (atomically; later loads read it)."""
-    from wildspace.atomic import atomic_path
-
-    meta = json.loads(meta_path.read_text())
-    if meta.get("runtime") == record:
-        return
-    meta["runtime"] = record
-    with atomic_path(meta_path) as tmp:
-        tmp.write_text(json.dumps(meta, indent=1))
-
-
 def find_export(weights: str | Path, family: str, export_dir: str | Path, requested: str,
                 device: str) -> tuple[Path, dict] | None:
     """The cached export of ``weights`` with a runtime record, when the backend asked for
@@ -119,7 +107,7 @@ class ExportedYoloDetector:
 
     def forward(self, arr: np.ndarray) -> np.ndarray:
         """Raw network output for a ``B x H x W x 3`` uint8 RGB letterboxed batch."""
-        return self.network(arr.transpose(0, 3, 1, 2).astype(np.float32) / 255)
+        return self.network.on_images(arr)
 
     def run(self, batch: Sequence[Prepared], conf_threshold: float) -> list[tuple[Detection, ...]]:
         from wildspace.detect.letterbox import boxes_to_original, unletterbox_boxes

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Callable
 import numpy as np
 
+from wildspace.atomic import write_text_atomic
+
 BACKENDS = ("torch", "onnx", "auto")
 ONNX_OPSET = 17
 EXPORT_FORMAT_VERSION = 1  # bump when the export recipe changes (invalidates caches)
@@ -107,6 +109,10 @@ class OnnxNetwork:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Run the network on a ``(B, 3, H, W)`` float32 batch (values 0-1)."""
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def on_images(self, arr: np.ndarray) -> np.ndarray:
+        """Run the network on a ``B x H x W x 3`` uint8 batch of letterboxed RGB images."""
+        return self(arr.transpose(0, 3, 1, 2).astype(np.float32) / 255)
 
 
 def probe_batch(height: int, width: int, batch: int = 2, seed: int = 0) -> np.ndarray:
@@ -202,7 +208,8 @@ def measure_speedup(net: OnnxNetwork, torch_forward: Callable[[np.ndarray], obje
 
 
 def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int], stride: int,
-                   torch_forward: Callable[[np.ndarray], object] | None = None) -> tuple[OnnxNetwork, dict]:
+                   torch_forward: Callable[[np.ndarray], object] | None = None,
+                   runtime: dict | None = None) -> tuple[OnnxNetwork, dict]:
     """The cached ONNX network for ``key`` and its report, exporting and verifying it first
     when absent.
 
@@ -213,6 +220,8 @@ def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int],
             shape checks that the dynamic height/width export is right.
         torch_forward: the detector's own eager forward (float32 NCHW batch); when given,
             the report records ``speedup_vs_torch`` at about :data:`SPEED_PROBE_HW` (``auto`` uses it).
+        runtime: what a torch-free run of the export needs (:mod:`wildspace.detect.exported`);
+            kept in the report as ``runtime``, added to older reports that lack it.
 
     Raises:
         BackendUnavailable: the export failed or its outputs differ from the eager network's.
@@ -221,7 +230,11 @@ def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int],
     onnx_path, meta_path = cache_dir / f"{key}.onnx", cache_dir / f"{key}.json"
     if onnx_path.is_file() and meta_path.is_file():
         try:
-            return OnnxNetwork(onnx_path), json.loads(meta_path.read_text())
+            net, meta = OnnxNetwork(onnx_path), json.loads(meta_path.read_text())
+            if runtime is not None and meta.get("runtime") != runtime:
+                meta["runtime"] = runtime
+                write_text_atomic(meta_path, json.dumps(meta, indent=1))
+            return net, meta
         except Exception as exc:  # a damaged cache entry: export again
             log.warning("cached export %s unusable (%s); exporting again", onnx_path, exc)
             onnx_path.unlink(missing_ok=True)
@@ -239,11 +252,13 @@ def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int],
                                  f"tolerance (rtol {PARITY_RTOL}, atol {PARITY_ATOL}): {report}")
     meta = {"key": key, "parity": report, "rtol": PARITY_RTOL, "atol": PARITY_ATOL,
             "noise_factor": NOISE_FACTOR, "opset": ONNX_OPSET}
+    if runtime is not None:
+        meta["runtime"] = runtime
     if torch_forward is not None:
         hw = tuple(-(-v // stride) * stride for v in SPEED_PROBE_HW)
         meta["speedup_vs_torch"] = measure_speedup(net, torch_forward, hw)
         meta["speed_probe_hw"] = list(hw)
-    meta_path.write_text(json.dumps(meta, indent=1))
+    write_text_atomic(meta_path, json.dumps(meta, indent=1))
     log.info("exported %s: %s", onnx_path, meta)
     return net, meta
 

@@ -149,17 +149,16 @@ class UltralyticsDetector:
 
         from ultralytics.utils import DEFAULT_CFG
 
-        from wildspace.detect.exported import add_runtime_record, runtime_record
+        from wildspace.detect.exported import runtime_record
 
         key = cache_key(sha256_file(weights), "ultralytics")
-        folder = Path(export_dir or default_export_dir())
-        network, meta = load_or_export(net, folder, key, (4 * self.stride, 5 * self.stride), self.stride,
-                                       torch_forward=no_grad(lambda x: self.network(self._torch.from_numpy(x))))
-        # what later loads need to run the export without torch (wildspace.detect.exported)
-        add_runtime_record(folder / f"{key}.json", runtime_record(
-            "ultralytics", self.labels, self.stride, getattr(self.network, "end2end", False), self.trained_image_size(),
-            DEFAULT_CFG.iou, DEFAULT_CFG.max_det, DEFAULT_CFG.agnostic_nms))
-        return network, meta
+        return load_or_export(net, Path(export_dir or default_export_dir()), key,
+                              (4 * self.stride, 5 * self.stride), self.stride,
+                              torch_forward=no_grad(lambda x: self.network(self._torch.from_numpy(x))),
+                              runtime=runtime_record("ultralytics", self.labels, self.stride,
+                                                     getattr(self.network, "end2end", False),
+                                                     self.trained_image_size(), DEFAULT_CFG.iou,
+                                                     DEFAULT_CFG.max_det, DEFAULT_CFG.agnostic_nms))
 
     def trained_image_size(self) -> int | None:
         """The ``imgsz`` the checkpoint was trained at, when it records one."""
@@ -182,7 +181,7 @@ class UltralyticsDetector:
         """Raw network output for a ``B x H x W x 3`` uint8 RGB letterboxed batch."""
         torch = self._torch
         if self._onnx is not None:
-            return torch.from_numpy(self._onnx(arr.transpose(0, 3, 1, 2).astype(np.float32) / 255))
+            return torch.from_numpy(self._onnx.on_images(arr))
         x = torch.from_numpy(arr)
         if self.network.device.type == "cuda":
             x = x.pin_memory().to(self.network.device, non_blocking=True)

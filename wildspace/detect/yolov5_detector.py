@@ -81,15 +81,14 @@ class YOLOv5Detector:
 
         net = single_output(self.model)
 
-        from wildspace.detect.exported import add_runtime_record, runtime_record
+        from wildspace.detect.exported import runtime_record
 
         key = cache_key(sha256_file(weights), "yolov5-legacy")
-        folder = Path(export_dir or default_export_dir())
-        network, meta = load_or_export(net, folder, key, (4 * self.stride, 5 * self.stride), self.stride,
-                                       torch_forward=no_grad(lambda x: net(torch.from_numpy(x))))
-        add_runtime_record(folder / f"{key}.json", runtime_record(
-            "yolov5-legacy", self.labels, self.stride, False, None, self.iou_threshold, 300, False))
-        return network, meta
+        return load_or_export(net, Path(export_dir or default_export_dir()), key,
+                              (4 * self.stride, 5 * self.stride), self.stride,
+                              torch_forward=no_grad(lambda x: net(torch.from_numpy(x))),
+                              runtime=runtime_record("yolov5-legacy", self.labels, self.stride, False, None,
+                                                     self.iou_threshold, 300, False))
 
     def prepare(self, image: np.ndarray) -> Prepared:
         padded, geom = letterbox(image, self.info.input_size, self.stride)
@@ -100,7 +99,7 @@ class YOLOv5Detector:
         """Network predictions ``(B, N, 5 + nc)`` (on the device) for a ``B x H x W x 3``
         uint8 RGB batch."""
         if self._onnx is not None:
-            return torch.from_numpy(self._onnx(arr.transpose(0, 3, 1, 2).astype(np.float32) / 255))
+            return torch.from_numpy(self._onnx.on_images(arr))
         x = torch.from_numpy(arr)
         if self.cuda:  # pinned host memory: the copy overlaps with work already queued
             x = x.pin_memory().to(self.device, non_blocking=True)
