@@ -8,6 +8,8 @@
 ``HF_HUB_OFFLINE``   when ``1``, nothing is downloaded; missing models are an error.
 ``WILDSPACE_BACKEND`` inference backend for the app and workers: ``torch`` (default),
                      ``onnx`` (ONNX Runtime, CPU) or ``auto``.
+``WILDSPACE_THREADS`` CPU threads for the detector networks (PyTorch and ONNX Runtime);
+                     default: every core this process may use.
 ``WILDSPACE_FAST_DECODE`` when ``1``, big JPEGs are decoded at reduced size (see
                      :func:`wildspace.media.images.load_image_sized`).
 ``WILDSPACE_MAX_UPLOAD_MB``, ``WILDSPACE_MAX_FILE_MB``, ``WILDSPACE_MAX_FILES``,
@@ -42,6 +44,7 @@ class Settings:
     hf_cache: Path | None = None
     backend: str = "torch"
     fast_decode: bool = False
+    threads: int | None = None  # None: every available core (wildspace.detect.cpu)
     limits: Limits = Limits()  # its max_pixels always equals ``max_pixels``
     public_space: bool = False  # running on a Hugging Face Space (``SPACE_ID``)
     allow_custom_weights: bool = True  # uploads of model weights in the app
@@ -86,10 +89,20 @@ def load_settings() -> Settings:
         hf_cache=_hf_cache_dir(),
         backend=(os.environ.get("WILDSPACE_BACKEND") or "torch").strip().lower(),
         fast_decode=_truthy(os.environ.get("WILDSPACE_FAST_DECODE")),
+        threads=_positive_or_none("WILDSPACE_THREADS"),
         limits=limits,
         public_space=public,
         allow_custom_weights=not public or _truthy(os.environ.get("WILDSPACE_ALLOW_CUSTOM_WEIGHTS")),
     )
+
+
+def _positive_or_none(var: str) -> int | None:
+    text = (os.environ.get(var) or "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{var} must be a positive integer, got {text!r}")
+    return int(text)
 
 
 def _hf_cache_dir() -> Path | None:
