@@ -97,12 +97,14 @@ class DetectorService:
             if name is not None:
                 spec = self.registry.get(name)
                 det = build_detector_for_spec(spec, self.store.fetch(spec), self.device, image_size,
-                                              backend=self.backend, export_dir=self.export_dir)
+                                              backend=self.backend, export_dir=self.export_dir,
+                                              threads=self.settings.threads)
             else:
                 if not Path(weights).is_file():
                     raise FileNotFoundError(f"weights file not found: {weights}")
                 det = build_detector(weights, input_size=image_size, device=self.device,
-                                     backend=self.backend, export_dir=self.export_dir)
+                                     backend=self.backend, export_dir=self.export_dir,
+                                     threads=self.settings.threads)
             self._cache[key] = det
             while len(self._cache) > self._max_cached:
                 self._cache.popitem(last=False)

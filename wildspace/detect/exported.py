@@ -79,7 +79,7 @@ class ExportedYoloDetector:
     backend = "onnx"
     rtdetr = False
 
-    def __init__(self, onnx_path: str | Path, meta: dict, info: DetectorInfo):
+    def __init__(self, onnx_path: str | Path, meta: dict, info: DetectorInfo, threads: int | None = None):
         from wildspace.detect.onnx_backend import OnnxNetwork
 
         rt = meta["runtime"]
@@ -89,7 +89,8 @@ class ExportedYoloDetector:
         self.end2end = bool(rt["end2end"])
         self._trained_size = rt.get("trained_size")
         self.iou, self.max_det, self.agnostic = float(rt["iou"]), int(rt["max_det"]), bool(rt["agnostic"])
-        self.network = OnnxNetwork(onnx_path)
+        self.network = OnnxNetwork(onnx_path, threads)
+        self.threads = self.network.threads
         self.info = info
         self.device = "cpu"
 

@@ -55,13 +55,14 @@ def build_detector(path: str | Path, *, family: str | None = None, name: str | N
                    input_size: int | None = None, labels: tuple[str, ...] = (),
                    thresholds: dict[str, float] | None = None, version: str = "",
                    device: str = "cpu", backend: str = "torch",
-                   export_dir: str | Path | None = None) -> Detector:
+                   export_dir: str | Path | None = None, threads: int | None = None) -> Detector:
     """Construct a detector from ``path``.
 
     Unknown values come from the checkpoint: the family from its pickle, labels from its
     class names, the input size from its training settings (else 640 for P5 / 1280 for P6).
     ``backend`` is ``torch``, ``onnx`` or ``auto`` (:mod:`wildspace.detect.onnx_backend`);
-    exported networks are cached in ``export_dir``.
+    exported networks are cached in ``export_dir``. ``threads``: CPU threads for PyTorch and
+    ONNX Runtime (default :func:`~wildspace.detect.cpu.resolve_threads`).
     """
     from wildspace.detect.onnx_backend import check_backend
 
@@ -77,8 +78,8 @@ def build_detector(path: str | Path, *, family: str | None = None, name: str | N
         conservative_threshold=thresholds.get("conservative", 0.05), version=version,
         extra={"file": path.name},
     )
-    det = _exported(path, family, info, device, backend, export_dir) or \
-        _BUILDERS[family](path, info, device, backend=backend, export_dir=export_dir)
+    det = _exported(path, family, info, device, backend, export_dir, threads) or \
+        _BUILDERS[family](path, info, device, backend=backend, export_dir=export_dir, threads=threads)
     updates: dict = {}
     if not info.labels or len(info.labels) != len(det.labels):
         updates["labels"] = det.labels
@@ -90,7 +91,7 @@ def build_detector(path: str | Path, *, family: str | None = None, name: str | N
 
 
 def _exported(path: Path, family: str, info: DetectorInfo, device: str, backend: str,
-              export_dir: str | Path | None) -> Detector | None:
+              export_dir: str | Path | None, threads: int | None) -> Detector | None:
     """The torch-free detector over this checkpoint's cached export, when there is one."""
     from wildspace.detect.exported import ExportedYoloDetector, find_export
     from wildspace.detect.onnx_backend import default_export_dir
@@ -99,7 +100,7 @@ def _exported(path: Path, family: str, info: DetectorInfo, device: str, backend:
     if not found:
         return None
     try:
-        return ExportedYoloDetector(found[0], found[1], info)
+        return ExportedYoloDetector(found[0], found[1], info, threads)
     except Exception as exc:  # a damaged cache entry: the full path checks and re-exports it
         import logging
 
@@ -116,12 +117,12 @@ def _default_size(det) -> int:
 
 def build_detector_for_spec(spec: ModelSpec, path: str | Path, device: str = "cpu",
                             input_size: int | None = None, backend: str = "torch",
-                            export_dir: str | Path | None = None) -> Detector:
+                            export_dir: str | Path | None = None, threads: int | None = None) -> Detector:
     if spec.task != "detect":
         raise ValueError(f"model '{spec.name}' is a {spec.task} model, not a detector")
     det = build_detector(path, family=spec.family, name=spec.name,
                          input_size=input_size or spec.input_size, labels=spec.labels,
                          thresholds=spec.thresholds, version=spec.version, device=device,
-                         backend=backend, export_dir=export_dir)
+                         backend=backend, export_dir=export_dir, threads=threads)
     det.info.extra["file"] = spec.weights.filename
     return det

@@ -98,10 +98,12 @@ class OnnxNetwork:
     def __init__(self, path: str | Path, threads: int | None = None):
         import onnxruntime as ort
 
+        from wildspace.detect.cpu import resolve_threads
+
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
+        self.threads = resolve_threads(threads)  # the project's choice, not ORT's guess
+        opts.intra_op_num_threads = self.threads
         self.path = Path(path)
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
@@ -209,7 +211,7 @@ def measure_speedup(net: OnnxNetwork, torch_forward: Callable[[np.ndarray], obje
 
 def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int], stride: int,
                    torch_forward: Callable[[np.ndarray], object] | None = None,
-                   runtime: dict | None = None) -> tuple[OnnxNetwork, dict]:
+                   runtime: dict | None = None, threads: int | None = None) -> tuple[OnnxNetwork, dict]:
     """The cached ONNX network for ``key`` and its report, exporting and verifying it first
     when absent.
 
@@ -222,6 +224,7 @@ def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int],
             the report records ``speedup_vs_torch`` at about :data:`SPEED_PROBE_HW` (``auto`` uses it).
         runtime: what a torch-free run of the export needs (:mod:`wildspace.detect.exported`);
             kept in the report as ``runtime``, added to older reports that lack it.
+        threads: ONNX Runtime's intra-op threads (default :func:`~wildspace.detect.cpu.resolve_threads`).
 
     Raises:
         BackendUnavailable: the export failed or its outputs differ from the eager network's.
@@ -230,7 +233,7 @@ def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int],
     onnx_path, meta_path = cache_dir / f"{key}.onnx", cache_dir / f"{key}.json"
     if onnx_path.is_file() and meta_path.is_file():
         try:
-            net, meta = OnnxNetwork(onnx_path), json.loads(meta_path.read_text())
+            net, meta = OnnxNetwork(onnx_path, threads), json.loads(meta_path.read_text())
             if runtime is not None and meta.get("runtime") != runtime:
                 meta["runtime"] = runtime
                 write_text_atomic(meta_path, json.dumps(meta, indent=1))
@@ -243,7 +246,7 @@ def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int],
         export_network(module, onnx_path, probe_hw)
     except Exception as exc:  # the exporter raises many kinds; any failure means "not available"
         raise BackendUnavailable(f"ONNX export failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
-    net = OnnxNetwork(onnx_path)
+    net = OnnxNetwork(onnx_path, threads)
     h, w = probe_hw
     report = verify_export(net, module, [(h, w), (w, h + 2 * stride)])  # dynamic H and W
     if not report["ok"]:

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from wildspace.detect.base import Prepared, xyxy_to_detections
+from wildspace.detect.cpu import set_torch_threads
 from wildspace.detect.onnx_backend import BackendUnavailable, choose_network
 from wildspace.hub.safe_pickle import UnsafeCheckpoint, check_globals
 from wildspace.types import Detection, DetectorInfo
@@ -88,11 +89,17 @@ class UltralyticsDetector:
         backend: ``torch``, ``onnx`` or ``auto`` (see :mod:`wildspace.detect.onnx_backend`).
         export_dir: cache folder for exported networks.
         half: fp16 on CUDA (default: on for CUDA, never on CPU).
+        threads: CPU threads for PyTorch and ONNX Runtime (default
+            :func:`~wildspace.detect.cpu.resolve_threads`), set again after ultralytics'
+            ``select_device`` has changed PyTorch's.
     """
 
     def __init__(self, weights: str | Path, info: DetectorInfo, device: str = "cpu",
                  backend: str = "torch", export_dir: str | Path | None = None,
-                 half: bool | None = None):
+                 half: bool | None = None, threads: int | None = None):
+        from wildspace.detect.cpu import resolve_threads
+
+        self.threads = resolve_threads(threads)
         weights = Path(weights).absolute()  # keep the snapshot name: ultralytics wants ".pt"
         names = check_ultralytics_checkpoint(weights)
         source = weights
@@ -115,6 +122,7 @@ class UltralyticsDetector:
         self.network = None
         self.stride = 32
         if self.rtdetr:
+            set_torch_threads(self.threads)
             if backend == "onnx":
                 raise BackendUnavailable("backend 'onnx' is not available for RT-DETR models; "
                                          "use backend 'torch'")
@@ -129,6 +137,7 @@ class UltralyticsDetector:
                                    fp16=cuda if half is None else (half and cuda), fuse=True,
                                    verbose=False, channels_last=True if cuda else None)  # None: as the predictor
         self.network.eval()
+        set_torch_threads(self.threads)  # select_device chose min(8, cores - 1)
         self.stride = int(self.network.stride)
         self._torch = torch
         self._onnx, self.backend = choose_network(
@@ -158,7 +167,8 @@ class UltralyticsDetector:
                               runtime=runtime_record("ultralytics", self.labels, self.stride,
                                                      getattr(self.network, "end2end", False),
                                                      self.trained_image_size(), DEFAULT_CFG.iou,
-                                                     DEFAULT_CFG.max_det, DEFAULT_CFG.agnostic_nms))
+                                                     DEFAULT_CFG.max_det, DEFAULT_CFG.agnostic_nms),
+                              threads=self.threads)
 
     def trained_image_size(self) -> int | None:
         """The ``imgsz`` the checkpoint was trained at, when it records one."""
@@ -211,6 +221,7 @@ class UltralyticsDetector:
     def _run_predictor(self, batch: Sequence[Prepared], conf_threshold: float) -> list[tuple[Detection, ...]]:
         results = self.model.predict([p.data for p in batch], imgsz=self.info.input_size,
                                      conf=conf_threshold, device=self.device, verbose=False)
+        set_torch_threads(self.threads)  # the predictor's first call ran select_device again
         out = []
         for p, r in zip(batch, results):
             b = r.boxes

@@ -10,6 +10,7 @@ import torch
 import torchvision
 
 from wildspace.detect.base import Prepared, xyxy_to_detections
+from wildspace.detect.cpu import resolve_threads, set_torch_threads
 from wildspace.detect.letterbox import boxes_to_original, letterbox
 from wildspace.detect.nms import MAX_WH
 from wildspace.detect.onnx_backend import choose_network
@@ -53,11 +54,16 @@ class YOLOv5Detector:
             :mod:`wildspace.detect.onnx_backend`.
         export_dir: cache folder for exported networks (default ``<WILDSPACE_HOME>/exported``).
         half: fp16 autocast on CUDA (default: on for CUDA, never on CPU).
+        threads: CPU threads for PyTorch and ONNX Runtime (default
+            :func:`~wildspace.detect.cpu.resolve_threads`).
     """
 
     def __init__(self, weights: str | Path, info: DetectorInfo, stride: int | None = None,
                  device: str = "cpu", iou_threshold: float = 0.45, backend: str = "torch",
-                 export_dir: str | Path | None = None, half: bool | None = None):
+                 export_dir: str | Path | None = None, half: bool | None = None,
+                 threads: int | None = None):
+        self.threads = resolve_threads(threads)
+        set_torch_threads(self.threads)
         self.model, labels = load_yolov5_checkpoint(weights)
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
@@ -88,7 +94,8 @@ class YOLOv5Detector:
                               (4 * self.stride, 5 * self.stride), self.stride,
                               torch_forward=no_grad(lambda x: net(torch.from_numpy(x))),
                               runtime=runtime_record("yolov5-legacy", self.labels, self.stride, False, None,
-                                                     self.iou_threshold, 300, False))
+                                                     self.iou_threshold, 300, False),
+                              threads=self.threads)
 
     def prepare(self, image: np.ndarray) -> Prepared:
         padded, geom = letterbox(image, self.info.input_size, self.stride)
