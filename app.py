@@ -1,7 +1,10 @@
 """Start the wildspace Gradio app: ``python app.py`` (also the Hugging Face Space entry point).
 
-With the embedded queue (the default) the app also runs a local worker, so this one process
-is a working system; with ``WILDSPACE_QUEUE=redis://…`` separate workers do the queued work.
+With the embedded queue (the default) the app also runs a local worker for detection batches,
+so this one process is a working system; training jobs never run inside the app process (a
+separate ``python -m wildspace worker`` takes them; the app starts one itself when training
+is allowed and the queue is embedded). With ``WILDSPACE_QUEUE=redis://…`` separate workers do
+the queued work.
 """
 
 import os
@@ -10,17 +13,24 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
+from wildspace.config import load_settings  # noqa: E402
+
+SETTINGS = load_settings()
+# Gradio's upload cache lives under the work dir too, so one budget and one expiry cover it
+os.environ.setdefault("GRADIO_TEMP_DIR", str(SETTINGS.work_dir / "gradio"))
+
 from wildspace.jobs.queue import JobQueue, start_local_worker  # noqa: E402
 from wildspace.services import DetectorService  # noqa: E402
-from wildspace.ui.app import build_app, launch_options, mcp_available, queue_options  # noqa: E402
+from wildspace.ui.app import build_app, launch_options, mcp_available, queue_options, start_housekeeping  # noqa: E402
 
 
 def main() -> None:
-    service = DetectorService(device=os.environ.get("WILDSPACE_DEVICE", "cpu"))
+    service = DetectorService(SETTINGS, device=os.environ.get("WILDSPACE_DEVICE", "cpu"))
     queue = JobQueue(service.settings)
     if queue.url.startswith("sqlite") or os.environ.get("WILDSPACE_LOCAL_WORKER") == "1":
         start_local_worker(queue, service)
     demo = build_app(service, queue=queue, queue_above=int(os.environ.get("WILDSPACE_QUEUE_ABOVE", 50)))
+    start_housekeeping(demo)  # a restart first deletes what is stale
     demo.queue(**queue_options()).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         **launch_options(service),

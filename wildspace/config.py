@@ -17,6 +17,11 @@
 ``SPACE_ID``         set by Hugging Face on a Space: the app is public (uploads only, logins).
 ``WILDSPACE_ALLOW_CUSTOM_WEIGHTS`` when ``1``, the app accepts uploaded model weights even on
                      a public Space (off there by default; always on locally).
+``WILDSPACE_ALLOW_TRAINING`` when ``1``, logged-in visitors of a public Space may train models
+                     (off there by default; always on locally).
+``WILDSPACE_WORK_DIR`` the one folder for the app's uploads, runs, exports and Gradio's cache
+                     (default ``$TMPDIR/wildspace-app``); bounded by the guards.
+Fair-use guards (per-visitor requests, disk budget, expiry): see :mod:`wildspace.guards`.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import tempfile
+
+from wildspace.guards import Guards
 from wildspace.limits import Limits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +56,9 @@ class Settings:
     limits: Limits = Limits()  # its max_pixels always equals ``max_pixels``
     public_space: bool = False  # running on a Hugging Face Space (``SPACE_ID``)
     allow_custom_weights: bool = True  # uploads of model weights in the app
+    allow_training: bool = True  # training from the app (on a Space: also needs a HF login)
+    guards: Guards = Guards()  # fair use: per-visitor requests, disk budget, expiry
+    work_dir: Path = Path(tempfile.gettempdir()) / "wildspace-app"  # uploads, runs, Gradio cache
 
     def __post_init__(self) -> None:
         if self.limits.max_pixels != self.max_pixels:
@@ -93,6 +104,10 @@ def load_settings() -> Settings:
         limits=limits,
         public_space=public,
         allow_custom_weights=not public or _truthy(os.environ.get("WILDSPACE_ALLOW_CUSTOM_WEIGHTS")),
+        allow_training=not public or _truthy(os.environ.get("WILDSPACE_ALLOW_TRAINING")),
+        guards=Guards.from_env(public=public),
+        work_dir=Path(os.environ.get("WILDSPACE_WORK_DIR")
+                      or Path(tempfile.gettempdir()) / "wildspace-app").expanduser(),
     )
 
 

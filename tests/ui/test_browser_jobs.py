@@ -57,7 +57,7 @@ def test_jobs_survive_reload_and_restart(app_service, upload_zip, tmp_path, monk
             page.get_by_role("option", name=MODEL).click()
             page.click("#batch-run")
             page.wait_for_function(
-                "() => (document.querySelector('#batch-summary')?.innerText || '').includes('4 files')",
+                "() => (document.querySelector('#batch-summary')?.innerText || '').includes('queued as job')",
                 timeout=TIMEOUT_MS)
             (job_id,) = [p.name for p in (tmp_path / "storage" / "jobs").iterdir()]
             _jobs_row(page, job_id)

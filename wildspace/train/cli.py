@@ -110,6 +110,10 @@ def add_parsers(sub) -> None:
     from wildspace.train.reid_cli import add_reid_parser
 
     add_reid_parser(tsub, _positive)
+    pub = tsub.add_parser("publish", help="install a model a queued training job made but did not install "
+                          "(on a public Space, visitors' models stay theirs until published)")
+    pub.add_argument("job_id", help="the training job's id")
+    pub.add_argument("--replace", action="store_true", help="overwrite your own model of the same name")
 
     e = sub.add_parser("evaluate", help="evaluation report (JSON + Markdown) for a model and a labelled set")
     esub = e.add_subparsers(dest="evaluate_command", required=True)
@@ -134,6 +138,15 @@ def add_parsers(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.train_command == "publish":
+        from wildspace.config import load_settings
+        from wildspace.jobs.queue import JobQueue
+        from wildspace.train.job import publish
+
+        settings = load_settings()
+        spec = publish(JobQueue(settings).store, args.job_id, settings, replace=args.replace)
+        print(f"published {spec.name}: every visitor of the app sees it after a restart")
+        return 0
     if args.train_command == "reid":
         from wildspace.train.reid_cli import cmd_train_reid
 

@@ -53,6 +53,26 @@ def reid_training_spec(owner: str, data_path: str, config, identities: str | Non
                             "replace": replace_model})
 
 
+def publish(store: JobStore, job_id: str, settings, replace: bool = False):
+    """Install the model a finished job trained but did not install (a public Space keeps a
+    visitor's model theirs until its owner publishes it); returns the installed spec.
+
+    Raises:
+        ValueError: the job has no finished model, or the name is taken.
+    """
+    from wildspace.hub.specs import load_spec_file
+    from wildspace.train.export import ExportedModel, install_model
+
+    result = store.result(job_id) or {}
+    folder = Path(result.get("model_folder") or "")
+    name = result.get("model")
+    if not name or not folder.is_dir():
+        raise ValueError(f"job {job_id} has no finished model to publish")
+    spec = load_spec_file(folder / f"{name}.yaml")
+    weights = folder / spec.weights.filename
+    return install_model(ExportedModel(folder, spec, weights), settings, replace=replace)
+
+
 def _work_dir(store: JobStore, job_id: str) -> Path:
     if store.files.local:
         return Path(store._dir(job_id, "train"))
@@ -180,7 +200,7 @@ def _run_reid(store: JobStore, job_id: str, spec: JobSpec, work: Path, settings,
     images, table = _reid_data(store, job_id, spec, work)
     config = replace(ReidConfig(**opts["config"]), images=images, identities=table, out_dir=str(work))
     s = run_reid(config, settings, license=opts.get("license", "unknown"), replace=bool(opts.get("replace")),
-                 on_epoch=on_epoch, tick=tick)
+                 install=bool(opts.get("install", True)), on_epoch=on_epoch, tick=tick)
     if s["state"] != "done":
         return s
     s["epochs_done"] = config.epochs
@@ -218,7 +238,8 @@ def run_training(store: JobStore, job_id: str, ctx, renew: Callable[[], object])
             config = replace(TrainConfig(**opts["config"]), data=_training_data(store, job_id, spec, work),
                              out_dir=str(work), images_dir=None)
             summary = run_classifier(config, settings, Hooks(on_epoch=on_epoch, tick=tick),
-                                     license=opts.get("license", "unknown"), replace=bool(opts.get("replace")))
+                                     license=opts.get("license", "unknown"), replace=bool(opts.get("replace")),
+                                     install=bool(opts.get("install", True)))
     except USER_ERRORS as exc:  # bad data or settings: a clear failure, not a retry loop
         result = {"state": "failed", "error": exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)}
         store.put_result(job_id, result)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import tempfile
+import threading
 from pathlib import Path
 
 import gradio as gr
 
+from wildspace.disk import DiskBudget
 from wildspace.services import DetectorService
+from wildspace.ui.fair_use import AppGuard, FairUse
 from wildspace.ui import (batch_tab, jobs_tab, lookup_tab, models_tab, products_tab, single_image, train_tab,
                           video_tab)
 from wildspace.ui.identity import owner_state
@@ -26,18 +28,32 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
     """The app. With a ``queue``, batches of more than ``queue_above`` files go to the
     workers and a *Jobs* tab appears. ``classifiers`` (a ClassifierService) and ``feedback``
     (a FeedbackStore) default to ones over the detector service's data dir; so does
-    ``galleries`` (a GalleryService for the *Individual lookup* tab)."""
+    ``galleries`` (a GalleryService for the *Individual lookup* tab).
+
+    Runs and exports go under ``out_dir`` (default: the settings' work dir), bounded by the
+    fair-use guards (``demo.wildspace_guard``): per-visitor queue places and heavy requests,
+    request time, disk quotas and expiry (see :mod:`wildspace.guards`)."""
+    from gradio.utils import get_upload_folder
+
     from wildspace.classify.feedback import FeedbackStore
     from wildspace.classify.service import ClassifierService
 
-    out_dir = out_dir or Path(tempfile.gettempdir()) / "wildspace-app"
+    from wildspace.ui import mcp_schema
+
+    mcp_schema.install()
+    settings = service.settings
+    out_dir = Path(out_dir or settings.work_dir)
+    guards = settings.guards
+    guard = AppGuard(FairUse(guards), DiskBudget(out_dir, guards, caches=[Path(get_upload_folder())],
+                                                 store=queue.store if queue is not None else None))
     classifiers = classifiers or ClassifierService.sharing(service)
     feedback = feedback or FeedbackStore(service.settings.home / "feedback", service.settings.max_pixels)
     if galleries is None:
         from wildspace.lookup import GalleryService
 
         galleries = GalleryService(service.settings, detectors=service, device=service.device)
-    with gr.Blocks(title="wildspace") as demo:
+    # Gradio deletes the files it made once they are older than the results' expiry
+    with gr.Blocks(title="wildspace", delete_cache=(_sweep_period(guards), int(guards.result_seconds))) as demo:
         gr.Markdown(INTRO)
         if service.settings.public_space:
             # Hugging Face OAuth (README front matter: hf_oauth): logged-in users own their
@@ -47,9 +63,9 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
         with gr.Tab("Single image"):
             single_image.build_tab(service, out_dir / "single", classifiers)
         with gr.Tab("Batch"):
-            batch_tab.build_tab(service, out_dir / "batch", owner, queue, queue_above, classifiers)
+            batch_tab.build_tab(service, out_dir / "batch", owner, queue, queue_above, classifiers, guard)
         with gr.Tab("Video"):
-            video_tab.build_tab(service, out_dir / "video", classifiers)
+            video_tab.build_tab(service, out_dir / "video", classifiers, guard, owner)
         with gr.Tab("Products"):
             products_model = products_tab.build_tab(classifiers, feedback, owner, service.settings.max_pixels)
         with gr.Tab("Individual lookup"):
@@ -58,11 +74,39 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
             with gr.Tab("Jobs"):
                 jobs_tab.build_tab(queue, out_dir / "jobs", owner)
             with gr.Tab("Train"):
-                train_tab.build_tab(queue, classifiers, owner, products_model)
+                train_tab.build_tab(queue, classifiers, owner, products_model, guard)
         with gr.Tab("Models"):
-            models_tab.build_tab(service, models_tab.detector_dropdowns(demo))
+            models_tab.build_tab(service, models_tab.detector_dropdowns(demo), owner, guard)
         demo.load(on_load, stored, [stored, owner], api_name=False)
+    demo.wildspace_guard = guard
+    _queue_fairly(demo, guard)
     return demo
+
+
+def _sweep_period(guards) -> int:
+    return int(min(3600.0, max(60.0, guards.result_seconds / 10)))
+
+
+def _queue_fairly(demo: gr.Blocks, guard: AppGuard) -> None:
+    """Make every ``demo.queue(...)`` (ours, the caller's, or launch's own) per-visitor fair."""
+    original = demo.queue
+
+    def queue(*args, **kwargs):
+        result = original(*args, **kwargs)
+        guard.fair.install(demo)
+        return result
+
+    demo.queue = queue  # type: ignore[method-assign]
+    demo.queue(**queue_options())
+
+
+def start_housekeeping(demo: gr.Blocks, stop: threading.Event | None = None,
+                       every: float | None = None) -> threading.Event:
+    """Delete stale runs, cache entries and finished jobs now and periodically (``app.py``
+    does this at start: a restart cleans what is stale). Returns the event that stops it."""
+    stop = stop or threading.Event()
+    demo.wildspace_guard.disk.start_sweeper(stop, every)
+    return stop
 
 
 def queue_options() -> dict:

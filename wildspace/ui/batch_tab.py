@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import gradio as gr
 from PIL import Image
 
-from wildspace.batch import RunOutput, job_output, run_image_batch, submit_image_batch
+from wildspace.batch import RunOutput, run_image_batch, submit_image_batch
 from wildspace.formats.categories import best_by_kind, image_status, label_of
 from wildspace.media.archives import count_inputs
 from wildspace.media.draw import draw_detections
 from wildspace.media.images import IMAGE_EXTENSIONS, ImageReadError, load_image
 from wildspace.services import DetectorService
 from wildspace.ui.common import classifier_controls, gpu, model_controls, new_work_dir, species_step, user_errors
-from wildspace.ui.identity import owner_of
+from wildspace.ui.fair_use import AppGuard
+from wildspace.ui.identity import owner_of, private_owner
 
 TABLE_HEADERS = ["file", "status", "detections", "max animal", "max person", "max vehicle",
                  "top label", "failure", "species"]
@@ -76,38 +77,39 @@ def gallery_items(out: RunOutput, work_dir: Path, max_pixels: int) -> list[tuple
 
 def run_batch_tab(service: DetectorService, files, model: str, threshold: float, out_root: Path,
                   progress=None, queue=None, owner: str = "anonymous", queue_above: int | None = None,
-                  classifiers=None, classifier: str | None = None, species_threshold: float | None = None):
+                  classifiers=None, classifier: str | None = None, species_threshold: float | None = None,
+                  guard: AppGuard | None = None, request=None):
     """Generator: small batches run here; batches above ``queue_above`` files go to the worker
-    queue and this shows their progress until they are done (they go on if the page closes).
-    Species (``classifier``) are added to batches run here; queued batches are detection only."""
+    queue and this answers at once with the job id (the Jobs tab follows it; it goes on if the
+    page closes), so no app slot is held while the workers do it. With a ``guard`` (the app) the
+    visitor's fair-use and disk quotas apply. Species (``classifier``) are added to batches run
+    here; queued batches are detection only."""
     if not files:
         raise gr.Error("Upload images or a zip of images first.")
     paths = [f if isinstance(f, str) else f.name for f in files]
-    work_dir = new_work_dir(out_root)
+    queued = queue is not None and queue_above is not None and count_inputs(paths) > queue_above
+    with user_errors(), (guard.heavy(request, owner, paths, "batch") if guard else nullcontext()) as watch:
+        work_dir = guard.disk.new_run(out_root, owner) if guard else new_work_dir(out_root)
 
-    def report(done: int, total: int, what: str) -> None:
-        if progress is not None:
-            progress((done, max(total, 1)), desc=f"{done}/{total} {what}")
+        def report(done: int, total: int, what: str) -> None:
+            if watch is not None:
+                watch.check()
+            if progress is not None:
+                progress((done, max(total, 1)), desc=f"{done}/{total} {what}")
 
-    with user_errors():
-        if queue is not None and queue_above is not None and count_inputs(paths) > queue_above:
+        if queued:
+            if guard is not None:
+                guard.check_jobs(queue, owner)
             job_id = submit_image_batch(queue, owner, paths, model, float(threshold), work_dir)
-            while True:
-                st = queue.store.status(job_id, owner)
-                report(st.done, st.total, "images (queued job)")
-                if st.state in ("done", "cancelled"):
-                    break
-                note = (" Species are not added to queued batches yet: run them with "
-                        "`python -m wildspace detect --classifier …`."
-                        if classifier and classifier != "none" else "")
-                yield (f"Large batch: queued as job `{job_id}` — {st.done}/{st.total} done. "
-                       f"It keeps running if you close this page; see the Jobs tab.{note}", None, None, None)
-                time.sleep(1.0)
-            out = job_output(queue.store, job_id, owner, work_dir, float(threshold))
-        else:
-            species = species_step(classifiers, classifier, species_threshold, float(threshold))
-            out = run_image_batch(service, paths, model, float(threshold), work_dir, progress=report,
-                                  species=species)
+            note = (" Species are not added to queued batches yet: run them with "
+                    "`python -m wildspace detect --classifier …`."
+                    if classifier and classifier != "none" else "")
+            yield (f"Large batch: queued as job `{job_id}`. Follow it and download its results in the "
+                   f"**Jobs** tab; it keeps running if you close this page.{note}", None, None, None)
+            return
+        species = species_step(classifiers, classifier, species_threshold, float(threshold))
+        out = run_image_batch(service, paths, model, float(threshold), work_dir, progress=report,
+                              species=species)
     downloads = [str(p) for p in out.exports.values()]
     images_csv = next(iter((work_dir / "exports").glob("*_images.csv")), None)
     if images_csv is not None:
@@ -117,7 +119,7 @@ def run_batch_tab(service: DetectorService, files, model: str, threshold: float,
 
 
 def build_tab(service: DetectorService, out_root: Path, owner_state=None, queue=None,
-              queue_above: int | None = None, classifiers=None) -> None:
+              queue_above: int | None = None, classifiers=None, guard: AppGuard | None = None) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             files = gr.File(file_count="multiple", label="Images or zip files",
@@ -149,9 +151,11 @@ def build_tab(service: DetectorService, out_root: Path, owner_state=None, queue=
             a summary, annotated images, one table row per file, and export files
             (MegaDetector JSON, CSV, COCO Camera Traps, Camtrap DP, crops, sorted images).
         """
-        yield from run_batch_tab(service, file_list, model_name, conf, out_root, progress, queue,
-                                 owner_of(request, token), queue_above, classifiers, classifier_name,
-                                 species_conf)
+        paths = [f if isinstance(f, str) else f.name for f in file_list or []]
+        big = queue is not None and queue_above is not None and count_inputs(paths) > queue_above
+        owner = private_owner(request, token) if big else owner_of(request, token)  # a job must have one owner
+        yield from run_batch_tab(service, file_list, model_name, conf, out_root, progress, queue, owner,
+                                 queue_above, classifiers, classifier_name, species_conf, guard, request)
 
     inputs = [files, model, threshold, classifier, species_threshold] + ([owner_state] if owner_state is not None else [])
     button.click(detect_batch, inputs, [summary, gallery, table, downloads], api_name="detect_batch")

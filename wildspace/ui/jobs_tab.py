@@ -9,7 +9,8 @@ import gradio as gr
 from wildspace.batch import job_output
 from wildspace.jobs.store import JobNotFound
 from wildspace.ui.common import new_work_dir
-from wildspace.ui.identity import owner_of
+from wildspace.ui.free_dropdown import FreeDropdown
+from wildspace.ui.identity import private_owner
 
 HEADERS = ["job", "state", "done", "total", "failed", "created (UTC)", "model"]
 
@@ -52,7 +53,7 @@ def build_tab(queue, out_root: Path, owner_state) -> None:
                 "you close the page and survive a restart of the app; only you can see yours.")
     table = gr.Dataframe(headers=HEADERS, label="Your jobs", interactive=False, elem_id="jobs-table")
     with gr.Row():
-        job = gr.Dropdown(label="Job", choices=[], allow_custom_value=True, elem_id="jobs-choice")
+        job = FreeDropdown(label="Job", choices=[], allow_custom_value=True, elem_id="jobs-choice")
         threshold = gr.Slider(0.01, 0.99, value=0.2, step=0.01, label="Threshold for the exports")
     with gr.Row():
         refresh = gr.Button("Refresh")
@@ -61,16 +62,41 @@ def build_tab(queue, out_root: Path, owner_state) -> None:
     files = gr.File(file_count="multiple", label="Results so far (MegaDetector JSON, CSV, COCO, Camtrap DP)")
     timer = gr.Timer(3.0)
 
-    def _list(token, request: gr.Request):
-        return list_jobs(queue, owner_of(request, token))
+    def jobs_list(token=None, request: gr.Request = None):
+        """Your queued jobs (id, state, done, total, failed, created, model).
 
-    def _cancel(job_id, token, request: gr.Request):
-        return cancel_job(queue, job_id, owner_of(request, token))
+        Returns:
+            a table of your jobs, and the job picker's choices.
+        """
+        return list_jobs(queue, private_owner(request, token))
 
-    def _results(job_id, conf, token, request: gr.Request):
-        return job_results(queue, job_id, owner_of(request, token), out_root, conf)
+    def _tick(token, request: gr.Request):
+        if token is None and getattr(request, "username", None) is None:
+            return gr.update(), gr.update()  # page still loading: no owner yet
+        return jobs_list(token, request)
 
-    refresh.click(_list, [owner_state], [table, job], api_name="list_jobs")
-    timer.tick(_list, [owner_state], [table, job], api_name=False, show_progress="hidden")
-    cancel.click(_cancel, [job, owner_state], [table, job], api_name="cancel_job")
-    download.click(_results, [job, threshold, owner_state], [files], api_name="job_results")
+    def jobs_cancel(job_id, token=None, request: gr.Request = None):
+        """Cancel one of your queued jobs.
+
+        Args:
+            job_id: the job's id (from detect_batch or list_jobs).
+        Returns:
+            your jobs after the cancel.
+        """
+        return cancel_job(queue, job_id, private_owner(request, token))
+
+    def jobs_results(job_id, conf, token=None, request: gr.Request = None):
+        """The results of one of your queued jobs so far (MegaDetector JSON, CSV, COCO, Camtrap DP).
+
+        Args:
+            job_id: the job's id (from detect_batch or list_jobs).
+            conf: confidence threshold for the exports.
+        Returns:
+            the export files.
+        """
+        return job_results(queue, job_id, private_owner(request, token), out_root, conf)
+
+    refresh.click(jobs_list, [owner_state], [table, job], api_name="list_jobs")
+    timer.tick(_tick, [owner_state], [table, job], api_name=False, show_progress="hidden")
+    cancel.click(jobs_cancel, [job, owner_state], [table, job], api_name="cancel_job")
+    download.click(jobs_results, [job, threshold, owner_state], [files], api_name="job_results")

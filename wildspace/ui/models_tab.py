@@ -33,16 +33,23 @@ def model_rows(service: DetectorService) -> list[list]:
             for m in service.listing()]
 
 
-def import_detector_file(service: DetectorService, upload: str | None, name: str | None) -> str:
+def import_detector_file(service: DetectorService, upload: str | None, name: str | None,
+                         owner: str | None = None) -> str:
     """Register an uploaded detector checkpoint as ``name``; returns a confirmation.
 
+    On a public Space a new detector changes what every visitor sees, so it needs the Space
+    owner's opt-in (``WILDSPACE_ALLOW_CUSTOM_WEIGHTS=1``) and a Hugging Face login.
+
     Raises:
-        gr.Error: uploads are off here, no file or name, or the file is refused (reason given).
+        gr.Error: uploads are off here, no login, no file or name, or the file is refused.
     """
     from wildspace.train.cli import model_name
+    from wildspace.ui.identity import logged_in
 
     if not service.settings.allow_custom_weights:
         raise gr.Error(UPLOAD_OFF)
+    if service.settings.public_space and not logged_in(owner or ""):
+        raise gr.Error("Log in with Hugging Face (button at the top) to add detectors on this public Space.")
     if not upload:
         raise gr.Error("Choose a checkpoint file (.pt) first.")
     src = Path(upload)
@@ -66,8 +73,11 @@ def detector_dropdowns(demo: gr.Blocks) -> list[gr.Dropdown]:
             if isinstance(b, gr.Dropdown) and b.label == "Detector" and (b.elem_id or "").endswith("-model")]
 
 
-def build_tab(service: DetectorService, pickers: list[gr.Dropdown]) -> None:
+def build_tab(service: DetectorService, pickers: list[gr.Dropdown], owner_state=None, guard=None) -> None:
     """The tab; ``pickers`` are the other tabs' detector dropdowns, refreshed after an upload."""
+    from wildspace.ui.identity import owner_of
+
+    owner_state = owner_state if owner_state is not None else gr.State(None)
     table = gr.Dataframe(value=model_rows(service), headers=COLUMNS, interactive=False, wrap=True,
                          label="Models this app knows", elem_id="models-table")
     if not service.settings.allow_custom_weights:
@@ -81,7 +91,7 @@ def build_tab(service: DetectorService, pickers: list[gr.Dropdown]) -> None:
     add = gr.Button("Add detector", variant="primary", elem_id="models-add")
     status = gr.Markdown(elem_id="models-status")
 
-    def import_detector(file, model_name_text):
+    def import_detector(file, model_name_text, token=None, request: gr.Request = None):
         """Add a detector checkpoint (YOLOv5 / MegaDetector v5, ultralytics YOLO or RT-DETR) under a name.
 
         Args:
@@ -90,8 +100,13 @@ def build_tab(service: DetectorService, pickers: list[gr.Dropdown]) -> None:
         Returns:
             a confirmation, the updated model table, and the refreshed detector lists.
         """
-        message = import_detector_file(service, file, model_name_text)
+        owner = owner_of(request, token)
+        if guard is not None:
+            with guard.fair.heavy(request, "model import"):
+                message = import_detector_file(service, file, model_name_text, owner)
+        else:
+            message = import_detector_file(service, file, model_name_text, owner)
         names = service.detector_names()
         return (message, model_rows(service), *[gr.update(choices=names) for _ in pickers])
 
-    add.click(import_detector, [upload, name], [status, table, *pickers], api_name="import_detector")
+    add.click(import_detector, [upload, name, owner_state], [status, table, *pickers], api_name="import_detector")

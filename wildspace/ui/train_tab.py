@@ -3,14 +3,13 @@ as a queued job, no code needed."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import gradio as gr
 
 from wildspace.jobs.store import JobNotFound
-from wildspace.ui.identity import owner_of
+from wildspace.ui.identity import logged_in, owner_of, private_owner
 
 ARCHS = ["resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenetv3_small_100", "convnext_tiny"]
 HELP = """Train your own classifier. Upload a **zip of class folders** (one folder per class, e.g.
@@ -28,6 +27,21 @@ normalised). At least two animals, ideally several photos each. A held-out quart
 animal's photos measures top-1 and mAP. Like classifier training, it runs as a resumable job on
 the worker queue. The finished embedder is a model you can build individual-ID galleries with."""
 CLASSIFIER, REID = "classifier", "individual re-ID embedder"
+TRAINING_OFF = ("Training is off on this public Space. Its owner can turn it on for logged-in visitors with "
+                "`WILDSPACE_ALLOW_TRAINING=1`; or run wildspace on your own machine "
+                "(`python -m wildspace train …`).")
+NEED_LOGIN = "Log in with Hugging Face (button at the top) to train models on this public Space."
+
+
+def check_training_allowed(settings, owner: str, arch: str, allowed: list[str]) -> None:
+    """The app's training policy: on a public Space training needs the Space owner's opt-in and a
+    Hugging Face login; only the listed architectures are accepted (the CLI takes any)."""
+    if not settings.allow_training:
+        raise gr.Error(TRAINING_OFF)
+    if settings.public_space and not logged_in(owner):
+        raise gr.Error(NEED_LOGIN)
+    if arch not in allowed:
+        raise gr.Error(f"network '{arch}' is not offered here; choose one of: {', '.join(allowed)}")
 
 
 def parse_label_map(text: str | None) -> dict[str, str]:
@@ -72,10 +86,14 @@ def submit_training(queue, owner: str, upload: str | None, folder: str | None, n
 
 
 def _submit(queue, spec, upload: str | None) -> str:
-    """Queue a training job; an uploaded zip is kept in the job's storage (workers may be elsewhere)."""
-    if upload:
-        from dataclasses import replace
+    """Queue a training job; an uploaded zip is kept in the job's storage (workers may be elsewhere).
+    On a public Space the finished model is not installed for everyone: it stays the trainer's
+    (in the job's folder) until the Space owner publishes it (``train publish``)."""
+    from dataclasses import replace
 
+    if queue.settings.public_space:
+        spec = replace(spec, options={**spec.options, "install": False})
+    if upload:
         spec = replace(spec, inputs=[{"name": "data.zip", "path": "stored:inputs/data.zip"}])
         queue.store.put_input(spec.id, Path(upload), "data.zip")
     return queue.submit(spec)
@@ -157,8 +175,16 @@ def training_status(queue, classifiers, job_id: str | None, owner: str) -> str:
         if test:
             lines.append(f"held-out accuracy **{test['accuracy']:.2f}** on {test['samples']} photos "
                          f"(macro {test['macro_accuracy']:.2f})")
-        lines.append(f"model **{result['model']}** is ready" + _register(classifiers, result["model"]))
+        if not queue.store.spec(job_id).options.get("install", True):
+            lines.append(unpublished(result["model"], job_id))
+        else:
+            lines.append(f"model **{result['model']}** is ready" + _register(classifiers, result["model"]))
     return "  \n".join(lines)
+
+
+def unpublished(name: str, job_id: str) -> str:
+    return (f"model **{name}** is trained. On this public Space it is not shown to other visitors: the "
+            f"Space's owner can publish it with `python -m wildspace train publish {job_id}`.")
 
 
 def _reid_status(queue, s, progress: dict) -> str:
@@ -169,7 +195,9 @@ def _reid_status(queue, s, progress: dict) -> str:
     result = queue.store.result(s.id) or {}
     if result.get("error"):
         lines.append(f"failed: {result['error']}")
-    if result.get("model"):
+    if result.get("model") and not queue.store.spec(s.id).options.get("install", True):
+        lines.append(unpublished(result["model"], s.id))
+    elif result.get("model"):
         name = result["model"]
         test = result.get("test")
         if test:
@@ -196,11 +224,17 @@ def _register(classifiers, name: str) -> str:
     return " in the Products tab." if kind == "products" else " as a species classifier."
 
 
-def build_tab(queue, classifiers, owner_state, products_model=None) -> None:
-    """The tab; ``products_model`` (the Products tab's dropdown) gets new products models."""
+def build_tab(queue, classifiers, owner_state, products_model=None, guard=None) -> None:
+    """The tab; ``products_model`` (the Products tab's dropdown) gets new products models.
+    Where training is off (a public Space without ``WILDSPACE_ALLOW_TRAINING=1``) the tab only
+    says so and no training endpoint exists."""
     from wildspace.train.reid import METRICS, REID_LOSSES
 
-    allow_folders = not os.environ.get("SPACE_ID")  # on a public Space, uploads only
+    settings = queue.settings
+    if not settings.allow_training:
+        gr.Markdown(TRAINING_OFF, elem_id="train-off")
+        return
+    allow_folders = not settings.public_space  # on a public Space, uploads only
     what = gr.Radio([CLASSIFIER, REID], value=CLASSIFIER, label="What to train", elem_id="train-what")
     with gr.Column(visible=True) as classifier_box:
         gr.Markdown(HELP)
@@ -215,7 +249,7 @@ def build_tab(queue, classifiers, owner_state, products_model=None) -> None:
                 label_map = gr.Textbox(label="Rename classes (products need taxonomy labels)",
                                        placeholder="ivory=elephant_ivory, non_ivory=non_wildlife")
             with gr.Column():
-                arch = gr.Dropdown(ARCHS, value="resnet18", label="Network", allow_custom_value=True)
+                arch = gr.Dropdown(ARCHS, value="resnet18", label="Network")
                 epochs = gr.Slider(1, 100, value=10, step=1, label="Epochs")
                 loss = gr.Radio(["ce", "focal", "asymmetric-focal"], value="ce", label="Loss")
                 size = gr.Slider(64, 384, value=160, step=32, label="Input size (px)")
@@ -233,8 +267,7 @@ def build_tab(queue, classifiers, owner_state, products_model=None) -> None:
                 r_name = gr.Textbox(label="Model name", placeholder="e.g. my-tiger-embedder",
                                     elem_id="train-reid-name")
             with gr.Column():
-                r_backbone = gr.Dropdown(REID_BACKBONES, value="resnet18", label="Backbone (timm)",
-                                         allow_custom_value=True)
+                r_backbone = gr.Dropdown(REID_BACKBONES, value="resnet18", label="Backbone (timm)")
                 r_loss = gr.Radio(list(REID_LOSSES), value="triplet", label="Loss")
                 r_metric = gr.Radio(list(METRICS), value="cosine", label="Distance")
                 r_epochs = gr.Slider(1, 100, value=10, step=1, label="Epochs")
@@ -249,13 +282,22 @@ def build_tab(queue, classifiers, owner_state, products_model=None) -> None:
 
     what.change(_show, [what], [classifier_box, reid_box], api_name=False, show_progress="hidden")
 
-    def _start(up, fo, nm, ar, ep, lo, sz, ki, lm, token, request: gr.Request):
-        owner = owner_of(request, token)
+    def _admit(arch: str, allowed: list[str], token, request) -> str:
+        owner = private_owner(request, token)
+        check_training_allowed(settings, owner, arch, allowed)
+        if guard is not None:
+            guard.check_jobs(queue, owner)
+        return owner
+
+    def train_classifier(up, fo, nm, ar, ep, lo, sz, ki, lm, token=None, request: gr.Request = None):
+        """Queue training of an image classifier on a zip of class folders (see the Train tab)."""
+        owner = _admit(ar, ARCHS, token, request)
         job_id = submit_training(queue, owner, up, fo, nm, ar, ep, lo, sz, ki, lm, allow_folders)
         return job_id, training_status(queue, classifiers, job_id, owner)
 
-    def _start_reid(up, fo, table, nm, bb, lo, me, ep, sz, token, request: gr.Request):
-        owner = owner_of(request, token)
+    def train_reid(up, fo, table, nm, bb, lo, me, ep, sz, token=None, request: gr.Request = None):
+        """Queue training of an individual re-ID embedder on a zip of photos with identities.csv."""
+        owner = _admit(bb, REID_BACKBONES, token, request)
         job_id = submit_reid_training(queue, owner, up, fo, table, nm, bb, lo, me, ep, sz, allow_folders)
         return job_id, training_status(queue, classifiers, job_id, owner)
 
@@ -265,9 +307,9 @@ def build_tab(queue, classifiers, owner_state, products_model=None) -> None:
             return text, gr.update()
         return text, gr.update(choices=classifiers.names("products"))
 
-    start.click(_start, [upload, folder, name, arch, epochs, loss, size, kind, label_map, owner_state],
+    start.click(train_classifier, [upload, folder, name, arch, epochs, loss, size, kind, label_map, owner_state],
                 [job, status], api_name="train_classifier")
-    r_start.click(_start_reid, [r_upload, r_folder, r_table, r_name, r_backbone, r_loss, r_metric, r_epochs,
+    r_start.click(train_reid, [r_upload, r_folder, r_table, r_name, r_backbone, r_loss, r_metric, r_epochs,
                                 r_size, owner_state], [job, status], api_name="train_reid")
     outputs = [status, products_model if products_model is not None else gr.State()]
     timer.tick(_status, [job, owner_state], outputs, api_name=False, show_progress="hidden")

@@ -3,6 +3,7 @@ browser, a per-video summary and MegaDetector video JSON."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import gradio as gr
@@ -13,6 +14,8 @@ from wildspace.media.archives import VIDEO_EXTENSIONS
 from wildspace.media.video import Sampling
 from wildspace.services import DetectorService
 from wildspace.ui.common import classifier_controls, gpu, model_controls, new_work_dir, species_step, user_errors
+from wildspace.ui.fair_use import AppGuard
+from wildspace.ui.identity import owner_of
 
 SUMMARY_HEADERS = ["video", "frame rate", "frames analysed", "frames with detections",
                    "max animal", "max person", "max vehicle", "failure", "species"]
@@ -52,18 +55,23 @@ def sampling_from(mode: str, value: float) -> Sampling:
 
 def detect_videos(service: DetectorService, files, model: str, threshold: float, mode: str,
                   step: float, out_root: Path, progress=None, classifiers=None, classifier: str | None = None,
-                  species_threshold: float | None = None):
+                  species_threshold: float | None = None, guard: AppGuard | None = None, request=None,
+                  owner: str = "anonymous"):
+    """Detect in uploaded videos; with a ``guard`` (the app) fair use and disk quotas apply."""
     if not files:
         raise gr.Error("Upload one or more videos first.")
     paths = [f if isinstance(f, str) else f.name for f in files]
     sampling = sampling_from(mode, step)
-    work_dir = new_work_dir(out_root)
+    heavy = guard.heavy(request, owner, paths, "video run", VIDEO_EXTENSIONS) if guard else nullcontext()
+    with user_errors(), heavy as watch:
+        work_dir = guard.disk.new_run(out_root, owner) if guard else new_work_dir(out_root)
 
-    def report(done: int, total: int, what: str) -> None:
-        if progress is not None:
-            progress((done, max(total, 1)), desc=f"{done}/{total} {what}")
+        def report(done: int, total: int, what: str) -> None:
+            if watch is not None:
+                watch.check()
+            if progress is not None:
+                progress((done, max(total, 1)), desc=f"{done}/{total} {what}")
 
-    with user_errors():
         species = species_step(classifiers, classifier, species_threshold, float(threshold))
         out = run_videos(service, paths, model, float(threshold), work_dir, sampling, progress=report,
                          species=species)
@@ -72,7 +80,8 @@ def detect_videos(service: DetectorService, files, model: str, threshold: float,
     return first, videos or None, summary_rows(out), str(out.exports["md-json"])
 
 
-def build_tab(service: DetectorService, out_root: Path, classifiers=None) -> None:
+def build_tab(service: DetectorService, out_root: Path, classifiers=None, guard: AppGuard | None = None,
+              owner_state=None) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             files = gr.File(file_count="multiple", label="Videos", file_types=VIDEO_TYPES, elem_id="video-files")
@@ -91,7 +100,7 @@ def build_tab(service: DetectorService, out_root: Path, classifiers=None) -> Non
 
     @gpu
     def detect_video(file_list, model_name, conf, sample_mode, sample_step, classifier_name="none",
-                     species_conf=0.5, progress=gr.Progress()):
+                     species_conf=0.5, token=None, request: gr.Request = None, progress=gr.Progress()):
         """Find animals, people and vehicles in camera-trap videos.
 
         Args:
@@ -107,8 +116,9 @@ def build_tab(service: DetectorService, out_root: Path, classifiers=None) -> Non
             MegaDetector video JSON.
         """
         return detect_videos(service, file_list, model_name, conf, sample_mode, sample_step, out_root, progress,
-                             classifiers, classifier_name, species_conf)
+                             classifiers, classifier_name, species_conf, guard, request, owner_of(request, token))
 
-    button.click(detect_video, [files, model, threshold, mode, step, classifier, species_threshold],
+    inputs = [files, model, threshold, mode, step, classifier, species_threshold]
+    button.click(detect_video, inputs + ([owner_state] if owner_state is not None else []),
                  [video, all_videos, table, md_json],
                  api_name="detect_video")

@@ -1,0 +1,53 @@
+"""MCP tool schemas that MCP clients can validate.
+
+Gradio describes a multi-file input (``gr.File(file_count="multiple")``) with a ``$defs`` block
+inside the parameter and a ``$ref`` to ``#/$defs/FileData``, which points at the root of the
+tool's schema, where nothing is defined: the MCP server's own argument validation then fails
+every call with ``PointerToNowhere`` (the ``detect_batch`` and ``detect_video`` tools could never
+run). :func:`install` makes every tool schema self-contained by inlining such references.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_PATCHED = "_wildspace_inlined"
+
+
+def inline_refs(schema: Any, defs: dict[str, Any] | None = None) -> Any:
+    """A copy of ``schema`` with ``$defs`` blocks dropped and ``#/$defs/NAME`` references
+    replaced by the definition (keys already next to the ``$ref`` win)."""
+    defs = dict(defs or {})
+    if isinstance(schema, list):
+        return [inline_refs(x, defs) for x in schema]
+    if not isinstance(schema, dict):
+        return schema
+    defs.update(schema.get("$defs") or {})
+    out: dict[str, Any] = {}
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/") and ref[len("#/$defs/"):] in defs:
+        target = inline_refs(defs[ref[len("#/$defs/"):]], defs)
+        out.update({k: v for k, v in target.items() if k != "$ref"})
+    for key, value in schema.items():
+        if key in ("$defs", "$ref"):
+            continue
+        out[key] = inline_refs(value, defs)
+    return out
+
+
+def install() -> None:
+    """Wrap Gradio's MCP input schemas (once per process; a no-op without the MCP extra)."""
+    try:
+        from gradio.mcp import GradioMCPServer
+    except ImportError:
+        return
+    original = GradioMCPServer.get_input_schema
+    if getattr(original, _PATCHED, False):
+        return
+
+    def get_input_schema(self, tool_name, parameters=None):
+        schema, filedata_positions = original(self, tool_name, parameters)
+        return inline_refs(schema), filedata_positions
+
+    setattr(get_input_schema, _PATCHED, True)
+    GradioMCPServer.get_input_schema = get_input_schema
