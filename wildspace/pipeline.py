@@ -1,6 +1,7 @@
 """Batch detection over files: decode and letterbox in threads, group by network-input
-shape, run in batches, stream results out. A file that cannot be read is a ``failure``
-entry; the batch always completes.
+shape, run in batches, stream results out. A file that cannot be read, letterboxed or run
+is a ``failure`` entry; the batch always completes (a batch whose forward pass raises is run
+again image by image, so only the image that fails is a failure).
 
 Decoding runs ahead of inference in a thread pool (at most a few batches in flight), so the
 network never waits for JPEG decoding and memory does not grow with the number of files:
@@ -53,21 +54,32 @@ def detect_files(detector: Detector, files: Iterable[tuple[Path, str]], conf_thr
             image, full_hw = load_image_sized(path, max_pixels=max_pixels, reduce_to=reduce_to)
         except ImageReadError as exc:
             return name, None, str(exc), None
-        return name, detector.prepare(image), None, full_hw
+        except Exception as exc:  # load_image_sized maps decoder errors; anything else is this file's too
+            return name, None, f"cannot decode image: {_brief(exc)}", None
+        try:
+            return name, detector.prepare(image), None, full_hw
+        except Exception as exc:  # e.g. OpenCV refusing a degenerate resize: this file fails
+            return name, None, f"cannot prepare image for the detector: {_brief(exc)}", None
 
     pending: dict[Hashable, list[tuple[str, Prepared, tuple[int, int]]]] = collections.OrderedDict()
 
-    def flush(key: Hashable) -> Iterator[ImageResult]:
-        items = pending.pop(key)
+    def run(items: list[tuple[str, Prepared, tuple[int, int]]]) -> Iterator[ImageResult]:
         try:
             all_dets = detector.run([p for _, p, _ in items], conf_threshold)
-        except (RuntimeError, ValueError) as exc:  # e.g. out of memory: fail these, go on
-            reason = f"{INFERENCE_FAILURE}: {type(exc).__name__}: {str(exc)[:200]}"
-            for name, _, _ in items:
-                yield ImageResult(name, None, failure=reason)
+            if len(all_dets) != len(items):
+                raise RuntimeError(f"the detector returned {len(all_dets)} results for {len(items)} images")
+        except Exception as exc:  # e.g. out of memory, or one image the network cannot take
+            if len(items) > 1:  # again one by one: only the image that fails is a failure
+                for item in items:
+                    yield from run([item])
+                return
+            yield ImageResult(items[0][0], None, failure=f"{INFERENCE_FAILURE}: {_brief(exc)}")
             return
         for (name, _, (h, w)), dets in zip(items, all_dets):
             yield ImageResult(name, dets, width=w, height=h)
+
+    def flush(key: Hashable) -> Iterator[ImageResult]:
+        yield from run(pending.pop(key))
 
     def emit(results: Iterable[ImageResult]) -> Iterator[ImageResult]:
         for r in results:
@@ -88,6 +100,10 @@ def detect_files(detector: Detector, files: Iterable[tuple[Path, str]], conf_thr
                 yield from emit(flush(max(pending, key=lambda k: len(pending[k]))))
         for key in list(pending):
             yield from emit(flush(key))
+
+
+def _brief(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, ahead: int) -> Iterator:

@@ -29,15 +29,24 @@ class LetterboxGeometry:
 def letterbox_shape(h: int, w: int, size: int, stride: int) -> tuple[int, int]:
     """Network input ``(H, W)`` in px for an ``h x w`` image at inference size ``size``."""
     g = size / max(h, w)
-    return (math.ceil(int(h * g) / stride) * stride, math.ceil(int(w * g) / stride) * stride)
+    # a side that scales below 1 px (a 65000x2 strip) still gets one stride, never 0
+    return (math.ceil(max(int(h * g), 1) / stride) * stride, math.ceil(max(int(w * g), 1) / stride) * stride)
 
 
 def letterbox(image: np.ndarray, size: int, stride: int = 32) -> tuple[np.ndarray, LetterboxGeometry]:
-    """Resize and pad an RGB ``uint8`` image; return the padded image and its geometry."""
+    """Resize and pad an RGB ``uint8`` image; return the padded image and its geometry.
+
+    Any shape of at least 1x1 px works (a side that would scale to 0 px is kept at 1 px).
+
+    Raises:
+        ValueError: an empty image (a side of 0 px).
+    """
     h, w = image.shape[:2]
+    if h < 1 or w < 1:
+        raise ValueError(f"cannot letterbox an empty image ({w}x{h} px)")
     H, W = letterbox_shape(h, w, size, stride)
     r = min(H / h, W / w)
-    nw, nh = int(round(w * r)), int(round(h * r))
+    nw, nh = max(int(round(w * r)), 1), max(int(round(h * r)), 1)  # never a 0-pixel resize
     if (nw, nh) != (w, h):
         image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
     dw, dh = (W - nw) / 2, (H - nh) / 2
@@ -70,6 +79,8 @@ def stride_letterbox(image: np.ndarray, size: int, stride: int) -> np.ndarray:
     """
     size = -(-size // stride) * stride
     h, w = image.shape[:2]
+    if h < 1 or w < 1:
+        raise ValueError(f"cannot letterbox an empty image ({w}x{h} px)")
     r = min(size / h, size / w)
     nw, nh = max(round(w * r), 1), max(round(h * r), 1)
     dw, dh = (size - nw) % stride / 2, (size - nh) % stride / 2

@@ -9,6 +9,12 @@ in the queue, and the next worker resumes them where they stopped. "Waiting" is 
 queue itself, so a worker killed between taking a task off the queue and leasing its chunk
 loses nothing; a chunk queued twice is harmless (the second run finds it leased or done).
 
+Retries are bounded: every try at a chunk is counted in the job store (``attempts/``), and a
+try that records new items starts the count again. After ``max_attempts`` tries in a row
+without progress (errors, or a worker that died on the chunk), the chunk's missing items are
+recorded as failures ("failed 3 times while processing: <error>") and the job finishes. A
+training job fails the same way after ``max_attempts`` errors.
+
     WILDSPACE_QUEUE    redis://host:6379/0 for Redis; default sqlite in the data dir
     WILDSPACE_STORAGE  job storage root (default <data dir>/storage); must be shared by the
                        app and the workers
@@ -29,6 +35,7 @@ from wildspace.jobs.leases import Leases, RedisLeases, SqliteLeases
 from wildspace.jobs.store import JobSpec, JobStore
 
 log = logging.getLogger("wildspace.jobs")
+MAX_ATTEMPTS = 3  # tries at a chunk in a row without progress before its items are failures
 
 
 @dataclass
@@ -58,9 +65,13 @@ def storage_root(settings: Settings) -> Path:
 
 class JobQueue:
     def __init__(self, settings: Settings | None = None, url: str | None = None,
-                 store: JobStore | None = None, lease_ttl: float | None = None):
+                 store: JobStore | None = None, lease_ttl: float | None = None,
+                 max_attempts: int = MAX_ATTEMPTS):
         from huey import RedisHuey, SqliteHuey
 
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.max_attempts = max_attempts
         self.settings = settings or load_settings()
         self.url = queue_url(self.settings, url)
         self.lease_ttl = float(lease_ttl or os.environ.get("WILDSPACE_LEASE_TTL", 30))
@@ -127,8 +138,6 @@ class JobQueue:
 
     # -- working ------------------------------------------------------------------------
     def _task(self, job_id: str, chunk: int) -> None:
-        from wildspace.jobs.runner import run_chunk
-
         ctx = self.context
         if ctx is None:
             raise RuntimeError("this process is not a worker (no WorkerContext)")
@@ -138,14 +147,61 @@ class JobQueue:
         renew = lambda: self.leases.renew(key, ctx.worker_id, self.lease_ttl)  # noqa: E731
         try:
             if self.store.spec(job_id).kind in ("train-classifier", "train-reid"):  # train.job.TRAIN_KINDS
-                from wildspace.train.job import run_training
-
-                run_training(self.store, job_id, ctx, renew)
+                self._train(job_id, ctx, renew)
             else:
-                run_chunk(self.store, job_id, chunk, ctx, renew=renew)
+                self._detect(job_id, chunk, ctx, renew)
         finally:
             self.leases.release(key, ctx.worker_id)
         self.store.assemble(job_id)
+
+    def _detect(self, job_id: str, chunk: int, ctx: WorkerContext, renew) -> None:
+        """One try at a detection chunk, counted; the last allowed one never raises."""
+        from wildspace.jobs.runner import run_chunk
+
+        store = self.store
+        indexes = store.spec(job_id).chunks()[chunk]
+        done = len(set(indexes) & store.done_indexes(job_id))
+        if done == len(indexes) or store.cancelled(job_id):
+            return
+        tries = store.start_attempt(job_id, chunk, done)
+        if tries > self.max_attempts:  # the earlier tries died without a word (killed, crashed)
+            self._give_up(job_id, chunk, ctx, tries - 1)
+            return
+        try:
+            run_chunk(store, job_id, chunk, ctx, renew=renew)
+        except Exception as exc:
+            store.note_attempt_error(job_id, chunk, f"{type(exc).__name__}: {exc}")
+            if tries < self.max_attempts:
+                raise  # huey retries it (retry_delay), then recovery does
+            log.warning("job %s chunk %d failed %d times; recording its items as failures", job_id, chunk, tries)
+            self._give_up(job_id, chunk, ctx, tries)
+
+    def _give_up(self, job_id: str, chunk: int, ctx: WorkerContext, tries: int) -> None:
+        """Record every item of the chunk still without a result as a failure with the reason."""
+        from wildspace.types import ImageResult
+
+        store = self.store
+        spec = store.spec(job_id)
+        error = store.attempt(job_id, chunk).get("error") or "the worker stopped before finishing it (killed or crashed)"
+        reason = f"failed {tries} times while processing: {error}"
+        done = store.done_indexes(job_id)
+        for i in spec.chunks()[chunk]:
+            if i not in done:
+                store.put_item(job_id, i, ImageResult(spec.inputs[i]["name"], None, failure=reason), ctx.worker_id)
+
+    def _train(self, job_id: str, ctx: WorkerContext, renew) -> None:
+        """Run a training job; after ``max_attempts`` errors it is failed instead of retried."""
+        from wildspace.train.job import run_training
+
+        try:
+            run_training(self.store, job_id, ctx, renew)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            errors = self.store.note_attempt_error(job_id, 0, error)
+            if errors < self.max_attempts:
+                raise
+            self.store.put_result(job_id, {"state": "failed",
+                                           "error": f"failed {errors} times while processing: {error}"})
 
     def consumer(self, context: WorkerContext, concurrency: int = 1):
         """A huey consumer for this process (threads; the model is shared and stays loaded).

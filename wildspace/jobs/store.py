@@ -6,6 +6,8 @@ Layout of one job (``<root>/jobs/<job id>/``)::
     detector.json     labels and metadata of the model that ran (written once by a worker)
     items/<i>.json    one file per finished input, written atomically as it is made
     cancel            present when cancellation was requested
+    attempts/<k>.json tries at chunk k in a row without progress, and the last error (bounded
+                      retries: the queue gives up on a chunk after a few, see jobs.queue)
     result.json       the assembled MegaDetector document, once every item is done
 
 Results are appended item by item, then assembled, so a killed worker loses at most the item
@@ -184,9 +186,22 @@ class JobStore:
 
     def put_input(self, job_id: str, local: Path, name: str) -> str:
         """Copy an uploaded file into the job's storage; returns its spec path
-        (``stored:inputs/<name>``, resolved by :meth:`local_input`)."""
-        self.files.put_file(local, self._dir(job_id, "inputs", name))
-        return f"stored:inputs/{name}"
+        (``stored:inputs/<name>``, resolved by :meth:`local_input`). The stored name is safe
+        on any disk (:func:`wildspace.media.archives.disk_name`; a plain name is kept), and a
+        name that cannot be stored there (a file and a folder of the same name) is stored under
+        a hashed one: the job's ``name`` stays the original."""
+        from wildspace.media.archives import disk_name, renamed_name
+
+        rel = disk_name(name)
+        target = self._dir(job_id, "inputs", *rel.split("/"))
+        try:
+            if self.files.exists(target):  # another input, on a case-insensitive disk
+                raise FileExistsError(target)
+            self.files.put_file(local, target)
+        except OSError:  # a clash with another input's folder, or a name the disk refuses
+            rel = renamed_name(name)
+            self.files.put_file(local, self._dir(job_id, "inputs", *rel.split("/")))
+        return f"stored:inputs/{rel}"
 
     def local_input(self, job_id: str, path: str, cache: Path) -> Path:
         """A local file for a spec input path (downloaded from remote storage if needed)."""
@@ -256,6 +271,38 @@ class JobStore:
     def done_indexes(self, job_id: str) -> set[int]:
         return {int(n[:-5]) for n in self.files.names(self._dir(job_id, "items"), ".json")
                 if n[:-5].isdigit()}
+
+    # -- attempts: bounded retries ------------------------------------------------------
+    def _attempts(self, job_id: str, chunk: int) -> str:
+        return self._dir(job_id, "attempts", f"{chunk:05d}.json")
+
+    def attempt(self, job_id: str, chunk: int) -> dict:
+        """The try record of a chunk: ``count`` (tries in a row without progress), ``done``
+        (its items recorded when the last try began), ``errors`` and the last ``error``."""
+        path = self._attempts(job_id, chunk)
+        try:
+            rec = json.loads(self.files.read(path)) if self.files.exists(path) else {}
+        except (OSError, ValueError):
+            rec = {}
+        return rec if isinstance(rec, dict) else {}
+
+    def start_attempt(self, job_id: str, chunk: int, done: int) -> int:
+        """Count one more try at a chunk, ``done`` of whose items are recorded; returns how many
+        tries in a row made no progress, this one included (a try that finds more items done
+        than the one before starts the count again). Only the chunk's lease holder calls it."""
+        rec = self.attempt(job_id, chunk)
+        if done > int(rec.get("done", -1)):
+            rec = {"count": 0, "errors": 0}
+        rec.update(count=int(rec.get("count", 0)) + 1, done=done)
+        self.files.write(self._attempts(job_id, chunk), json.dumps(rec))
+        return rec["count"]
+
+    def note_attempt_error(self, job_id: str, chunk: int, error: str) -> int:
+        """Record why a try at a chunk failed; returns the errors in a row without progress."""
+        rec = self.attempt(job_id, chunk)
+        rec.update(errors=int(rec.get("errors", 0)) + 1, error=str(error)[:500])
+        self.files.write(self._attempts(job_id, chunk), json.dumps(rec))
+        return rec["errors"]
 
     # -- detector, cancel, result -------------------------------------------------------
     def put_detector(self, job_id: str, labels: tuple[str, ...], detector: str, metadata: dict) -> None:

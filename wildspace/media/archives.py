@@ -4,14 +4,25 @@ Zip members are checked before anything is written: no absolute or ``..`` paths 
 no symbolic links, no nested archives, bounded sizes and compression ratios (zip bombs),
 bounded counts. A refused member becomes a failure with its reason; the rest goes on.
 Everything is written below ``dest`` and nowhere else.
+
+Names on disk are safe (:func:`disk_name`: plain names are kept, so a zip's folder tree stays
+as it is; a name over :data:`MAX_NAME_BYTES`, with control or reserved characters, or hidden,
+is shortened and suffixed with a hash of the original); a member that still cannot be written
+there (a file and a folder of the same name, a clash on a case-insensitive disk) is written
+under a hashed name in ``.renamed/``. Results always carry the original names. A member that
+cannot be written at all is that member's failure. An upload refused as a whole (too many
+files) leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable
@@ -21,6 +32,9 @@ from wildspace.media.images import IMAGE_EXTENSIONS
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".asf", ".wmv", ".m4v", ".mpg", ".mpeg"})
 ARCHIVE_EXTENSIONS = frozenset({".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar"})
 _JUNK = ("__MACOSX/", ".DS_Store", "Thumbs.db")
+MAX_NAME_BYTES = 120  # one folder or file name on disk (filesystems allow 255 bytes)
+RENAMED = ".renamed"  # where members that cannot keep their path go (disk_name never starts with '.')
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f\\:*?"<>|]')
 
 
 @dataclass(frozen=True)
@@ -39,19 +53,67 @@ class Unpacked:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (reported name, reason)
 
 
+def disk_name(name: str) -> str:
+    """A relative path any filesystem can hold for the reported ``name`` (a relative POSIX path).
+
+    Each plain folder or file name is kept as it is. One that is longer than
+    :data:`MAX_NAME_BYTES` (UTF-8), holds control or reserved characters (``\\ : * ? " < > |``),
+    starts or ends with a dot or a space, becomes its sanitised, shortened self plus ``~`` and
+    a hash of the original (the extension kept): distinct names stay distinct."""
+    parts = [_safe_part(part) for part in PurePosixPath(name).parts if part not in ("", ".", "/")]
+    return "/".join(parts) or "_"
+
+
+def _safe_part(part: str) -> str:
+    clean = _UNSAFE.sub("_", part).strip(" .")
+    if clean == part and part != ".." and len(part.encode("utf-8", "surrogatepass")) <= MAX_NAME_BYTES:
+        return part
+    digest = hashlib.sha256(part.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    suffix = PurePosixPath(clean).suffix if clean else ""
+    if len(suffix) > 12 or not suffix[1:].isalnum() or not suffix.isascii():
+        suffix = ""
+    stem = clean[: len(clean) - len(suffix)] if suffix else clean
+    stem = stem.encode("utf-8", "surrogatepass")[:60].decode("utf-8", "ignore").strip(" .")
+    return f"{stem}~{digest}{suffix}"
+
+
+def renamed_name(name: str) -> str:
+    """The flat fallback path (under :data:`RENAMED`) for a reported ``name`` that cannot be
+    written at its :func:`disk_name`."""
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    suffix = PurePosixPath(disk_name(name)).suffix
+    return f"{RENAMED}/{digest}{suffix}"
+
+
 def unpack_uploads(uploads: Iterable[str | Path], dest: Path, limits: UploadLimits = UploadLimits(),
                    extensions: frozenset[str] = IMAGE_EXTENSIONS) -> Unpacked:
     """Loose files are used in place; zip members with wanted ``extensions`` are extracted
-    under ``dest``. Reported names are relative paths inside a zip, else the file's name;
-    a name seen twice gets a numeric suffix so no result is lost."""
+    under ``dest`` (safe names on disk, see the module docstring). Reported names are relative
+    paths inside a zip, else the file's name; a name seen twice gets a numeric suffix so no
+    result is lost.
+
+    Raises:
+        LimitError: more than ``limits.max_files`` files; what was extracted is deleted first.
+    """
     dest = Path(dest)
+    roots: list[Path] = []
+    try:
+        return _unpack(uploads, dest, limits, extensions, roots)
+    except BaseException:  # refused as a whole (or interrupted): leave nothing behind
+        for root in roots:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _unpack(uploads: Iterable[str | Path], dest: Path, limits: UploadLimits, extensions: frozenset[str],
+            roots: list[Path]) -> Unpacked:
     out = Unpacked()
     seen: set[str] = set()
     total = 0
     for upload in uploads:
         upload = Path(upload)
         if upload.suffix.lower() == ".zip":
-            total = _unpack_zip(upload, dest, limits, extensions, out, seen, total)
+            total = _unpack_zip(upload, dest, limits, extensions, out, seen, total, roots)
         elif upload.suffix.lower() in extensions or upload.suffix.lower() not in ARCHIVE_EXTENSIONS:
             name = unique_name(upload.name, seen)
             size = upload.stat().st_size if upload.is_file() else 0
@@ -70,8 +132,8 @@ def unpack_uploads(uploads: Iterable[str | Path], dest: Path, limits: UploadLimi
     return out
 
 
-def _check_count(out: Unpacked, limits: UploadLimits) -> None:
-    if len(out.files) > limits.max_files:
+def _check_count(out: Unpacked, limits: UploadLimits, coming: int = 0) -> None:
+    if len(out.files) + coming > limits.max_files:
         from wildspace.limits import LimitError
 
         raise LimitError(f"too many files: more than {limits.max_files} in one upload "
@@ -90,24 +152,24 @@ def unique_name(name: str, seen: set[str]) -> str:
 
 
 def _unpack_zip(zpath: Path, dest: Path, limits: UploadLimits, extensions: frozenset[str],
-                out: Unpacked, seen: set[str], total: int) -> int:
-    dest.mkdir(parents=True, exist_ok=True)
-    root = Path(tempfile.mkdtemp(dir=dest, prefix="zip-"))
+                out: Unpacked, seen: set[str], total: int, roots: list[Path]) -> int:
     try:
         zf = zipfile.ZipFile(zpath)
     except (zipfile.BadZipFile, OSError, UnicodeDecodeError, ValueError, EOFError,
             NotImplementedError) as exc:  # corrupt directory, unsupported zip features
-        out.failures.append((unique_name(zpath.name, seen), f"not a readable zip file: {exc}"))
+        out.failures.append((unique_name(zpath.name, seen), f"not a readable zip file: {_why(exc)}"))
         return total
     with zf:
-        for info in zf.infolist():
-            name = info.filename
-            if info.is_dir() or any(j in name for j in _JUNK) or PurePosixPath(name).name.startswith("._"):
-                continue
-            reason = _refuse(info, limits, extensions)
-            if reason == "skip":
-                continue
-            report = unique_name(name.replace("\\", "/").lstrip("/"), seen)
+        members = [(info, _refuse(info, limits, extensions)) for info in zf.infolist()
+                   if not (info.is_dir() or any(j in info.filename for j in _JUNK)
+                           or PurePosixPath(info.filename).name.startswith("._"))]
+        members = [(info, reason) for info, reason in members if reason != "skip"]
+        _check_count(out, limits, sum(reason is None for _, reason in members))  # before writing anything
+        dest.mkdir(parents=True, exist_ok=True)
+        root = Path(tempfile.mkdtemp(dir=dest, prefix="zip-"))
+        roots.append(root)
+        for info, reason in members:
+            report = unique_name(info.filename.replace("\\", "/").lstrip("/"), seen)
             if reason:
                 out.failures.append((report, reason))
                 continue
@@ -115,18 +177,44 @@ def _unpack_zip(zpath: Path, dest: Path, limits: UploadLimits, extensions: froze
                 out.failures.append((report, f"upload too large: total size limit of {limits.max_total_bytes} "
                                              "bytes reached (WILDSPACE_MAX_UPLOAD_MB)"))
                 continue
-            target = root / PurePosixPath(report)
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                written = _copy_limited(zf, info, target, limits.max_file_bytes)
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError, NotImplementedError) as exc:
+                target, dst = _create(root, report)
+            except OSError as exc:
+                out.failures.append((report, f"cannot write this file to disk: {_why(exc)}"))
+                continue
+            try:
+                with dst:
+                    written = _copy_limited(zf, info, dst, limits.max_file_bytes)
+            except (zipfile.BadZipFile, OSError, ValueError, EOFError, RuntimeError, NotImplementedError,
+                    zlib.error) as exc:
                 target.unlink(missing_ok=True)
-                out.failures.append((report, f"cannot extract from zip: {exc}"))
+                out.failures.append((report, f"cannot extract from zip: {_why(exc)}"))
                 continue
             total += written
             out.files.append((target, report))
             _check_count(out, limits)
     return total
+
+
+def _create(root: Path, report: str):
+    """A new file for member ``report`` under ``root``: ``(path, open binary file)``, at its
+    :func:`disk_name`, else (a file/folder clash, a name the disk refuses) at its
+    :func:`renamed_name`. Raises OSError when neither can be written."""
+    for rel in (disk_name(report), renamed_name(report)):
+        target = root / rel
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            return target, open(target, "xb")  # never over another member (case-insensitive disks)
+        except OSError as exc:
+            error = exc
+    raise error
+
+
+def _why(exc: BaseException) -> str:
+    """An exception's reason without the absolute paths an OSError carries."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def _refuse(info: zipfile.ZipInfo, limits: UploadLimits, extensions: frozenset[str]) -> str | None:
@@ -149,10 +237,11 @@ def _refuse(info: zipfile.ZipInfo, limits: UploadLimits, extensions: frozenset[s
     return None
 
 
-def _copy_limited(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limit: int) -> int:
-    """Extract one member, stopping if it inflates past ``limit`` (headers can lie)."""
+def _copy_limited(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dst, limit: int) -> int:
+    """Extract one member into the open file ``dst``, stopping if it inflates past ``limit``
+    (headers can lie)."""
     written = 0
-    with zf.open(info) as src, open(target, "wb") as dst:
+    with zf.open(info) as src:
         while chunk := src.read(1 << 20):
             written += len(chunk)
             if written > limit:

@@ -1,11 +1,14 @@
-"""Camera metadata from EXIF: capture time and GPS position (None when absent or broken)."""
+"""Camera metadata from EXIF: capture time and GPS position (None when absent or broken).
+
+Files are opened with :func:`wildspace.media.images.open_image` (format allowlist, limits) and
+EXIF is read with its bounds (:func:`wildspace.media.images.read_exif`); nothing is decoded."""
 
 from __future__ import annotations
 
 import datetime as _dt
 from pathlib import Path
 
-from PIL import Image
+from wildspace.media.images import open_image, read_exif
 
 _EXIF_IFD = 0x8769
 _GPS_IFD = 0x8825
@@ -18,8 +21,8 @@ def capture_time(path: str | Path) -> _dt.datetime | None:
     """``DateTimeOriginal`` (else ``DateTime``), timezone-aware when the camera wrote an
     ``OffsetTimeOriginal``, naive otherwise (most camera traps keep local time)."""
     try:
-        with Image.open(path) as im:
-            exif = im.getexif()
+        with open_image(path, check_shape=False) as im:
+            exif = read_exif(im)
             sub = exif.get_ifd(_EXIF_IFD)
             raw = sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME)
             offset = sub.get(_OFFSET_TIME_ORIGINAL)
@@ -42,8 +45,8 @@ def capture_time(path: str | Path) -> _dt.datetime | None:
 def gps_position(path: str | Path) -> tuple[float, float] | None:
     """``(latitude, longitude)`` in decimal degrees from the GPS IFD, if present."""
     try:
-        with Image.open(path) as im:
-            gps = im.getexif().get_ifd(_GPS_IFD)
+        with open_image(path, check_shape=False) as im:
+            gps = read_exif(im).get_ifd(_GPS_IFD)
         lat = _degrees(gps[2], gps.get(1, "N"))
         lon = _degrees(gps[4], gps.get(3, "E"))
     except Exception:
@@ -62,9 +65,9 @@ def _degrees(dms, ref: str) -> float:
 def image_size(path: str | Path) -> tuple[int, int] | None:
     """``(width, height)`` as displayed (EXIF rotation applied), from the header only."""
     try:
-        with Image.open(path) as im:
+        with open_image(path, check_shape=False) as im:
             w, h = im.size
-            orientation = im.getexif().get(0x0112, 1)
+            orientation = read_exif(im).get(0x0112, 1)
     except Exception:
         return None
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
