@@ -1,11 +1,23 @@
 """Individual lookup as a service: galleries on disk, detector crops, embedders, enrolment.
 
 This is the layer that composes ``detect`` (crops of whole frames) with ``reid`` (matching),
-used by the app, the CLI and the worker. Local galleries live in ``<home>/galleries/<name>``.
+used by the app, the CLI and the worker. Shared galleries (built with the CLI) live in
+``<home>/galleries/<name>``; a gallery an app user creates lives in their own folder,
+``<home>/galleries/.owners/<sha256 of the owner>/<name>``, so two users may both have a
+gallery called ``cats`` and nobody can tell whether a name is taken by someone else.
+
+Concurrency: there is no service-wide lock held while work is done. Each gallery has its own
+write lock (enrolments into one gallery are serialised, others are not touched); lookups take
+no gallery lock at all (a gallery version is immutable once ``CURRENT`` names it); each
+embedder has its own load lock. Enrolment saves the new version at once with the previous
+calibration (see :meth:`GalleryService.enrol`) and recalibrates off the request path.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import logging
 import re
 import threading
 from dataclasses import dataclass
@@ -15,13 +27,18 @@ import numpy as np
 
 from wildspace.config import Settings, load_settings
 from wildspace.reid.build import CropFn, build_gallery, crop_box, enrol, read_identity_table
-from wildspace.reid.gallery import GalleryData, GalleryError, open_gallery, save_gallery, version_dir
+from wildspace.reid.gallery import (GalleryData, GalleryError, open_gallery, read_version,
+                                    save_gallery, version_dir)
 from wildspace.reid.local_features import extract
-from wildspace.reid.matching import Matcher, default_method
+from wildspace.reid.matching import Matcher, available_methods, default_method
 from wildspace.types import LookupResult
 
+log = logging.getLogger(__name__)
 OWNER_FILE = "OWNER"
+PRIVATE_DIR = ".owners"  # never a gallery name: names start with a letter or digit
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_ABS_PATH = re.compile(r"(?<![\w/:.~])(?:[A-Za-z]:\\|/)(?:[^\s/\\'\"`()\[\]{}<>,;]+[/\\])*"
+                       r"[^\s/\\'\"`()\[\]{}<>,;:]+")
 
 
 @dataclass(frozen=True)
@@ -34,37 +51,88 @@ class LookupAnswer:
 
 
 def check_gallery_name(name: str) -> str:
+    """The stripped name, or :class:`GalleryError` when it is not a plain gallery name."""
     name = (name or "").strip()
     if not _NAME.match(name):
         raise GalleryError(f"gallery name '{name}' must be 1-64 letters, digits, '-', '_' or '.'")
     return name
 
 
+def not_found(name: str) -> str:
+    """The one answer for a gallery that does not exist *and* for someone else's gallery."""
+    return f"no gallery named '{name}'"
+
+
+def hide_paths(text: str) -> str:
+    """``text`` with every absolute file path cut to its last component (app messages)."""
+    def last(m: re.Match) -> str:
+        return re.split(r"[/\\]", m.group(0).rstrip("/\\"))[-1] or "…"
+
+    return _ABS_PATH.sub(last, str(text))
+
+
+def can_calibrate(gallery: GalleryData) -> bool:
+    """Whether a calibration can be fitted: two identities, one of them with two images."""
+    ids, counts = np.unique(gallery.identities, return_counts=True)
+    return len(ids) >= 2 and bool((counts >= 2).any())
+
+
+def _is_gallery(root: Path) -> bool:
+    return (root / "CURRENT").is_file() or (root / "gallery.json").is_file()
+
+
+def _key(root: Path) -> str:
+    return str(Path(root).resolve())
+
+
 class GalleryService:
-    """Galleries under ``<home>/galleries`` plus the models they need (cached, thread-safe)."""
+    """Galleries under ``<home>/galleries`` plus the models they need (cached, thread-safe).
+
+    ``background_calibration`` (default on; the CLI turns it off): an enrolment into a
+    calibrated gallery is saved at once *keeping the previous calibration* and a background
+    thread recalibrates and saves a new version; see :meth:`enrol`.
+    """
 
     def __init__(self, settings: Settings | None = None, detectors=None, device: str = "cpu",
-                 crop_threshold: float = 0.2):
+                 crop_threshold: float = 0.2, background_calibration: bool = True):
         self.settings = settings or load_settings()
         self.detectors = detectors  # a DetectorService, for crops of whole frames
         if not 0 < crop_threshold < 1:
             raise ValueError(f"crop threshold must be between 0 and 1, got {crop_threshold}")
         self.crop_threshold = crop_threshold
         self.device = device
-        self._lock = threading.RLock()
+        self.background_calibration = background_calibration
+        self._guard = threading.Lock()  # only around the dicts below, never around work
+        self._locks: dict[tuple[str, str], threading.RLock] = {}
         self._cache: dict[str, tuple[str, GalleryData]] = {}
         self._embedders: dict[str, object] = {}
+        self._recal: dict[str, dict] = {}  # gallery key -> pending background recalibration
 
     @property
     def root(self) -> Path:
         return self.settings.home / "galleries"
 
+    def _lock(self, kind: str, key: str) -> threading.RLock:
+        """The lock for one gallery (``write``/``load``) or one embedder (``embedder``)."""
+        with self._guard:
+            return self._locks.setdefault((kind, key), threading.RLock())
+
+    # -- names and folders ---------------------------------------------------------------
+    def private_root(self, owner: str) -> Path:
+        """The folder of one app user's own galleries (named by a hash, never the token)."""
+        return self.root / PRIVATE_DIR / hashlib.sha256(owner.encode("utf-8")).hexdigest()[:32]
+
     def names(self, owner: str | None = None) -> list[str]:
-        """Galleries this owner may see: shared ones and their own (``None`` = all; the CLI)."""
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir()
-                      if (p / "CURRENT").is_file() and self._visible(p, owner))
+        """Galleries this owner may see: shared ones and their own (``None`` = all shared
+        and legacy ones; the CLI)."""
+        found: set[str] = set()
+        if self.root.is_dir():
+            found |= {p.name for p in self.root.iterdir() if _NAME.match(p.name)
+                      and (p / "CURRENT").is_file() and self._visible(p, owner)}
+        if owner is not None and self.private_root(owner).is_dir():
+            found |= {p.name for p in self.private_root(owner).iterdir()
+                      if _NAME.match(p.name) and (p / "CURRENT").is_file()}
+        return sorted(found)
 
     def shared_names(self) -> list[str]:
         """Galleries everyone may see (built with the CLI, no owner)."""
@@ -72,11 +140,16 @@ class GalleryService:
 
     def path(self, name: str, owner: str | None = None) -> Path:
         """A gallery reference. The CLI (``owner=None``) may name any folder; app users only
-        plain names under ``root``."""
+        plain names: their own gallery, else a shared one, else where theirs would be made."""
         if owner is not None:
-            return self.root / check_gallery_name(name)
+            name = check_gallery_name(name)
+            own = self.private_root(owner) / name
+            shared = self.root / name
+            if not _is_gallery(own) and _is_gallery(shared) and self._visible(shared, owner):
+                return shared
+            return own
         p = Path(name)
-        if p.is_dir() and ((p / "CURRENT").is_file() or (p / "gallery.json").is_file()):
+        if p.is_dir() and _is_gallery(p):
             return p
         if p.is_absolute() or len(p.parts) > 1:
             return p  # a folder to create (``gallery build --out``)
@@ -85,7 +158,8 @@ class GalleryService:
     # -- ownership ---------------------------------------------------------------------
     @staticmethod
     def gallery_owner(root: Path) -> str | None:
-        """Who enrolled the gallery in the app (``None``: a shared gallery, built by the CLI)."""
+        """Who enrolled a top-level gallery in the app before galleries had owner folders
+        (``None``: a shared gallery, built by the CLI)."""
         f = Path(root) / OWNER_FILE
         return f.read_text(encoding="utf-8").strip() or None if f.is_file() else None
 
@@ -93,31 +167,48 @@ class GalleryService:
         found = self.gallery_owner(root)
         return owner is None or found is None or found == owner
 
-    def _check_read(self, root: Path, owner: str | None, name: str) -> None:
-        if not self._visible(root, owner):
-            raise GalleryError(f"{root} is not a gallery (no gallery named '{name}')")
+    def _is_shared(self, root: Path) -> bool:
+        return Path(root).parent == self.root and _is_gallery(root) and self.gallery_owner(root) is None
 
     def _check_write(self, root: Path, owner: str | None, name: str) -> None:
         """App writes: your own gallery, or a shared one off a public Space; on a public Space
         only users logged in with Hugging Face may write at all."""
-        if owner is None:
+        if owner is None or not self.settings.public_space:
             return
-        self._check_read(root, owner, name)
-        if self.settings.public_space:
-            if not owner.startswith("hf:"):
-                raise GalleryError("log in with Hugging Face to enrol animals on this public Space")
-            if (root / "CURRENT").is_file() and self.gallery_owner(root) is None:
-                raise GalleryError(f"gallery '{name}' is shared and read-only here; enrol into a "
-                                   "gallery of your own (type a new name)")
+        if not owner.startswith("hf:"):
+            raise GalleryError("log in with Hugging Face to enrol animals on this public Space")
+        if self._is_shared(root):
+            raise GalleryError(f"gallery '{name}' is shared and read-only here; enrol into a "
+                               "gallery of your own (type a new name)")
+
+    def _app_error(self, exc: Exception, name: str, root: Path) -> GalleryError:
+        """An error for app users: the gallery by name, no server path."""
+        if isinstance(exc, OSError):
+            return GalleryError(f"gallery '{name}' cannot be used right now "
+                                f"({exc.strerror or type(exc).__name__})")
+        text = str(exc)
+        for folder in sorted({str(root), _key(root)}, key=len, reverse=True):
+            text = re.sub(re.escape(folder) + r"(?:[/\\]versions[/\\]\d+)?", f"gallery '{name}'", text)
+        for folder in sorted({str(self.settings.home), _key(self.settings.home)}, key=len, reverse=True):
+            text = text.replace(folder, "the data folder")
+        return GalleryError(hide_paths(text))
 
     # -- models ----------------------------------------------------------------------------
     def embedder(self, name: str):
+        """The embedder ``name``, loaded once; loading holds only that name's lock."""
         from wildspace.reid.embedders import load_embedder
 
-        with self._lock:
-            if name not in self._embedders:
-                self._embedders[name] = load_embedder(name, self.settings, self.device)
-            return self._embedders[name]
+        with self._guard:
+            if name in self._embedders:
+                return self._embedders[name]
+        with self._lock("embedder", name):
+            with self._guard:
+                if name in self._embedders:
+                    return self._embedders[name]
+            emb = load_embedder(name, self.settings, self.device)
+            with self._guard:
+                self._embedders[name] = emb
+            return emb
 
     def crop_fn(self, detector: str | None, threshold: float | None = None) -> CropFn | None:
         """Crop of the most confident animal box at or above ``threshold`` (default: the
@@ -142,17 +233,52 @@ class GalleryService:
 
     # -- galleries -------------------------------------------------------------------------
     def open(self, name: str, owner: str | None = None) -> GalleryData:
-        """The live version of a gallery this owner may see (``None`` = any; the CLI)."""
+        """The live version of a gallery this owner may see (``None`` = any; the CLI).
+
+        A gallery that does not exist and another user's gallery give the same error."""
         root = self.path(name, owner)
-        self._check_read(root, owner, name)
-        with self._lock:
+        try:
+            return self._load(root, name)
+        except GalleryError as exc:
+            raise (exc if owner is None else self._app_error(exc, name, root)) from None
+        except OSError as exc:
+            if owner is None:
+                raise
+            raise self._app_error(exc, name, root) from None
+
+    def _load(self, root: Path, name: str) -> GalleryData:
+        """The live version, from the cache when ``CURRENT`` has not moved (no write lock)."""
+        key = _key(root)
+        for attempt in range(3):
+            if not _is_gallery(root):
+                raise GalleryError(not_found(name))
             current = str(version_dir(root))
-            hit = self._cache.get(str(root))
+            with self._guard:
+                hit = self._cache.get(key)
             if hit and hit[0] == current:
                 return hit[1]
-            gallery = open_gallery(root)
-            self._cache[str(root)] = (current, gallery)
-            return gallery
+            with self._lock("load", key):  # one reader loads, the others wait for it
+                with self._guard:
+                    hit = self._cache.get(key)
+                if hit and hit[0] == current:
+                    return hit[1]
+                try:
+                    gallery = read_version(Path(current))
+                except GalleryError:
+                    if attempt < 2 and str(version_dir(root)) != current:
+                        continue  # a newer version replaced this one while it was read
+                    raise
+                with self._guard:
+                    self._cache[key] = (current, gallery)
+                return gallery
+        raise GalleryError(not_found(name))  # pragma: no cover - CURRENT moved three times
+
+    def _saved(self, root: Path, gallery: GalleryData) -> None:
+        """Save a new version; the next open reads it back (what a restarted app would see:
+        descriptors are stored as float16)."""
+        save_gallery(root, gallery)
+        with self._guard:
+            self._cache.pop(_key(root), None)
 
     def build(self, name: str, images: Path, identities: Path, model: str | None = None,
               crop_with: str | None = None, local: bool = True, progress=None
@@ -165,14 +291,14 @@ class GalleryService:
                                           crop_fn=self.crop_fn(crop_with), local=local,
                                           max_pixels=self.settings.max_pixels, progress=progress)
         self.calibrate(gallery)
-        save_gallery(root, gallery)
+        with self._lock("write", _key(root)):
+            self._saved(root, gallery)
         return root, gallery, failures
 
     @staticmethod
     def calibrate(gallery: GalleryData) -> None:
         """Fit every method the gallery supports (needs two identities, one with 2 images)."""
         from wildspace.reid.calibration import CalibrationError
-        from wildspace.reid.matching import available_methods
 
         for method in available_methods(gallery):
             try:
@@ -203,16 +329,41 @@ class GalleryService:
 
     def enrol(self, name: str, crop: np.ndarray, identity: str, viewpoint: str = "",
               bbox=None, create: bool = False, owner: str | None = None) -> GalleryData:
-        """Append an image of ``identity`` (new or known), recalibrate, save atomically.
+        """Append an image of ``identity`` (new or known) and save a new version atomically.
+
+        Calibration: a gallery with no calibration yet (new, or just grown to two animals, one
+        with two photos) is calibrated before it is saved, so it is usable at once. A gallery
+        that is calibrated already is saved at once *with its previous calibration* (one more
+        photo barely moves a leave-one-out fit: a valid approximation) and, with
+        ``background_calibration``, recalibrated by one background thread per gallery that
+        saves one more version (several enrolments meanwhile: one recalibration of the latest
+        version). :meth:`wait_calibrated` waits for it. Only this gallery's write lock is held.
 
         ``owner`` (app users) scopes the write: a gallery created in the app belongs to its
         creator and is invisible to others; see :meth:`_check_write` for public Spaces.
         """
         root = self.path(name, owner)
         self._check_write(root, owner, name)
-        with self._lock:
-            if create and not (root / "CURRENT").is_file():
-                from wildspace.atomic import atomic_path
+        try:
+            gallery, later = self._enrol(root, name, crop, identity, viewpoint, bbox, create)
+        except GalleryError as exc:
+            raise (exc if owner is None else self._app_error(exc, name, root)) from None
+        except OSError as exc:
+            if owner is None:
+                raise
+            raise self._app_error(exc, name, root) from None
+        push = owner is None or owner.startswith("hf:") or not self.settings.public_space
+        if later:
+            self._schedule_recalibration(root, name, push)
+        elif push:
+            self.push_if_configured(root, gallery)
+        return gallery
+
+    def _enrol(self, root: Path, name: str, crop, identity, viewpoint, bbox, create
+               ) -> tuple[GalleryData, bool]:
+        """The new version saved; ``True`` when it still needs a background recalibration."""
+        with self._lock("write", _key(root)):
+            if create and not _is_gallery(root):
                 from wildspace.reid.gallery import Record, encode_jpeg
 
                 if not identity.strip():
@@ -220,21 +371,84 @@ class GalleryService:
                 gallery = GalleryData(name=name, records=[Record(f"enrolled-0-{identity}",
                                       identity.strip(), viewpoint, bbox)],
                                       images=[encode_jpeg(crop)], features=[extract(crop)])
-                if owner is not None:
-                    root.mkdir(parents=True, exist_ok=True)
-                    with atomic_path(root / OWNER_FILE) as tmp:
-                        tmp.write_text(owner, encoding="utf-8")
+                previous: dict = {}
             else:
-                current = self.open(name, owner)
+                current = self._load(root, name)
                 emb = self.embedder(current.embedder) if current.embeddings is not None else None
                 gallery = enrol(current, crop, identity, viewpoint=viewpoint, bbox=bbox,
                                 embedder=emb)
-            self.calibrate(gallery)
-            save_gallery(root, gallery)
-            self._cache.pop(str(root), None)
-        if owner is None or owner.startswith("hf:") or not self.settings.public_space:
-            self.push_if_configured(root, gallery)
-        return gallery
+                previous = current.calibrations
+            methods = available_methods(gallery)
+            kept = {m: c for m, c in previous.items() if m in methods}
+            later = self.background_calibration and bool(methods) and set(kept) == set(methods)
+            if later:
+                gallery.calibrations = dict(kept)
+            elif can_calibrate(gallery):
+                self.calibrate(gallery)
+            self._saved(root, gallery)
+        return gallery, later
+
+    # -- background recalibration -------------------------------------------------------
+    def _schedule_recalibration(self, root: Path, name: str, push: bool) -> None:
+        key = _key(root)
+        with self._guard:
+            job = self._recal.get(key)
+            if job is not None:  # a thread is on it: it recalibrates the latest version next
+                job["dirty"] = True
+                job["push"] = job["push"] or push
+                return
+            job = {"dirty": True, "push": push, "done": threading.Event()}
+            self._recal[key] = job
+        threading.Thread(target=self._recalibrate_loop, args=(root, name, key, job),
+                         name=f"recalibrate-{name}", daemon=True).start()
+
+    def _recalibrate_loop(self, root: Path, name: str, key: str, job: dict) -> None:
+        try:
+            while True:
+                with self._guard:
+                    if job["dirty"]:
+                        job["dirty"], work = False, "calibrate"
+                    elif job["push"]:
+                        job["push"], work = False, "push"
+                    else:
+                        del self._recal[key]
+                        return
+                try:
+                    if work == "calibrate":
+                        self._recalibrate_once(root, name)
+                    else:
+                        self.push_if_configured(root, self._load(root, name))
+                except Exception:  # noqa: BLE001 - a background thread must not die silently
+                    log.exception("background %s of gallery '%s' failed", work, name)
+        finally:
+            job["done"].set()
+
+    def _recalibrate_once(self, root: Path, name: str) -> None:
+        """Fit the live version's calibration (no lock held) and save it as a new version,
+        unless an enrolment replaced that version meanwhile (it scheduled another round)."""
+        version = str(version_dir(root))
+        base = self._load(root, name)
+        if not can_calibrate(base):
+            return
+        fresh = dataclasses.replace(base, calibrations={})
+        self.calibrate(fresh)
+        with self._lock("write", _key(root)):
+            if str(version_dir(root)) != version:
+                return
+            self._saved(root, fresh)
+
+    def wait_calibrated(self, name: str | None = None, owner: str | None = None,
+                        timeout: float | None = None) -> bool:
+        """Wait for background recalibrations (of one gallery, or all); ``False`` on timeout."""
+        keys = None if name is None else {_key(self.path(name, owner))}
+        while True:
+            with self._guard:
+                events = [j["done"] for k, j in self._recal.items() if keys is None or k in keys]
+            if not events:
+                return True
+            for e in events:
+                if not e.wait(timeout):
+                    return False
 
     def push_if_configured(self, root: Path, gallery: GalleryData) -> str | None:
         """Push to the gallery's Hub repo (set by ``gallery pull``) when ``HF_TOKEN`` is set."""
@@ -254,7 +468,6 @@ class GalleryService:
         gallery = open_gallery(pull_gallery(repo_id, revision, self.settings.hf_cache))
         gallery.meta.update(hub_repo=repo_id, hub_revision=revision)
         root = self.path(name)
-        with self._lock:
-            save_gallery(root, gallery)
-            self._cache.pop(str(root), None)
+        with self._lock("write", _key(root)):
+            self._saved(root, gallery)
         return gallery

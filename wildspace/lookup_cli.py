@@ -76,7 +76,9 @@ def _service(args):
         from wildspace.services import DetectorService
 
         detectors = DetectorService()
-    return GalleryService(detectors=detectors, crop_threshold=getattr(args, "crop_threshold", 0.2))
+    # a command is one process: it recalibrates before it saves (no background thread)
+    return GalleryService(detectors=detectors, crop_threshold=getattr(args, "crop_threshold", 0.2),
+                          background_calibration=False)
 
 
 def _load_rgb(path: Path, settings):

@@ -3,6 +3,7 @@ atomic writes, the Hub round trip through a local cache, and the CLI."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -61,10 +62,15 @@ def test_enrol_new_animal_persists(built):
     svc, root, gallery, _ = built
     newcomer = coat(4242)
     g = svc.enrol("cats", photo(newcomer, seed=1), "dax")
-    assert len(g) == 10
+    assert len(g) == 10 and g.calibrations == gallery.calibrations  # kept until recalibrated
     svc.enrol("cats", photo(newcomer, seed=2), "dax")
+    assert svc.wait_calibrated(timeout=120)
     fresh = GalleryService(load_settings())  # as after an app restart
     assert len(fresh.open("cats")) == 11
+    # the background recalibration saved the calibration of the 11-photo gallery
+    reference = dataclasses.replace(fresh.open("cats"), calibrations={})
+    GalleryService.calibrate(reference)
+    assert fresh.open("cats").calibrations == reference.calibrations != gallery.calibrations
     ans = fresh.lookup("cats", photo(newcomer, seed=3))
     assert ans.result.identity == "dax"
     with pytest.raises(GalleryError, match="name"):
@@ -229,11 +235,17 @@ def test_pulled_gallery_pushes_enrolments_when_a_token_is_set(built, monkeypatch
                         lambda root, repo, token: pushed.append((repo, token)) or "d" * 40)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     svc.enrol("field", photo(coat(31), 1), "newcat")
+    assert svc.wait_calibrated(timeout=120)
     assert pushed == []  # no token: stays local
     monkeypatch.setenv("HF_TOKEN", "hf_test")
     svc.enrol("field", photo(coat(31), 2), "newcat")
-    assert pushed == [("org/field-cats", "hf_test")]
+    assert svc.wait_calibrated(timeout=120)
+    assert pushed == [("org/field-cats", "hf_test")]  # once, after the recalibration
     assert open_gallery(svc.path("field")).meta["hub_repo"] == "org/field-cats"
+    # the CLI (no background thread) pushes from the enrolment itself
+    cli = GalleryService(load_settings(), background_calibration=False)
+    cli.enrol("field", photo(coat(31), 3), "newcat")
+    assert pushed == [("org/field-cats", "hf_test")] * 2
 
 
 def test_whole_frames_are_cropped_to_the_best_animal_box(synthetic_set, tmp_path):
@@ -291,6 +303,11 @@ def test_app_galleries_belong_to_their_creator(built):
     # off a public Space, shared galleries accept enrolments from the app
     svc.enrol("cats", photo(coat(64), 1), "c-new", owner=bob)
     assert len(svc.open("cats", alice)) == 10
+    # an app user's galleries live in their own folder, named by a hash (never the token)
+    mine = svc.path("alices", alice)
+    assert mine.parent == svc.private_root(alice) and mine.parent.parent == svc.root / ".owners"
+    assert alice not in str(mine) and svc.path("alices", bob) != mine
+    assert svc.wait_calibrated(timeout=120)
 
 
 def test_public_space_needs_a_login_to_write(built):

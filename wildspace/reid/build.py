@@ -69,7 +69,8 @@ def read_identity_table(path: Path) -> list[TableRow]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise GalleryError(f"cannot read identities table {path}: {exc}") from None
+        why = getattr(exc, "strerror", None) or exc
+        raise GalleryError(f"cannot read identities table {path.name}: {why}") from None
     reader = csv.DictReader(text.splitlines())
     header = {(h or "").strip().lower(): h for h in (reader.fieldnames or [])}
     cols = {}
@@ -77,7 +78,7 @@ def read_identity_table(path: Path) -> list[TableRow]:
         cols[key] = next((header[n] for n in names if n in header), None)
     for key in ("file", "identity"):
         if cols[key] is None:
-            raise GalleryError(f"{path}: needs a '{key}' column (accepted names: "
+            raise GalleryError(f"{path.name}: needs a '{key}' column (accepted names: "
                                f"{', '.join(_ALIASES[key])}); found {', '.join(header) or 'none'}")
     rows = []
     for n, raw in enumerate(reader, start=2):
@@ -90,7 +91,7 @@ def read_identity_table(path: Path) -> list[TableRow]:
         rows.append(TableRow(get("file"), get("identity"), normalise_viewpoint(get("viewpoint")),
                              _parse_bbox(get("bbox"), where), get("date"), get("location")))
     if not rows:
-        raise GalleryError(f"{path}: no rows")
+        raise GalleryError(f"{path.name}: no rows")
     return rows
 
 
