@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
+from wildspace.lookup import hide_paths
 from wildspace.media.images import ImageReadError, load_image
 from wildspace.ui.common import gpu, user_errors
 from wildspace.ui.safe_image import SafeImage, image_file
@@ -42,6 +44,18 @@ def _verdict_text(result) -> str:
     return (f"### Looks like a new animal\nThe closest is {top.identity} with probability "
             f"{top.probability:.0%}, below the gallery's calibrated decision level. If you know "
             "this animal, enrol it below.")
+
+
+@contextlib.contextmanager
+def app_errors():
+    """:func:`user_errors`, and no message names a server path (the data dir, upload cache)."""
+    try:
+        with user_errors():
+            yield
+    except gr.Error as exc:
+        raise gr.Error(hide_paths(exc.message)) from None
+    except OSError as exc:
+        raise gr.Error(f"The gallery cannot be used right now ({exc.strerror or type(exc).__name__}).") from None
 
 
 def build_tab(galleries, detectors, out_dir: Path | None = None, owner_state=None) -> None:
@@ -96,7 +110,7 @@ def build_tab(galleries, detectors, out_dir: Path | None = None, owner_state=Non
         try:
             rgb = load_image(image_path, max_pixels=galleries.settings.max_pixels)
         except ImageReadError as exc:
-            raise gr.Error(f"This file cannot be read as an image: {exc}") from None
+            raise gr.Error(f"This file cannot be read as an image: {hide_paths(exc)}") from None
         return rgb, None if detector in (None, "", NO_DETECTOR) else detector
 
     @gpu
@@ -116,7 +130,7 @@ def build_tab(galleries, detectors, out_dir: Path | None = None, owner_state=Non
         rgb, det = _inputs(gallery_name, image_path, detector)
         view = "" if flank_shown in (None, "", "unknown") else flank_shown
         owner = owner_of(request, token)
-        with user_errors():
+        with app_errors():
             ans = galleries.lookup(gallery_name, rgb, view, det,
                                    None if match_method in (None, "", AUTO) else match_method,
                                    owner=owner)
@@ -149,7 +163,7 @@ def build_tab(galleries, detectors, out_dir: Path | None = None, owner_state=Non
         if not (identity or "").strip():
             raise gr.Error("Type the animal's name first.")
         view = "" if flank_shown in (None, "", "unknown") else flank_shown
-        with user_errors():
+        with app_errors():
             crop_img, bbox = prepare_query(rgb, None, galleries.crop_fn(det))
             g = galleries.enrol(gallery_name, crop_img, identity.strip(), view, bbox, create=True,
                                 owner=owner_of(request, token))
