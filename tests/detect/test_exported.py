@@ -59,11 +59,11 @@ def test_torch_auto_and_other_weights_take_the_full_path(model_files, tmp_path):
                       UltralyticsDetector)
     (meta_file,) = tmp_path.glob("*.json")
     meta = json.loads(meta_file.read_text())
-    meta["speedup_vs_torch"] = 0.9  # the export measured slower here: auto keeps eager torch
+    meta["speed"].update(speedup=0.5, noisy=False)  # the export measured slower here: auto keeps eager torch
     meta_file.write_text(json.dumps(meta))
     auto = build_detector(weights, input_size=256, backend="auto", export_dir=tmp_path)
     assert isinstance(auto, UltralyticsDetector) and auto.backend == "torch"
-    meta["speedup_vs_torch"] = 2.0
+    meta["speed"]["speedup"] = 2.0
     meta_file.write_text(json.dumps(meta))
     assert isinstance(build_detector(weights, input_size=256, backend="auto", export_dir=tmp_path),
                       ExportedYoloDetector)

@@ -39,13 +39,16 @@ def runtime_record(family: str, labels: Sequence[str], stride: int, end2end: boo
 
 
 def find_export(weights: str | Path, family: str, export_dir: str | Path, requested: str,
-                device: str) -> tuple[Path, dict] | None:
+                device: str, threads: int | None = None) -> tuple[Path, dict] | None:
     """The cached export of ``weights`` with a runtime record, when the backend asked for
-    would use it (``onnx``; ``auto`` when it measured faster); else ``None``.
-    ``family`` is the checkpoint's (``ultralytics`` or ``yolov5-legacy``)."""
+    would use it (``onnx``; ``auto`` when its speed record is current for this machine and
+    ``threads`` and does not favour eager PyTorch); else ``None`` (the full detector then
+    measures again where needed). ``family`` is the checkpoint's (``ultralytics`` or
+    ``yolov5-legacy``)."""
     from importlib.util import find_spec
 
-    from wildspace.detect.onnx_backend import cache_key, prefer_exported
+    from wildspace.detect.cpu import resolve_threads
+    from wildspace.detect.onnx_backend import cache_key, prefer_exported, speed_record_current
     from wildspace.hub.fetch import sha256_file
 
     if family not in RUNTIME_FAMILIES or requested == "torch" or not str(device).startswith("cpu"):
@@ -63,6 +66,8 @@ def find_export(weights: str | Path, family: str, export_dir: str | Path, reques
     runtime = meta.get("runtime") or {}
     if runtime.get("version") != RUNTIME_VERSION or runtime.get("family") != family:
         return None
+    if requested == "auto" and not speed_record_current(meta, resolve_threads(threads)):
+        return None  # measured elsewhere, with other versions, or implausibly: measure again
     if not prefer_exported(requested, meta):
         return None
     return onnx_path, meta

@@ -96,7 +96,7 @@ def _exported(path: Path, family: str, info: DetectorInfo, device: str, backend:
     from wildspace.detect.exported import ExportedYoloDetector, find_export
     from wildspace.detect.onnx_backend import default_export_dir
 
-    found = find_export(path, family, export_dir or default_export_dir(), backend, device)
+    found = find_export(path, family, export_dir or default_export_dir(), backend, device, threads)
     if not found:
         return None
     try:

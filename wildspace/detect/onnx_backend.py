@@ -9,11 +9,15 @@ weights' sha256, the network kind and the torch/exporter versions. Later loads r
 file. Pre-processing (letterbox) and post-processing (NMS, box mapping) stay the same code
 as the torch path, so the only difference is the network's floating-point arithmetic.
 
-``backend="auto"`` picks ONNX Runtime on CPU when ``onnxruntime`` is installed, the export
-verifies and it measured faster than the detector's own eager path (timed once at export,
-kept in the cache's report); otherwise eager PyTorch (CUDA runs eager, with fp16 autocast).
-On a 2-core AMD EPYC (Zen 4) it was about 2x for the narrow legacy YOLOv5n, and no faster
-than ultralytics' channels-last eager path for the wide YOLOv9-C.
+``backend="auto"`` picks ONNX Runtime on CPU when ``onnxruntime`` is installed and the export
+verifies, unless a trustworthy measurement on this machine found it clearly slower than the
+detector's own eager path (:func:`prefer_exported`); CUDA runs eager, with fp16 autocast.
+The measurement (:func:`measure_speed`: interleaved rounds, best of each side, wall and CPU
+seconds) is kept in the cache's report with the machine's fingerprint
+(:func:`~wildspace.detect.cpu.machine_fingerprint`: CPU model and flags, cores, threads,
+torch and onnxruntime versions) and taken again when that fingerprint changes or the saved
+figure is implausible. A noisy measurement (repeats that disagree) never locks in the slow
+path: it keeps the export, the default fast path.
 """
 
 from __future__ import annotations
@@ -37,7 +41,11 @@ PARITY_RTOL = 1e-3
 PARITY_ATOL = 1e-3
 NOISE_FACTOR = 4.0  # exported vs fp64 may be this many times eager fp32's own error
 SPEED_PROBE_HW = (480, 640)  # where auto times exported vs eager (px)
-AUTO_MIN_SPEEDUP = 1.15  # auto keeps eager PyTorch unless the export is this much faster
+SPEED_ROUNDS = 3  # interleaved eager/export rounds per measurement
+AUTO_MARGIN = 1.15  # auto leaves the export only when eager PyTorch is this much faster
+NOISE_SPREAD = 1.3  # a side whose rounds differ by more than this factor is noise, not a figure
+PLAUSIBLE_SPEEDUP = (0.05, 50.0)  # outside this a saved figure is a measuring accident
+SPEED_RECORD_VERSION = 1
 
 log = logging.getLogger(__name__)
 
@@ -191,27 +199,65 @@ def verify_export(net: OnnxNetwork, module, shapes: list[tuple[int, int]]) -> di
     return report
 
 
-def measure_speedup(net: OnnxNetwork, torch_forward: Callable[[np.ndarray], object],
-                    hw: tuple[int, int] = SPEED_PROBE_HW, repeats: int = 2) -> float:
-    """Eager seconds / ONNX Runtime seconds for one image of ``hw`` px (best of ``repeats``,
-    after one untimed call each)."""
+def measure_speed(net: OnnxNetwork, torch_forward: Callable[[np.ndarray], object],
+                  hw: tuple[int, int] = SPEED_PROBE_HW, rounds: int = SPEED_ROUNDS) -> dict:
+    """Time eager PyTorch against ONNX Runtime on one image of ``hw`` px.
+
+    After one untimed call each, ``rounds`` rounds each time one eager and one exported call
+    (interleaved, so a change of machine load hits both sides). Returns the speed record:
+    ``speedup`` (best eager wall seconds / best exported), ``cpu_speedup`` (the same in
+    process CPU seconds), ``spread`` (slowest / fastest round of the more erratic side),
+    ``noisy`` (``spread > NOISE_SPREAD``), the machine ``fingerprint`` and the probe size.
+    """
+    from wildspace.detect.cpu import machine_fingerprint
+
     x = probe_batch(*hw, batch=1)
-
-    def best(fn) -> float:
+    walls: dict[str, list[float]] = {"torch": [], "onnx": []}
+    cpus: dict[str, list[float]] = {"torch": [], "onnx": []}
+    sides = {"torch": torch_forward, "onnx": net}
+    for fn in sides.values():
         fn(x)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
+    for _ in range(max(1, rounds)):
+        for side, fn in sides.items():
+            c0, t0 = time.process_time(), time.perf_counter()
             fn(x)
-            times.append(time.perf_counter() - t0)
-        return min(times)
+            walls[side].append(time.perf_counter() - t0)
+            cpus[side].append(time.process_time() - c0)
+    spread = max(max(v) / max(min(v), 1e-9) for v in walls.values())
+    return {"version": SPEED_RECORD_VERSION,
+            "speedup": min(walls["torch"]) / max(min(walls["onnx"]), 1e-9),
+            "cpu_speedup": min(cpus["torch"]) / max(min(cpus["onnx"]), 1e-9),
+            "spread": spread, "noisy": spread > NOISE_SPREAD, "rounds": max(1, rounds),
+            "hw": list(hw), "fingerprint": machine_fingerprint(net.threads),
+            "load_average": _load_average()}
 
-    return best(torch_forward) / max(best(net), 1e-9)
+
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def speed_record_current(meta: dict, threads: int) -> bool:
+    """Whether ``meta``'s speed record was measured on this machine as it is now (same
+    fingerprint) and is a plausible figure; otherwise it is measured again."""
+    from wildspace.detect.cpu import machine_fingerprint
+
+    speed = meta.get("speed")
+    if not isinstance(speed, dict) or speed.get("version") != SPEED_RECORD_VERSION:
+        return False  # none, or a bare figure from before fingerprints (e.g. a busy machine's)
+    low, high = PLAUSIBLE_SPEEDUP
+    figure = speed.get("speedup")
+    if not isinstance(figure, (int, float)) or not low <= figure <= high:
+        return False
+    return speed.get("fingerprint") == machine_fingerprint(threads)
 
 
 def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int], stride: int,
                    torch_forward: Callable[[np.ndarray], object] | None = None,
-                   runtime: dict | None = None, threads: int | None = None) -> tuple[OnnxNetwork, dict]:
+                   runtime: dict | None = None, threads: int | None = None,
+                   remeasure: bool = False) -> tuple[OnnxNetwork, dict]:
     """The cached ONNX network for ``key`` and its report, exporting and verifying it first
     when absent.
 
@@ -221,10 +267,13 @@ def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int],
         probe_hw: a probe input size in px (multiples of ``stride``); a second, transposed
             shape checks that the dynamic height/width export is right.
         torch_forward: the detector's own eager forward (float32 NCHW batch); when given,
-            the report records ``speedup_vs_torch`` at about :data:`SPEED_PROBE_HW` (``auto`` uses it).
+            a new export's report records a speed record (:func:`measure_speed`) at about
+            :data:`SPEED_PROBE_HW` (``auto`` uses it).
         runtime: what a torch-free run of the export needs (:mod:`wildspace.detect.exported`);
             kept in the report as ``runtime``, added to older reports that lack it.
         threads: ONNX Runtime's intra-op threads (default :func:`~wildspace.detect.cpu.resolve_threads`).
+        remeasure: on a cache hit, measure again when the saved speed record is not current
+            (:func:`speed_record_current`); ``auto`` asks for this.
 
     Raises:
         BackendUnavailable: the export failed or its outputs differ from the eager network's.
@@ -234,8 +283,13 @@ def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int],
     if onnx_path.is_file() and meta_path.is_file():
         try:
             net, meta = OnnxNetwork(onnx_path, threads), json.loads(meta_path.read_text())
-            if runtime is not None and meta.get("runtime") != runtime:
+            changed = runtime is not None and meta.get("runtime") != runtime
+            if changed:
                 meta["runtime"] = runtime
+            if remeasure and torch_forward is not None and not speed_record_current(meta, net.threads):
+                _record_speed(meta, net, torch_forward, stride)
+                changed = True
+            if changed:
                 write_text_atomic(meta_path, json.dumps(meta, indent=1))
             return net, meta
         except Exception as exc:  # a damaged cache entry: export again
@@ -258,18 +312,31 @@ def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int],
     if runtime is not None:
         meta["runtime"] = runtime
     if torch_forward is not None:
-        hw = tuple(-(-v // stride) * stride for v in SPEED_PROBE_HW)
-        meta["speedup_vs_torch"] = measure_speedup(net, torch_forward, hw)
-        meta["speed_probe_hw"] = list(hw)
+        _record_speed(meta, net, torch_forward, stride)
     write_text_atomic(meta_path, json.dumps(meta, indent=1))
     log.info("exported %s: %s", onnx_path, meta)
     return net, meta
 
 
+def _record_speed(meta: dict, net: OnnxNetwork, torch_forward: Callable, stride: int) -> None:
+    hw = tuple(-(-v // stride) * stride for v in SPEED_PROBE_HW)
+    meta["speed"] = measure_speed(net, torch_forward, hw)
+    meta["speedup_vs_torch"] = meta["speed"]["speedup"]  # the figure, for people reading the report
+    log.info("export vs eager torch: %s", meta["speed"])
+
+
 def prefer_exported(requested: str, meta: dict) -> bool:
-    """Whether to run the exported network: always for ``onnx``; for ``auto`` only when it
-    measured at least :data:`AUTO_MIN_SPEEDUP` times faster than eager PyTorch."""
-    return requested == "onnx" or meta.get("speedup_vs_torch", 0.0) >= AUTO_MIN_SPEEDUP
+    """Whether to run the exported network: always for ``onnx``. For ``auto`` too, unless
+    its speed record is a clean measurement (not noisy) in which eager PyTorch was at least
+    :data:`AUTO_MARGIN` times faster; ratios within that margin, and noisy figures, keep
+    the export (the default fast path: it also starts without PyTorch). Whether the record
+    is current is the caller's check (:func:`speed_record_current`)."""
+    if requested == "onnx":
+        return True
+    speed = meta.get("speed") or {}
+    if speed.get("noisy"):
+        return True
+    return float(speed.get("speedup", 1.0)) * AUTO_MARGIN >= 1.0
 
 
 def choose_network(requested: str, device: str, export: Callable[[], tuple]) -> tuple:
@@ -289,7 +356,7 @@ def choose_network(requested: str, device: str, export: Callable[[], tuple]) -> 
         return None, "torch"
     if prefer_exported(requested, meta):
         return network, "onnx"
-    log.info("backend auto: eager torch, the export measured %.2fx", meta.get("speedup_vs_torch", 0))
+    log.info("backend auto: eager torch, the export measured %.2fx", (meta.get("speed") or {}).get("speedup", 0))
     return None, "torch"
 
 

@@ -141,9 +141,9 @@ class UltralyticsDetector:
         self.stride = int(self.network.stride)
         self._torch = torch
         self._onnx, self.backend = choose_network(
-            backend, device, lambda: self._export(source, export_dir))
+            backend, device, lambda: self._export(source, export_dir, remeasure=backend == "auto"))
 
-    def _export(self, weights: Path, export_dir: str | Path | None):
+    def _export(self, weights: Path, export_dir: str | Path | None, remeasure: bool = False):
         import copy
 
         from wildspace.detect.onnx_backend import (cache_key, default_export_dir, load_or_export, no_grad,
@@ -168,7 +168,7 @@ class UltralyticsDetector:
                                                      getattr(self.network, "end2end", False),
                                                      self.trained_image_size(), DEFAULT_CFG.iou,
                                                      DEFAULT_CFG.max_det, DEFAULT_CFG.agnostic_nms),
-                              threads=self.threads)
+                              threads=self.threads, remeasure=remeasure)
 
     def trained_image_size(self) -> int | None:
         """The ``imgsz`` the checkpoint was trained at, when it records one."""

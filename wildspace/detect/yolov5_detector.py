@@ -78,9 +78,9 @@ class YOLOv5Detector:
         self.backend = "torch"
         self._onnx = None
         self._onnx, self.backend = choose_network(
-            backend, device, lambda: self._export(Path(weights), export_dir))
+            backend, device, lambda: self._export(Path(weights), export_dir, remeasure=backend == "auto"))
 
-    def _export(self, weights: Path, export_dir: str | Path | None):
+    def _export(self, weights: Path, export_dir: str | Path | None, remeasure: bool = False):
         from wildspace.detect.onnx_backend import (cache_key, default_export_dir, load_or_export, no_grad,
                                                    single_output)
         from wildspace.hub.fetch import sha256_file
@@ -95,7 +95,7 @@ class YOLOv5Detector:
                               torch_forward=no_grad(lambda x: net(torch.from_numpy(x))),
                               runtime=runtime_record("yolov5-legacy", self.labels, self.stride, False, None,
                                                      self.iou_threshold, 300, False),
-                              threads=self.threads)
+                              threads=self.threads, remeasure=remeasure)
 
     def prepare(self, image: np.ndarray) -> Prepared:
         padded, geom = letterbox(image, self.info.input_size, self.stride)
