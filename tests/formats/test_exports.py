@@ -147,3 +147,60 @@ def test_exports_that_need_images_say_so(result_set, tmp_path):
     no_files = ResultSet(result_set.results, LABELS, "x.pt", {}, {})
     with pytest.raises(ValueError, match="needs the images"):
         write_exports(no_files, tmp_path / "o", 0.2, ["crops"])
+
+
+NASTY = ["=cmd|' /C calc'!A0.jpg", "+sum.jpg", "-minus.jpg", "@at.jpg", "\ttab.jpg", "\rcr.jpg",
+         "cam1/plain.jpg"]
+
+
+def test_safe_cell_neutralises_formulas_and_keeps_numbers():
+    from wildspace.formats.csv_export import safe_cell
+
+    for text in ("=1+2", "+A1", "-A1", "@SUM(A1)", "\t=1", "\r=1", "-", "-inf", "+nan", "-1+1", "=cmd|' /C calc'!A0"):
+        assert safe_cell(text) == "'" + text
+    for number in ("-0.5", "+3", "-1e-3", "-.5", "12", "0.900"):
+        assert safe_cell(number) == number  # plain numbers stay numbers
+    for other in (-0.5, 3, None, "", "a=b", "cam1/a.jpg", "'=quoted"):
+        assert safe_cell(other) == other
+
+
+def _nasty_results():
+    det = Detection(0, 0.9, (0.1, 0.2, 0.3, 0.4))
+    results = [ImageResult(f, (det,), width=40, height=30) for f in NASTY]
+    results.append(ImageResult("-broken.jpg", None, failure="-corrupt =1"))
+    return ResultSet(results, ('=HYPERLINK("http://x")', "person", "vehicle"), "m", {}, {})
+
+
+def test_csv_exports_neutralise_formula_cells(tmp_path):
+    from wildspace.formats.csv_export import FORMULA_STARTS, safe_cell
+
+    rs = _nasty_results()
+    write_exports(rs, tmp_path / "out", 0.2, ["csv"])
+    detections = list(csv.DictReader(open(tmp_path / "out" / "wildspace_detections.csv", newline="")))
+    images = list(csv.DictReader(open(tmp_path / "out" / "wildspace_images.csv", newline="")))
+    assert sorted(r["file"] for r in detections) == sorted(safe_cell(f) for f in NASTY)
+    assert "'=cmd|' /C calc'!A0.jpg" in {r["file"] for r in detections}
+    assert {r["label"] for r in detections} == {"'=HYPERLINK(\"http://x\")"}
+    assert {r["conf"] for r in detections} == {"0.900"} and {r["bbox_x"] for r in detections} == {"0.1000"}
+    broken = next(r for r in images if r["status"] == "failed")
+    assert (broken["file"], broken["failure"]) == ("'-broken.jpg", "'-corrupt =1")
+    for row in detections + images:
+        for cell in row.values():
+            assert not cell.startswith(FORMULA_STARTS), (row, cell)
+
+
+def test_camtrap_dp_cells_are_neutralised_and_the_package_still_validates(tmp_path):
+    from wildspace.formats.csv_export import FORMULA_STARTS
+
+    out = camtrap_dp.write_package(_nasty_results(), tmp_path / "pkg", 0.2)
+    assert camtrap_dp.validate_package(out) == []
+    media = list(csv.DictReader(open(out / "media.csv", newline="")))
+    assert "'=cmd|' /C calc'!A0.jpg" in {m["filePath"] for m in media}
+    assert "'@at.jpg" in {m["fileName"] for m in media}
+    deps = {d["deploymentID"] for d in csv.DictReader(open(out / "deployments.csv", newline=""))}
+    assert "'=cmd|' " in deps and {m["deploymentID"] for m in media} == deps  # keys still match
+    for table in ("media", "observations", "deployments"):
+        for row in csv.DictReader(open(out / f"{table}.csv", newline="")):
+            for key, cell in row.items():
+                is_number = cell.lstrip("+-").replace(".", "", 1).isdigit()
+                assert is_number or not cell.startswith(FORMULA_STARTS), (table, key, cell)

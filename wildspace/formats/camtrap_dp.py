@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 
 from wildspace.atomic import atomic_path
 from wildspace.formats.categories import label_kind, label_of
+from wildspace.formats.csv_export import safe_row
 from wildspace.media.exif import capture_time, gps_position
 
 VERSION = "1.0.2"
@@ -170,7 +171,7 @@ def write_package(rs, out_dir: str | Path, threshold: float,
         with atomic_path(out / f"{t}.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=_fields(t), extrasaction="raise")
             w.writeheader()
-            w.writerows(tables[t])
+            w.writerows(safe_row(row) for row in tables[t])  # no cell a spreadsheet runs
     with atomic_path(out / "datapackage.json") as tmp:
         tmp.write_text(json.dumps(tables["descriptor"], indent=2), encoding="utf-8")
     if zip_path is None:

@@ -1,8 +1,15 @@
-"""CSV exports: one row per detection, and one row per image (spreadsheets, R, pandas)."""
+"""CSV exports: one row per detection, and one row per image (spreadsheets, R, pandas).
+
+Every cell goes through :func:`safe_cell`: text a spreadsheet would run as a formula (it starts
+with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, e.g. a file called
+``=cmd|' /C calc'!A0.jpg``) gets a leading ``'`` (OWASP's advice for CSV injection); plain
+numbers such as ``-0.5`` stay numbers.
+"""
 
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -15,6 +22,24 @@ DETECTION_COLUMNS = ["file", "frame_number", "category", "label", "kind", "conf"
 SPECIES_COLUMNS = ["species", "species_conf"]
 IMAGE_COLUMNS = ["file", "status", "detections", "max_conf_animal", "max_conf_human",
                  "max_conf_vehicle", "top_label", "top_conf", "failure"]
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def safe_cell(value):
+    """``value`` as a CSV cell no spreadsheet runs: text starting with ``= + - @``, a tab or a
+    CR gets a leading ``'`` unless it is a plain decimal number; other values are unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def safe_row(row):
+    """:func:`safe_cell` over a list of cells or the values of a dict row."""
+    if isinstance(row, Mapping):
+        return {k: safe_cell(v) for k, v in row.items()}
+    return [safe_cell(v) for v in row]
+
 
 
 def write_detections_csv(results: Iterable[ImageResult], labels: tuple[str, ...], path: str | Path,
@@ -37,7 +62,7 @@ def write_detections_csv(results: Iterable[ImageResult], labels: tuple[str, ...]
                        label, label_kind(label), f"{d.conf:.3f}", *(f"{v:.4f}" for v in d.bbox_xywh_norm)]
                 if species:
                     row += _species_cells(d, species, species_threshold)
-                w.writerow(row)
+                w.writerow(safe_row(row))
     return path
 
 
@@ -60,8 +85,9 @@ def write_images_csv(results: Iterable[ImageResult], labels: tuple[str, ...], pa
             dets = [d for d in (r.detections or ()) if d.conf >= threshold]
             best = best_by_kind(dets, labels)
             top = max(dets, key=lambda d: d.conf, default=None)
-            w.writerow([r.file, image_status(r, labels, threshold), len(dets),
-                        *(f"{best[k]:.3f}" if k in best else "" for k in ("animal", "human", "vehicle")),
-                        label_of(labels, top) if top else "", f"{top.conf:.3f}" if top else "",
-                        r.failure or ""])
+            w.writerow(safe_row([
+                r.file, image_status(r, labels, threshold), len(dets),
+                *(f"{best[k]:.3f}" if k in best else "" for k in ("animal", "human", "vehicle")),
+                label_of(labels, top) if top else "", f"{top.conf:.3f}" if top else "",
+                r.failure or ""]))
     return path
