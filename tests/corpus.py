@@ -68,6 +68,28 @@ def png_bomb(width: int = 60_000, height: int = 60_000) -> bytes:
             + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
 
 
+LOOPING_EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n{ } loop\n"  # Ghostscript never ends
+LONG_NAME = "长" * 100 + ".jpg"  # 304 bytes in UTF-8: over any filesystem's 255-byte name limit
+
+
+def overlapping_tags(n: int = 2000, data: int = 400_000, base: int = 0x1000) -> bytes:
+    """A TIFF directory (as in a TIFF file or an EXIF block) whose ``n`` tags all point at the
+    same ``data`` bytes: Pillow would copy them once per tag (here 800 MB from 424 kB)."""
+    table_end = 8 + 2 + 12 * n + 4
+    entries = b"".join(struct.pack("<HHLL", base + i, 7, data, table_end) for i in range(n))
+    return b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", n) + entries + b"\0\0\0\0" + b"A" * data
+
+
+def tiff_tag_bomb() -> bytes:
+    """A 424 kB TIFF (8x8, grey) whose tags claim 800 MB."""
+    n, data = 2000, 400_000
+    table_end = 8 + 2 + 12 * (n + 2) + 4
+    entries = [struct.pack("<HHLL", 256, 3, 1, 8), struct.pack("<HHLL", 257, 3, 1, 8)]
+    entries += [struct.pack("<HHLL", 0x1000 + i, 7, data, table_end) for i in range(n)]
+    return (b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", n + 2) + b"".join(entries) + b"\0\0\0\0"
+            + b"A" * data)
+
+
 def _exif_rotated(im: Image.Image) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
@@ -135,6 +157,12 @@ def build_corpus(dest: Path, source: Path | None = None, videos: bool = True) ->
     image("text.jpg", b"This is not a photo, it is a shopping list.\n" * 20, False, "not a readable image")
     image("html.png", b"<!doctype html><html><body>404</body></html>", False, "not a readable image")
     image("bomb.png", png_bomb(), False, "too large")
+    image("eps-named.jpg", LOOPING_EPS, False, "not an accepted image format")
+    image("strip-65000x2.png", _png(Image.new("L", (65000, 2))), False, "extreme aspect ratio")
+    image("tiff-tag-bomb.tif", tiff_tag_bomb(), False, "metadata too large")
+    buf = io.BytesIO()
+    im.save(buf, "PNG", exif=b"Exif\x00\x00" + overlapping_tags())  # read without its EXIF
+    image("exif-bomb.png", buf.getvalue(), True)
 
     z = dest / "hostile.zip"
     with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as f:
@@ -155,6 +183,12 @@ def build_corpus(dest: Path, source: Path | None = None, videos: bool = True) ->
               Case("card/nested.zip", z, "zip", False, "nested archive"),
               Case("card/bomb.jpg", z, "zip", False, "zip bomb"),
               Case("card/truncated.jpg", z, "zip", False, "truncated")]
+    names = dest / "names.zip"  # members whose names no disk takes as they are: all are read
+    odd = "odd\x07name:?*.jpg"
+    with zipfile.ZipFile(names, "w", zipfile.ZIP_DEFLATED) as f:
+        for name in (LONG_NAME, "clash.jpg", "clash.jpg/inside.jpg", odd):
+            f.writestr(name, good)
+    cases += [Case(n, names, "zip", True) for n in (LONG_NAME, "clash.jpg", "clash.jpg/inside.jpg", odd)]
     (dest / "not-a-zip.zip").write_bytes(b"PK\x03\x04 but nothing more")
     cases.append(Case("not-a-zip.zip", dest / "not-a-zip.zip", "zip", False, "not a readable zip"))
 

@@ -45,14 +45,18 @@ def test_bombs_are_refused_without_using_memory(tmp_path):
     with zipfile.ZipFile(big_zip, "w", zipfile.ZIP_DEFLATED) as z:
         for i in range(50):
             z.writestr(f"z{i}.jpg", b"\0" * (20 * 2**20))
-    # a PNG that claims 3.6 gigapixels; the hostile zip holds a 20 MB zero "jpg"
-    paths = [cases["bomb.png"].path, cases["../escape.jpg"].path, big_zip]
+    # a PNG that claims 3.6 gigapixels; the hostile zip holds a 20 MB zero "jpg"; a TIFF and a
+    # PNG's EXIF whose overlapping tags would make Pillow copy 800 MB out of 424 kB
+    paths = [cases["bomb.png"].path, cases["../escape.jpg"].path, big_zip, cases["tiff-tag-bomb.tif"].path,
+             cases["exif-bomb.png"].path]
     out = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / "unpacked"), *map(str, paths)],
                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=True)
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert "too large" in report["reasons"]["bomb.png"]
     assert "zip bomb" in report["reasons"]["card/bomb.jpg"]
     assert all("zip bomb" in report["reasons"][f"z{i}.jpg"] for i in range(50))
+    assert "metadata too large" in report["reasons"]["tiff-tag-bomb.tif"]
+    assert "exif-bomb.png" not in report["reasons"]  # read, without its EXIF
     assert report["growth_kb"] < 64 * 1024, report["growth_kb"]  # < 64 MB above the imports
     unpacked = sum(p.stat().st_size for p in (tmp_path / "unpacked").rglob("*") if p.is_file())
     assert unpacked < 1 * 2**20

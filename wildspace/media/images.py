@@ -119,8 +119,8 @@ def open_image(source: str | Path | IO[bytes], max_pixels: int = DEFAULT_MAX_PIX
     except Image.UnidentifiedImageError:
         fmt = _sniff(prefix)
         if fmt:
-            raise ImageReadError(f"not an accepted image format: {fmt} (accepted: JPEG, PNG, TIFF, "
-                                 "WebP, BMP)") from None
+            raise ImageReadError(f"not an accepted image format (looks like {fmt}; accepted: JPEG, PNG, "
+                                 "TIFF, WebP, BMP)") from None
         raise ImageReadError("not a readable image (unknown or corrupt format)") from None
     except Exception as exc:
         raise _read_error(exc, max_pixels) from None
