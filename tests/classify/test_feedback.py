@@ -88,3 +88,72 @@ def test_export_without_feedback_or_with_unknown_labels_is_refused(tmp_path):
     store.add(_photo(tmp_path / "a.png"), "m", TOP, "right")
     with pytest.raises(ValueError, match="elephant_ivory are not in the label list"):
         store.export_dataset(tmp_path / "x", ["non_wildlife"])
+
+
+def test_one_answer_is_judged_once_per_owner(tmp_path):
+    store = FeedbackStore(tmp_path / "fb")
+    photo = _photo(tmp_path / "p.png")
+    first = store.add(photo, "m", TOP, "right", owner="browser:a", answer_id="ans-1")
+    for i in range(50):  # the same answer submitted 51 times in all: still one row
+        last = store.add(photo, "m", TOP, "wrong", "tiger_claw", f"try {i}", owner="browser:a",
+                         answer_id="ans-1", labels=PRODUCT_LABELS)
+        assert last.id == first.id
+    (row,) = store.records()
+    assert (row.verdict, row.label, row.comment, row.answer_id) == ("wrong", "tiger_claw", "try 49", "ans-1")
+    assert row == last and store.answer("browser:a", "ans-1") == row
+    # per owner: another owner's verdict on an answer with that id is their own row
+    other = store.add(photo, "m", TOP, "right", owner="browser:b", answer_id="ans-1")
+    assert other.id != first.id and len(store) == 2 and store.answer("browser:c", "ans-1") is None
+    # without an answer id (CLI imports) every verdict is a row
+    store.add(photo, "m", TOP, "right")
+    store.add(photo, "m", TOP, "right")
+    assert len(store) == 4
+
+
+def test_concurrent_submissions_of_one_answer_store_one_row(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = FeedbackStore(tmp_path / "fb")
+    photo = _photo(tmp_path / "p.png")
+    with ThreadPoolExecutor(8) as pool:
+        ids = set(pool.map(lambda i: store.add(photo, "m", TOP, "right", comment=str(i), owner="o",
+                                               answer_id="same").id, range(24)))
+    assert len(ids) == 1 and len(store) == 1
+
+
+def test_an_older_store_gains_answer_ids(tmp_path):
+    import sqlite3
+
+    (tmp_path / "fb").mkdir()
+    db = sqlite3.connect(tmp_path / "fb" / "feedback.sqlite")
+    db.execute("""CREATE TABLE feedback (id TEXT PRIMARY KEY, created TEXT NOT NULL, owner TEXT NOT NULL,
+        model TEXT NOT NULL, image TEXT NOT NULL, image_sha256 TEXT NOT NULL, predicted TEXT NOT NULL,
+        predicted_conf REAL NOT NULL, top TEXT NOT NULL, verdict TEXT NOT NULL, label TEXT,
+        comment TEXT NOT NULL DEFAULT '')""")
+    db.execute("INSERT INTO feedback VALUES ('old', '2024-01-01T00:00:00+00:00', 'o', 'm', 'images/x.png', "
+               "'x', 'elephant_ivory', 0.7, '[[\"elephant_ivory\", 0.7]]', 'right', 'elephant_ivory', '')")
+    db.commit()
+    db.close()
+    store = FeedbackStore(tmp_path / "fb")
+    (old,) = store.records()
+    assert old.id == "old" and old.answer_id is None
+    photo = _photo(tmp_path / "p.png")
+    store.add(photo, "m", TOP, "right", owner="o", answer_id="a")
+    store.add(photo, "m", TOP, "wrong", owner="o", answer_id="a")
+    assert len(store) == 2 and store.answer("o", "a").verdict == "wrong"
+
+
+def test_the_products_tab_replaces_a_second_submission(tmp_path):
+    import gradio as gr
+
+    from wildspace.ui.products_tab import PendingAnswer, PendingAnswers, submit_product_feedback
+
+    store, pending = FeedbackStore(tmp_path / "fb"), PendingAnswers()
+    key = pending.put(PendingAnswer(str(_photo(tmp_path / "p.png")), "m", TOP, PRODUCT_LABELS, "browser:a"))
+    first = submit_product_feedback(store, pending, key, "right", None, "", "browser:a")
+    again = submit_product_feedback(store, pending, key, "wrong", "tiger_claw", "a claw", "browser:a")
+    assert first.startswith("Thank you: saved as **right**")
+    assert again.startswith("Thank you: updated your feedback on this answer as **wrong; right label:")
+    assert "1 in the store" in again and len(store) == 1
+    with pytest.raises(gr.Error, match="someone else"):
+        submit_product_feedback(store, pending, key, "right", None, "", "browser:b")

@@ -2,7 +2,9 @@
 
 Layout under the store's folder (the data dir's ``feedback/``)::
 
-    feedback.sqlite            one row per answer judged (WAL journal, full sync)
+    feedback.sqlite            one row per answer judged (WAL journal, full sync); an answer
+                               id (the app's) is judged once per owner: a second verdict
+                               replaces the first
     images/ab/abcdef….jpg      each photo once, named by its sha256, written atomically
 
 :meth:`FeedbackStore.export_dataset` writes a Hugging Face ``datasets`` dataset (images
@@ -12,6 +14,7 @@ embedded, labels as a ``ClassLabel``) that ``datasets.load_from_disk`` reads bac
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -40,8 +43,13 @@ CREATE TABLE IF NOT EXISTS feedback (
     top TEXT NOT NULL,
     verdict TEXT NOT NULL CHECK (verdict IN ('right', 'wrong')),
     label TEXT,
-    comment TEXT NOT NULL DEFAULT ''
+    comment TEXT NOT NULL DEFAULT '',
+    answer_id TEXT
 )"""
+_COLUMNS = ("id, created, owner, model, image, image_sha256, predicted, predicted_conf, top, "
+            "verdict, label, comment, answer_id")
+_ANSWER_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS feedback_answer ON feedback(owner, answer_id) "
+                 "WHERE answer_id IS NOT NULL")
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class FeedbackRecord:
     verdict: str
     label: str | None
     comment: str
+    answer_id: str | None = None
 
 
 class FeedbackStore:
@@ -75,6 +84,9 @@ class FeedbackStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
+            if "answer_id" not in {row[1] for row in db.execute("PRAGMA table_info(feedback)")}:
+                db.execute("ALTER TABLE feedback ADD COLUMN answer_id TEXT")  # older stores
+            db.execute(_ANSWER_INDEX)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -89,8 +101,12 @@ class FeedbackStore:
     # -- writing ------------------------------------------------------------------------
     def add(self, image_path: str | Path, model: str, top: Sequence[tuple[str, float]], verdict: str,
             right_label: str | None = None, comment: str = "", owner: str = "anonymous",
-            labels: Sequence[str] | None = None) -> FeedbackRecord:
+            labels: Sequence[str] | None = None, answer_id: str | None = None) -> FeedbackRecord:
         """Record a verdict on an answer; the photo is copied into the store.
+
+        With ``answer_id`` (the id the app gave the answer) the verdict is stored once per
+        owner: a second submission replaces the first (same feedback id, new verdict, label,
+        comment and time), so resubmitting never adds rows.
 
         Args:
             image_path: the photo that was classified.
@@ -120,16 +136,35 @@ class FeedbackStore:
         if len(comment) > MAX_COMMENT:
             raise ValueError(f"the comment is {len(comment)} characters; at most {MAX_COMMENT} please")
         rel, digest = self._save_image(Path(image_path))
+        answer_id = (answer_id or "").strip() or None
         rec = FeedbackRecord(id=uuid.uuid4().hex, created=_dt.datetime.now(_dt.timezone.utc).isoformat(),
                              owner=owner, model=model, image=self.root / rel, image_sha256=digest,
                              predicted=predicted, predicted_conf=conf,
                              top=tuple((str(k), float(v)) for k, v in top), verdict=verdict,
-                             label=right_label, comment=comment)
+                             label=right_label, comment=comment, answer_id=answer_id)
+        values = (rec.id, rec.created, rec.owner, rec.model, rel, digest, rec.predicted,
+                  rec.predicted_conf, json.dumps(rec.top), rec.verdict, rec.label, rec.comment, answer_id)
         with self._connect() as db:
-            db.execute("INSERT INTO feedback VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                       (rec.id, rec.created, rec.owner, rec.model, rel, digest, rec.predicted,
-                        rec.predicted_conf, json.dumps(rec.top), rec.verdict, rec.label, rec.comment))
-        return rec
+            if answer_id is None:
+                db.execute(f"INSERT INTO feedback ({_COLUMNS}) VALUES ({','.join('?' * 13)})", values)
+                return rec
+            db.execute(f"INSERT INTO feedback ({_COLUMNS}) VALUES ({','.join('?' * 13)}) "
+                       "ON CONFLICT(owner, answer_id) WHERE answer_id IS NOT NULL DO UPDATE SET "
+                       "created=excluded.created, model=excluded.model, image=excluded.image, "
+                       "image_sha256=excluded.image_sha256, predicted=excluded.predicted, "
+                       "predicted_conf=excluded.predicted_conf, top=excluded.top, "
+                       "verdict=excluded.verdict, label=excluded.label, comment=excluded.comment",
+                       values)
+            (stored_id,) = db.execute("SELECT id FROM feedback WHERE owner = ? AND answer_id = ?",
+                                      (owner, answer_id)).fetchone()
+        return dataclasses.replace(rec, id=stored_id)
+
+    def answer(self, owner: str, answer_id: str) -> FeedbackRecord | None:
+        """The verdict ``owner`` gave on the app's answer ``answer_id`` (``None``: none yet)."""
+        sql = f"SELECT {_COLUMNS} FROM feedback WHERE owner = ? AND answer_id = ?"
+        with self._connect() as db:
+            rows = db.execute(sql, (owner, answer_id)).fetchall()
+        return self._record(rows[0]) if rows else None
 
     def _save_image(self, src: Path) -> tuple[str, str]:
         """Copy ``src`` (after checking it decodes) to ``images/<sha[:2]>/<sha><ext>``."""
@@ -160,17 +195,20 @@ class FeedbackStore:
     # -- reading ------------------------------------------------------------------------
     def records(self, owner: str | None = None, model: str | None = None) -> list[FeedbackRecord]:
         """Stored feedback, oldest first (optionally one owner's or one model's)."""
-        sql, args = "SELECT * FROM feedback WHERE 1=1", []
+        sql, args = f"SELECT {_COLUMNS} FROM feedback WHERE 1=1", []
         if owner is not None:
             sql, args = sql + " AND owner = ?", args + [owner]
         if model is not None:
             sql, args = sql + " AND model = ?", args + [model]
         with self._connect() as db:
             rows = db.execute(sql + " ORDER BY created, id", args).fetchall()
-        return [FeedbackRecord(id=r[0], created=r[1], owner=r[2], model=r[3], image=self.root / r[4],
-                               image_sha256=r[5], predicted=r[6], predicted_conf=r[7],
-                               top=tuple((str(k), float(v)) for k, v in json.loads(r[8])),
-                               verdict=r[9], label=r[10], comment=r[11]) for r in rows]
+        return [self._record(r) for r in rows]
+
+    def _record(self, r) -> FeedbackRecord:
+        return FeedbackRecord(id=r[0], created=r[1], owner=r[2], model=r[3], image=self.root / r[4],
+                              image_sha256=r[5], predicted=r[6], predicted_conf=r[7],
+                              top=tuple((str(k), float(v)) for k, v in json.loads(r[8])),
+                              verdict=r[9], label=r[10], comment=r[11], answer_id=r[12])
 
     def __len__(self) -> int:
         with self._connect() as db:

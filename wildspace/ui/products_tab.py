@@ -131,12 +131,14 @@ def submit_product_feedback(store: FeedbackStore, pending: PendingAnswers, answe
     if not Path(answer.image_path).is_file():
         raise gr.Error("The photo is no longer available; please identify it again.")
     label = _label_from_choice(right_label, answer.labels)
-    with user_errors():
+    earlier = store.answer(owner, answer_id)
+    with user_errors():  # one verdict per answer: a second submission replaces the first
         rec = store.add(answer.image_path, answer.model, answer.top, verdict or "", label,
-                        comment or "", owner=owner, labels=answer.labels)
+                        comment or "", owner=owner, labels=answer.labels, answer_id=answer_id)
     what = "right" if rec.verdict == "right" else (
         f"wrong; right label: {display_name(rec.label)}" if rec.label else "wrong")
-    return f"Thank you: saved as **{what}** (feedback `{rec.id[:8]}`, {len(store)} in the store)."
+    saved = "updated your feedback on this answer" if earlier is not None else "saved"
+    return f"Thank you: {saved} as **{what}** (feedback `{rec.id[:8]}`, {len(store)} in the store)."
 
 
 def _label_from_choice(choice: str | None, labels: tuple[str, ...]) -> str | None:
