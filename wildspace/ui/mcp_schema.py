@@ -4,7 +4,10 @@ Gradio describes a multi-file input (``gr.File(file_count="multiple")``) with a 
 inside the parameter and a ``$ref`` to ``#/$defs/FileData``, which points at the root of the
 tool's schema, where nothing is defined: the MCP server's own argument validation then fails
 every call with ``PointerToNowhere`` (the ``detect_batch`` and ``detect_video`` tools could never
-run). :func:`install` makes every tool schema self-contained by inlining such references.
+run), and the file positions it records for converting URLs to files are schema paths
+(``["file_list", "items"]``) that never equal the argument paths (``["file_list", 0]``), so list
+items were never converted. :func:`install` makes every tool schema self-contained by inlining
+such references and matches list items at any index.
 """
 
 from __future__ import annotations
@@ -45,9 +48,40 @@ def install() -> None:
     if getattr(original, _PATCHED, False):
         return
 
+    convert = GradioMCPServer.convert_strings_to_filedata
+
     def get_input_schema(self, tool_name, parameters=None):
         schema, filedata_positions = original(self, tool_name, parameters)
-        return inline_refs(schema), filedata_positions
+        return inline_refs(schema), [[ANY if k == "items" else k for k in p] for p in filedata_positions]
+
+    def convert_strings_to_filedata(self, value, filedata_positions):
+        exact = [p for p in filedata_positions if ANY not in p]
+        return convert(self, expand_positions(value, filedata_positions, exact), exact)
 
     setattr(get_input_schema, _PATCHED, True)
     GradioMCPServer.get_input_schema = get_input_schema
+    GradioMCPServer.convert_strings_to_filedata = convert_strings_to_filedata
+
+
+ANY = "*"  # a list index in a file position
+
+
+def expand_positions(value: Any, positions: list[list], out: list[list]) -> Any:
+    """Append to ``out`` the concrete argument paths of ``value`` that match ``positions``
+    (``*`` matches any list index); returns ``value`` unchanged."""
+
+    def walk(node: Any, path: list) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, path + [k])
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, path + [i])
+        elif isinstance(node, str):
+            for p in positions:
+                if len(p) == len(path) and all(a == b or (a == ANY and isinstance(b, int)) for a, b in zip(p, path)):
+                    out.append(path)
+                    return
+
+    walk(value, [])
+    return value
