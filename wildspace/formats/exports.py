@@ -34,13 +34,21 @@ class ResultSet:
             classifier=self.classifier, classifier_metadata=dict(self.classifier_metadata) or None)
 
 
+def _is_file(path: Path) -> bool:
+    """Like ``Path.is_file``, and False for a name no disk can hold (over 255 bytes)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def result_set_from_md(doc: dict, images_root: Path | None = None) -> ResultSet:
     """A :class:`ResultSet` from a MegaDetector document (files resolved under ``images_root``)."""
     results = megadetector.parse_results(doc)
     cats = doc["detection_categories"]
     n = max(int(k) for k in cats) if cats else 0
     labels = tuple(cats.get(str(i + 1), str(i + 1)) for i in range(n))
-    files = {r.file: images_root / r.file for r in results} if images_root else {}
+    files = {r.file: images_root / r.file for r in results if _is_file(images_root / r.file)} if images_root else {}
     return ResultSet(results, labels, doc["info"].get("detector", "unknown"),
                      doc["info"].get("detector_metadata", {}), files,
                      classification_categories=doc.get("classification_categories", {}),
