@@ -85,6 +85,17 @@ def _key(root: Path) -> str:
     return str(Path(root).resolve())
 
 
+def _lower_priority() -> None:
+    """Run the calling thread at a lower CPU priority (Linux: the nice value is per thread),
+    so a background recalibration yields to requests; a no-op where that is unsupported."""
+    import os
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
+
+
 class GalleryService:
     """Galleries under ``<home>/galleries`` plus the models they need (cached, thread-safe).
 
@@ -403,6 +414,7 @@ class GalleryService:
                          name=f"recalibrate-{name}", daemon=True).start()
 
     def _recalibrate_loop(self, root: Path, name: str, key: str, job: dict) -> None:
+        _lower_priority()
         try:
             while True:
                 with self._guard:
