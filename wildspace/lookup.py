@@ -20,6 +20,7 @@ import hashlib
 import logging
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from wildspace.types import LookupResult
 log = logging.getLogger(__name__)
 OWNER_FILE = "OWNER"
 PRIVATE_DIR = ".owners"  # never a gallery name: names start with a letter or digit
+RECALIBRATION_TRIES = 3  # a background recalibration that fails is tried again, then logged
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _ABS_PATH = re.compile(r"(?<![\w/:.~])(?:[A-Za-z]:\\|/)(?:[^\s/\\'\"`()\[\]{}<>,;]+[/\\])*"
                        r"[^\s/\\'\"`()\[\]{}<>,;:]+")
@@ -431,7 +433,14 @@ class GalleryService:
                     else:
                         self.push_if_configured(root, self._load(root, name))
                 except Exception:  # noqa: BLE001 - a background thread must not die silently
-                    log.exception("background %s of gallery '%s' failed", work, name)
+                    job["failures"] = job.get("failures", 0) + 1
+                    retry = work == "calibrate" and job["failures"] < RECALIBRATION_TRIES
+                    log.exception("background %s of gallery '%s' failed%s", work, name,
+                                  "; trying again" if retry else "")
+                    if retry:  # e.g. a module another thread was importing at that moment
+                        time.sleep(1.0)
+                        with self._guard:
+                            job["dirty"] = True
         finally:
             job["done"].set()
 

@@ -212,3 +212,21 @@ def test_hide_paths():
     assert hide_paths("C:\\Users\\me\\x.jpg broke") == "x.jpg broke"
     kept = "left/right, 1/2, km/h and http://example.org/a/b"
     assert hide_paths(kept) == kept
+
+
+def test_a_failed_background_recalibration_is_tried_again(two_galleries, monkeypatch, caplog):
+    svc = two_galleries
+    real, calls = GalleryService.calibrate, []
+
+    def flaky(gallery):
+        calls.append(len(gallery))
+        if len(calls) == 1:  # e.g. sklearn meeting a module another thread is importing
+            raise AttributeError("partially initialized module")
+        real(gallery)
+
+    monkeypatch.setattr(GalleryService, "calibrate", staticmethod(flaky))
+    before = svc.open("a").calibrations
+    svc.enrol("a", photo(coat(4242), seed=1), "dax")
+    assert svc.wait_calibrated("a", timeout=120)
+    assert calls == [10, 10] and "trying again" in caplog.text
+    assert svc.open("a").calibrations not in ({}, before)

@@ -36,6 +36,7 @@ def loaded_app(app_service, tmp_path_factory, shared_data):
     enrol = [r for r in rows if r["individual"] == "1"][:2] + [r for r in rows if r["individual"] == "2"][:2]
     for r in enrol:
         galleries.enrol("cats", load_image(cats / r["file"]), r["individual"], create=True)
+    assert galleries.wait_calibrated(timeout=300)  # answers must not change mid-test
     query = cats / [r for r in rows if r["individual"] == "1"][3]["file"]
     demo = build_app(app_service, tmp_path_factory.mktemp("load-out"), galleries=galleries)
     demo.queue(**queue_options()).launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
