@@ -24,11 +24,23 @@ from wildspace.services import DetectorService  # noqa: E402
 from wildspace.ui.app import build_app, launch_options, mcp_available, queue_options, start_housekeeping  # noqa: E402
 
 
+def start_training_worker(queue: JobQueue) -> None:
+    """A separate worker process for training jobs (stopped with the app)."""
+    import atexit
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "wildspace", "worker", "--only", "train", "--queue", queue.url])
+    atexit.register(proc.terminate)
+
+
 def main() -> None:
     service = DetectorService(SETTINGS, device=os.environ.get("WILDSPACE_DEVICE", "cpu"))
     queue = JobQueue(service.settings)
     if queue.url.startswith("sqlite") or os.environ.get("WILDSPACE_LOCAL_WORKER") == "1":
-        start_local_worker(queue, service)
+        start_local_worker(queue, service, only="detect")  # training never runs in this process
+        if SETTINGS.allow_training:
+            start_training_worker(queue)
     demo = build_app(service, queue=queue, queue_above=int(os.environ.get("WILDSPACE_QUEUE_ABOVE", 50)))
     start_housekeeping(demo)  # a restart first deletes what is stale
     demo.queue(**queue_options()).launch(

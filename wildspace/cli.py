@@ -37,9 +37,12 @@ def _batch_size(text: str) -> int | None:
     return None if text == "auto" else _positive(text)
 
 
-BACKEND_HELP = ("inference backend: torch (eager PyTorch, the reference arithmetic), onnx (ONNX "
-                "Runtime, CPU: exported once and cached, checked against torch) or auto (onnx on "
-                "CPU when installed, else torch); default WILDSPACE_BACKEND or torch")
+BACKEND_HELP = ("inference backend: torch (eager PyTorch), onnx (ONNX Runtime, CPU: exported once "
+                "and cached, checked against torch) or auto (onnx on CPU unless measured clearly "
+                "slower on this machine, else torch); default WILDSPACE_BACKEND or auto")
+PRECISION_HELP = ("CPU arithmetic: fp32 (the reference), bf16 (eager PyTorch bf16 autocast, AMX/AVX-512 "
+                  "BF16) or auto (a reduced precision only where it passed parity on real weights of "
+                  "the model's family, else fp32); default WILDSPACE_PRECISION or auto")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images per forward pass, or auto (default: 4 on CPU, from free memory on GPU)")
     d.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     d.add_argument("--backend", choices=["torch", "onnx", "auto"], help=BACKEND_HELP)
+    d.add_argument("--precision", choices=["fp32", "bf16", "auto"], help=PRECISION_HELP)
+    d.add_argument("--explain", action="store_true",
+                   help="print (to stderr) which backend, precision and threads run, and why")
     d.add_argument("--fast-decode", action="store_true", default=None,
                    help="decode big JPEGs at reduced size (faster on CPU; detections can move slightly)")
     d.add_argument("--workers", type=_positive, default=2, help="decode threads")
@@ -89,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--concurrency", type=_positive, default=1, help="jobs processed at once")
     w.add_argument("--batch-size", type=_positive, default=4, help="images per forward pass")
     w.add_argument("--backend", choices=["torch", "onnx", "auto"], help=BACKEND_HELP)
+    w.add_argument("--precision", choices=["fp32", "bf16", "auto"], help=PRECISION_HELP)
+    w.add_argument("--only", choices=["detect", "train"], help="take only detection batches or only training "
+                   "jobs (default: both; the app starts a `--only train` worker beside itself)")
 
     j = sub.add_parser("jobs", help="submit and follow queued batches")
     j.add_argument("--queue", help="queue URL (default: WILDSPACE_QUEUE or the embedded queue)")
@@ -180,12 +189,16 @@ def _detect(args: argparse.Namespace, files: list, refused: list) -> int:
     from wildspace.pipeline import detect_files
     from wildspace.services import DetectorService
 
-    service = DetectorService(device=args.device, backend=args.backend)
+    service = DetectorService(device=args.device, backend=args.backend, precision=args.precision)
     if args.weights is not None:
         detector = service.load(weights=args.weights, image_size=args.image_size)
     else:
         detector = service.load(name=args.model or DEFAULT_MODEL, image_size=args.image_size)
     info = detector.info
+    if args.explain:
+        from wildspace.detect.explain import explain
+
+        print("\n".join(explain(detector, service.backend, service.precision)), file=sys.stderr, flush=True)
     species = _species_step(service, args, info) if args.classifier else None
     from tqdm import tqdm
 

@@ -44,11 +44,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from wildspace.services import DetectorService
 
     queue = JobQueue(url=args.queue)
-    ctx = WorkerContext(service=DetectorService(device=args.device, backend=args.backend),
+    ctx = WorkerContext(service=DetectorService(device=args.device, backend=args.backend,
+                                                precision=getattr(args, "precision", None)),
                         batch_size=args.batch_size, stop=stopping)
     if stopping.is_set():
         return 0
-    consumer = queue.consumer(ctx, args.concurrency)
+    consumer = queue.consumer(ctx, args.concurrency, getattr(args, "only", None))
     consumer.start()
     queue.start_recovery_loop(ctx.stop)
     print(f"worker {ctx.worker_id} on {args.device}, queue {queue.url}, storage {queue.store.root}",

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from wildspace.config import Settings, load_settings
 from wildspace.jobs.leases import Leases, RedisLeases, SqliteLeases
-from wildspace.jobs.store import JobSpec, JobStore
+from wildspace.jobs.store import TRAIN_KINDS, JobSpec, JobStore
 
 log = logging.getLogger("wildspace.jobs")
 MAX_ATTEMPTS = 3  # tries at a chunk in a row without progress before its items are failures
@@ -80,16 +80,22 @@ class JobQueue:
             import redis
 
             self.huey = RedisHuey("wildspace", url=self.url)
+            self.train_huey = RedisHuey("wildspace-train", url=self.url)
             self.leases: Leases = RedisLeases(redis.Redis.from_url(self.url))
         elif self.url.startswith("sqlite:///"):
             path = Path(self.url[len("sqlite:///"):])  # sqlite:////abs/path or sqlite:///rel/path
             path.parent.mkdir(parents=True, exist_ok=True)
             self.huey = SqliteHuey("wildspace", filename=str(path))
+            self.train_huey = SqliteHuey("wildspace-train", filename=str(path))
             self.leases = SqliteLeases(path.with_suffix(".leases.db"))
         else:
             raise ValueError(f"queue URL '{self.url}' is not redis://… or sqlite:///…")
         self.context: WorkerContext | None = None
         self._run_chunk = self.huey.task(retries=2, retry_delay=2, name="wildspace.run_chunk")(self._task)
+        # training has its own queue, so a worker can take detection only (the app's in-process
+        # worker) or training only (a separate process: training never runs inside the app)
+        self._run_training = self.train_huey.task(retries=2, retry_delay=2,
+                                                  name="wildspace.run_training")(self._task)
 
     # -- submitting ---------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> str:
@@ -107,14 +113,19 @@ class JobQueue:
         self.store.assemble(job_id)
 
     def _enqueue(self, job_id: str, chunk: int) -> None:
-        self._run_chunk(job_id, chunk)
+        if self.store.spec(job_id).kind in TRAIN_KINDS:
+            self._run_training(job_id, chunk)
+        else:
+            self._run_chunk(job_id, chunk)
 
     def waiting(self) -> set[tuple[str, int]]:
-        """``(job id, chunk)`` of every chunk task in the queue or its retry schedule."""
+        """``(job id, chunk)`` of every chunk task in the queues or their retry schedules."""
         out = set()
-        for task in [*self.huey.pending(), *self.huey.scheduled()]:
-            if task.name == self._run_chunk.name and len(task.args) == 2:
-                out.add((task.args[0], int(task.args[1])))
+        names = {self._run_chunk.name, self._run_training.name}
+        for huey in (self.huey, self.train_huey):
+            for task in [*huey.pending(), *huey.scheduled()]:
+                if task.name in names and len(task.args) == 2:
+                    out.add((task.args[0], int(task.args[1])))
         return out
 
     def recover(self) -> int:
@@ -146,7 +157,7 @@ class JobQueue:
             return  # another worker has it
         renew = lambda: self.leases.renew(key, ctx.worker_id, self.lease_ttl)  # noqa: E731
         try:
-            if self.store.spec(job_id).kind in ("train-classifier", "train-reid"):  # train.job.TRAIN_KINDS
+            if self.store.spec(job_id).kind in TRAIN_KINDS:
                 self._train(job_id, ctx, renew)
             else:
                 self._detect(job_id, chunk, ctx, renew)
@@ -203,10 +214,11 @@ class JobQueue:
             self.store.put_result(job_id, {"state": "failed",
                                            "error": f"failed {errors} times while processing: {error}"})
 
-    def consumer(self, context: WorkerContext, concurrency: int = 1):
-        """A huey consumer for this process (threads; the model is shared and stays loaded).
+    def consumer(self, context: WorkerContext, concurrency: int = 1, only: str | None = None):
+        """Huey consumers for this process (threads; the model is shared and stays loaded):
+        detection chunks and training jobs, or ``only="detect"`` / ``only="train"``.
 
-        It installs no signal handlers: the caller decides what SIGTERM means (the worker
+        They install no signal handlers: the caller decides what SIGTERM means (the worker
         command: finish the item in hand, then stop; the app: its own shutdown).
         """
         from huey.consumer import Consumer
@@ -215,9 +227,12 @@ class JobQueue:
             def _set_signal_handlers(self):
                 pass
 
+        if only not in (None, "detect", "train"):
+            raise ValueError(f"only must be 'detect' or 'train', got {only!r}")
         self.context = context
-        return _Consumer(self.huey, workers=max(1, concurrency), worker_type="thread",
-                         periodic=False, check_worker_health=False)
+        hueys = [h for kind, h in (("detect", self.huey), ("train", self.train_huey)) if only in (None, kind)]
+        return Consumers([_Consumer(h, workers=max(1, concurrency), worker_type="thread",
+                                    periodic=False, check_worker_health=False) for h in hueys])
 
     def start_recovery_loop(self, stop: threading.Event) -> threading.Thread:
         def loop() -> None:
@@ -233,10 +248,26 @@ class JobQueue:
         return t
 
 
-def start_local_worker(queue: JobQueue, service, concurrency: int = 1) -> WorkerContext:
-    """Run a worker inside this process (the app with the embedded queue does this)."""
+class Consumers:
+    """Several huey consumers started and stopped together."""
+
+    def __init__(self, consumers: list):
+        self.consumers = consumers
+
+    def start(self) -> None:
+        for c in self.consumers:
+            c.start()
+
+    def stop(self, graceful: bool = True) -> None:
+        for c in self.consumers:
+            c.stop(graceful=graceful)
+
+
+def start_local_worker(queue: JobQueue, service, concurrency: int = 1, only: str | None = None) -> WorkerContext:
+    """Run a worker inside this process; the app passes ``only="detect"`` (training never runs
+    in the app process: a separate ``worker --only train`` takes it)."""
     ctx = WorkerContext(service=service)
-    consumer = queue.consumer(ctx, concurrency)
+    consumer = queue.consumer(ctx, concurrency, only)
     ctx.consumer = consumer
     consumer.start()
     queue.start_recovery_loop(ctx.stop)

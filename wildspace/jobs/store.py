@@ -36,7 +36,8 @@ from typing import Any, Iterator
 from wildspace.formats.megadetector import FormatError, build_results, image_to_dict, parse_results
 from wildspace.types import ImageResult
 
-KINDS = ("detect-images", "train-classifier", "train-reid")
+TRAIN_KINDS = ("train-classifier", "train-reid")  # run by wildspace.train.job, on the training queue
+KINDS = ("detect-images", *TRAIN_KINDS)
 STATES = ("queued", "running", "done", "cancelled", "failed")
 
 

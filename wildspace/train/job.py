@@ -18,12 +18,12 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
-from wildspace.jobs.store import JobSpec, JobStore
+from wildspace.jobs.store import TRAIN_KINDS, JobSpec, JobStore
 from wildspace.train.classifier import BEST, CHECKPOINT, Hooks, TrainConfig
 
 KIND = "train-classifier"
 REID_KIND = "train-reid"
-TRAIN_KINDS = (KIND, REID_KIND)
+assert TRAIN_KINDS == (KIND, REID_KIND)  # noqa: S101  (the queue routes these kinds to training)
 REID_CHECKPOINT = "reid-checkpoint.pt"  # written by wildspace.train.reid.train_embedder
 REID_TABLE = "identities.csv"
 _SYNCED = (CHECKPOINT, "split.json", BEST)
