@@ -424,7 +424,7 @@ class GalleryService:
                         job["dirty"], work = False, "calibrate"
                     elif job["push"]:
                         job["push"], work = False, "push"
-                    else:
+                    else:  # removed in the same step that found no work: none is lost
                         del self._recal[key]
                         return
                 try:
@@ -442,6 +442,9 @@ class GalleryService:
                         with self._guard:
                             job["dirty"] = True
         finally:
+            with self._guard:  # an unexpected end too: the next enrolment starts a thread
+                if self._recal.get(key) is job:
+                    del self._recal[key]
             job["done"].set()
 
     def _recalibrate_once(self, root: Path, name: str) -> None:
