@@ -60,6 +60,9 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics"))
+    # tests run the reference arithmetic unless they test the default (auto) choice itself
+    monkeypatch.setenv("WILDSPACE_BACKEND", "torch")
+    monkeypatch.setenv("WILDSPACE_PRECISION", "fp32")
     yield
 
 

@@ -6,8 +6,10 @@
 ``WILDSPACE_MAX_PIXELS`` largest image accepted, in pixels (default 200 megapixels).
 ``HF_HOME`` / ``HF_HUB_CACHE`` the Hugging Face cache used for Hub-hosted weights.
 ``HF_HUB_OFFLINE``   when ``1``, nothing is downloaded; missing models are an error.
-``WILDSPACE_BACKEND`` inference backend for the app and workers: ``torch`` (default),
-                     ``onnx`` (ONNX Runtime, CPU) or ``auto``.
+``WILDSPACE_BACKEND`` inference backend for the CLI, app and workers: ``auto`` (default:
+                     ONNX Runtime on CPU unless measured slower here), ``torch`` or ``onnx``.
+``WILDSPACE_PRECISION`` CPU arithmetic: ``auto`` (default: a reduced precision only where it
+                     passed parity for the model's family), ``fp32`` or ``bf16``.
 ``WILDSPACE_THREADS`` CPU threads for the detector networks (PyTorch and ONNX Runtime);
                      default: every core this process may use.
 ``WILDSPACE_FAST_DECODE`` when ``1``, big JPEGs are decoded at reduced size (see
@@ -50,7 +52,8 @@ class Settings:
     offline: bool
     max_pixels: int
     hf_cache: Path | None = None
-    backend: str = "torch"
+    backend: str = "auto"
+    precision: str = "auto"
     fast_decode: bool = False
     threads: int | None = None  # None: every available core (wildspace.detect.cpu)
     limits: Limits = Limits()  # its max_pixels always equals ``max_pixels``
@@ -98,7 +101,8 @@ def load_settings() -> Settings:
         offline=_truthy(os.environ.get("HF_HUB_OFFLINE")),
         max_pixels=limits.max_pixels,
         hf_cache=_hf_cache_dir(),
-        backend=(os.environ.get("WILDSPACE_BACKEND") or "torch").strip().lower(),
+        backend=(os.environ.get("WILDSPACE_BACKEND") or "auto").strip().lower(),
+        precision=(os.environ.get("WILDSPACE_PRECISION") or "auto").strip().lower(),
         fast_decode=_truthy(os.environ.get("WILDSPACE_FAST_DECODE")),
         threads=_positive_or_none("WILDSPACE_THREADS"),
         limits=limits,

@@ -32,14 +32,18 @@ class ModelListing:
 
 class DetectorService:
     def __init__(self, settings: Settings | None = None, device: str = "cpu", max_cached: int = 2,
-                 backend: str | None = None):
+                 backend: str | None = None, precision: str | None = None):
         """``backend``: ``torch``, ``onnx`` or ``auto`` (default: the settings',
-        ``WILDSPACE_BACKEND``); see :mod:`wildspace.detect.onnx_backend`."""
+        ``WILDSPACE_BACKEND``, itself ``auto``); see :mod:`wildspace.detect.onnx_backend`.
+        ``precision``: ``fp32``, ``bf16`` or ``auto`` (default ``WILDSPACE_PRECISION``, itself
+        ``auto``); see :mod:`wildspace.detect.precision`."""
         from wildspace.detect.onnx_backend import check_backend
+        from wildspace.detect.precision import check_precision
 
         self.settings = settings or load_settings()
         self.device = device
         self.backend = check_backend(backend or self.settings.backend)
+        self.precision = check_precision(precision or self.settings.precision)
         self.registry = SpecRegistry(self.settings.spec_dirs)
         self.store = ModelStore(self.settings)
         self._cache: collections.OrderedDict[tuple, Detector] = collections.OrderedDict()
@@ -98,13 +102,13 @@ class DetectorService:
                 spec = self.registry.get(name)
                 det = build_detector_for_spec(spec, self.store.fetch(spec), self.device, image_size,
                                               backend=self.backend, export_dir=self.export_dir,
-                                              threads=self.settings.threads)
+                                              threads=self.settings.threads, precision=self.precision)
             else:
                 if not Path(weights).is_file():
                     raise FileNotFoundError(f"weights file not found: {weights}")
                 det = build_detector(weights, input_size=image_size, device=self.device,
                                      backend=self.backend, export_dir=self.export_dir,
-                                     threads=self.settings.threads)
+                                     threads=self.settings.threads, precision=self.precision)
             self._cache[key] = det
             while len(self._cache) > self._max_cached:
                 self._cache.popitem(last=False)

@@ -82,6 +82,7 @@ class ExportedYoloDetector:
     """
 
     backend = "onnx"
+    precision = "fp32"
     rtdetr = False
 
     def __init__(self, onnx_path: str | Path, meta: dict, info: DetectorInfo, threads: int | None = None):
@@ -95,6 +96,7 @@ class ExportedYoloDetector:
         self._trained_size = rt.get("trained_size")
         self.iou, self.max_det, self.agnostic = float(rt["iou"]), int(rt["max_det"]), bool(rt["agnostic"])
         self.network = OnnxNetwork(onnx_path, threads)
+        self.export_meta = meta
         self.threads = self.network.threads
         self.info = info
         self.device = "cpu"

@@ -55,18 +55,23 @@ def build_detector(path: str | Path, *, family: str | None = None, name: str | N
                    input_size: int | None = None, labels: tuple[str, ...] = (),
                    thresholds: dict[str, float] | None = None, version: str = "",
                    device: str = "cpu", backend: str = "torch",
-                   export_dir: str | Path | None = None, threads: int | None = None) -> Detector:
+                   export_dir: str | Path | None = None, threads: int | None = None,
+                   precision: str = "fp32") -> Detector:
     """Construct a detector from ``path``.
 
     Unknown values come from the checkpoint: the family from its pickle, labels from its
     class names, the input size from its training settings (else 640 for P5 / 1280 for P6).
     ``backend`` is ``torch``, ``onnx`` or ``auto`` (:mod:`wildspace.detect.onnx_backend`);
     exported networks are cached in ``export_dir``. ``threads``: CPU threads for PyTorch and
-    ONNX Runtime (default :func:`~wildspace.detect.cpu.resolve_threads`).
+    ONNX Runtime (default :func:`~wildspace.detect.cpu.resolve_threads`). ``precision``:
+    ``fp32``, ``bf16`` or ``auto`` (:func:`~wildspace.detect.precision.resolve_precision`);
+    the detector's ``precision`` and ``precision_reason`` say what was chosen and why.
     """
     from wildspace.detect.onnx_backend import check_backend
+    from wildspace.detect.precision import check_precision, resolve_precision
 
     check_backend(backend)
+    check_precision(precision)
     path = Path(path)
     family = family or detect_family(path)
     if family not in _BUILDERS:
@@ -78,8 +83,11 @@ def build_detector(path: str | Path, *, family: str | None = None, name: str | N
         conservative_threshold=thresholds.get("conservative", 0.05), version=version,
         extra={"file": path.name},
     )
-    det = _exported(path, family, info, device, backend, export_dir, threads) or \
-        _BUILDERS[family](path, info, device, backend=backend, export_dir=export_dir, threads=threads)
+    chosen, why = resolve_precision(precision, family, device)
+    det = (chosen == "fp32" and _exported(path, family, info, device, backend, export_dir, threads)) or \
+        _BUILDERS[family](path, info, device, backend=backend, export_dir=export_dir, threads=threads,
+                          precision=chosen)
+    det.precision_reason = why if det.precision == chosen else f"{det.precision} (RT-DETR runs fp32)"
     updates: dict = {}
     if not info.labels or len(info.labels) != len(det.labels):
         updates["labels"] = det.labels
@@ -117,12 +125,13 @@ def _default_size(det) -> int:
 
 def build_detector_for_spec(spec: ModelSpec, path: str | Path, device: str = "cpu",
                             input_size: int | None = None, backend: str = "torch",
-                            export_dir: str | Path | None = None, threads: int | None = None) -> Detector:
+                            export_dir: str | Path | None = None, threads: int | None = None,
+                            precision: str = "fp32") -> Detector:
     if spec.task != "detect":
         raise ValueError(f"model '{spec.name}' is a {spec.task} model, not a detector")
     det = build_detector(path, family=spec.family, name=spec.name,
                          input_size=input_size or spec.input_size, labels=spec.labels,
                          thresholds=spec.thresholds, version=spec.version, device=device,
-                         backend=backend, export_dir=export_dir, threads=threads)
+                         backend=backend, export_dir=export_dir, threads=threads, precision=precision)
     det.info.extra["file"] = spec.weights.filename
     return det

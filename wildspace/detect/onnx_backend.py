@@ -339,25 +339,40 @@ def prefer_exported(requested: str, meta: dict) -> bool:
     return float(speed.get("speedup", 1.0)) * AUTO_MARGIN >= 1.0
 
 
+def eager_precision(precision: str, backend: str, device: str) -> str:
+    """The precision an eager detector runs: ``bf16`` (CPU, eager PyTorch only: raises
+    :class:`BackendUnavailable` with ``backend="onnx"``) or ``fp32``."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"a detector runs fp32 or bf16, not '{precision}'")
+    if precision == "bf16":
+        if not str(device).startswith("cpu"):
+            raise BackendUnavailable(f"precision bf16 is a CPU path (device is {device})")
+        if backend == "onnx":
+            raise BackendUnavailable("precision bf16 runs eager PyTorch (ONNX Runtime has no fast CPU "
+                                     "bf16); use backend torch or auto, or precision fp32 with onnx")
+    return precision
+
+
 def choose_network(requested: str, device: str, export: Callable[[], tuple]) -> tuple:
-    """``(exported network or None, backend name)`` for a detector asked for ``requested``.
+    """``(exported network or None, backend name, export report or None)`` for a detector
+    asked for ``requested``.
 
     ``export()`` returns ``(network, meta)``; it runs only when ONNX applies. ``onnx`` raises
     :class:`BackendUnavailable` when the export cannot be used; ``auto`` falls back to torch.
     """
     if resolve_backend(requested, device) != "onnx":
-        return None, "torch"
+        return None, "torch", None
     try:
         network, meta = export()
     except BackendUnavailable as exc:
         if requested == "onnx":
             raise
         log.warning("backend auto: using torch, %s", exc)
-        return None, "torch"
+        return None, "torch", {"error": str(exc)}
     if prefer_exported(requested, meta):
-        return network, "onnx"
+        return network, "onnx", meta
     log.info("backend auto: eager torch, the export measured %.2fx", (meta.get("speed") or {}).get("speedup", 0))
-    return None, "torch"
+    return None, "torch", meta
 
 
 def single_output(network):

@@ -79,3 +79,47 @@ def box_agreement(reference: Sequence[Detection], ours: Sequence[Detection], min
     matched = sum(matches(d, ours, min_conf / 2) for d in ref)
     extra = sum(not matches(d, reference, min_conf / 2) for d in ours if d.conf >= min_conf)
     return matched, len(ref), extra
+
+
+def golden_parity(golden_images: Sequence[dict], results: Sequence[Sequence[Detection]],
+                  min_conf: float = 0.25, iou_min: float = 0.9, conf_tol: float = 0.02,
+                  typical: float = 0.2) -> dict:
+    """Compare detections with a golden reference file's per-image entries (the format of
+    ``shared/data/weights/yolov5n_reference_detections.json``: ``width``, ``height`` and
+    ``detections`` of ``class_id``, ``conf``, pixel ``bbox_xyxy``).
+
+    Returns ``matched`` / ``total``: reference boxes with ``conf >= min_conf`` that have an
+    unused same-class partner with ``IoU >= iou_min`` and ``|dconf| <= conf_tol`` (the parity
+    rule); ``extra``: our boxes with ``conf >= min_conf + 0.05`` matching no reference box;
+    ``max_dconf`` over matched boxes; and ``typical_kept`` / ``typical_total``: reference
+    boxes with ``conf >= typical`` that we also report at ``>= typical`` with IoU >= 0.5
+    (recall at the working threshold, for paths that fail the rule).
+    """
+    def xyxy(d: Detection, w: int, h: int) -> tuple:
+        x, y, bw, bh = d.bbox_xywh_norm
+        return (x * w, y * h, (x + bw) * w, (y + bh) * h)
+
+    def iou_xyxy(a, b) -> float:
+        return iou_xywh((a[0], a[1], a[2] - a[0], a[3] - a[1]), (b[0], b[1], b[2] - b[0], b[3] - b[1]))
+
+    out = {"matched": 0, "total": 0, "extra": 0, "max_dconf": 0.0, "typical_kept": 0, "typical_total": 0}
+    for ref, dets in zip(golden_images, results):
+        w, h = ref["width"], ref["height"]
+        ours = [(d.class_id, d.conf, xyxy(d, w, h)) for d in dets]
+        used: set[int] = set()
+        for r in ref["detections"]:
+            hit = next((j for j, (c, conf, box) in enumerate(ours)
+                        if j not in used and c == r["class_id"] and abs(conf - r["conf"]) <= conf_tol
+                        and iou_xyxy(box, r["bbox_xyxy"]) >= iou_min), None)
+            if hit is not None:
+                used.add(hit)
+                out["max_dconf"] = max(out["max_dconf"], abs(ours[hit][1] - r["conf"]))
+            if r["conf"] >= min_conf:
+                out["total"] += 1
+                out["matched"] += hit is not None
+            if r["conf"] >= typical:
+                out["typical_total"] += 1
+                out["typical_kept"] += any(c == r["class_id"] and conf >= typical and iou_xyxy(box, r["bbox_xyxy"]) >= 0.5
+                                           for c, conf, box in ours)
+        out["extra"] += sum(1 for j, (_, conf, _) in enumerate(ours) if j not in used and conf >= min_conf + 0.05)
+    return out

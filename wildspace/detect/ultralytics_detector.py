@@ -17,7 +17,7 @@ import numpy as np
 
 from wildspace.detect.base import Prepared, xyxy_to_detections
 from wildspace.detect.cpu import set_torch_threads
-from wildspace.detect.onnx_backend import BackendUnavailable, choose_network
+from wildspace.detect.onnx_backend import BackendUnavailable, choose_network, eager_precision
 from wildspace.hub.safe_pickle import UnsafeCheckpoint, check_globals
 from wildspace.types import Detection, DetectorInfo
 
@@ -92,11 +92,13 @@ class UltralyticsDetector:
         threads: CPU threads for PyTorch and ONNX Runtime (default
             :func:`~wildspace.detect.cpu.resolve_threads`), set again after ultralytics'
             ``select_device`` has changed PyTorch's.
+        precision: ``fp32`` or ``bf16`` (CPU, eager PyTorch under bf16 autocast with the
+            head in fp32; :mod:`wildspace.detect.precision`). RT-DETR runs fp32.
     """
 
     def __init__(self, weights: str | Path, info: DetectorInfo, device: str = "cpu",
                  backend: str = "torch", export_dir: str | Path | None = None,
-                 half: bool | None = None, threads: int | None = None):
+                 half: bool | None = None, threads: int | None = None, precision: str = "fp32"):
         from wildspace.detect.cpu import resolve_threads
 
         self.threads = resolve_threads(threads)
@@ -119,6 +121,8 @@ class UltralyticsDetector:
         self.info = info
         self.backend = "torch"
         self._onnx = None
+        self.export_meta: dict | None = None
+        self.precision = "fp32"
         self.network = None
         self.stride = 32
         if self.rtdetr:
@@ -140,7 +144,13 @@ class UltralyticsDetector:
         set_torch_threads(self.threads)  # select_device chose min(8, cores - 1)
         self.stride = int(self.network.stride)
         self._torch = torch
-        self._onnx, self.backend = choose_network(
+        self.precision = eager_precision(precision, backend, device)
+        if self.precision == "bf16":
+            from wildspace.detect.precision import prepare_bf16
+
+            prepare_bf16(self.network.model, self.network.model.model[-1])
+            return
+        self._onnx, self.backend, self.export_meta = choose_network(
             backend, device, lambda: self._export(source, export_dir, remeasure=backend == "auto"))
 
     def _export(self, weights: Path, export_dir: str | Path | None, remeasure: bool = False):
@@ -196,6 +206,11 @@ class UltralyticsDetector:
         if self.network.device.type == "cuda":
             x = x.pin_memory().to(self.network.device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).contiguous()
+        if self.precision == "bf16":
+            from wildspace.detect.precision import bf16_autocast
+
+            with torch.inference_mode(), bf16_autocast():
+                return self.network(x.float().div_(255).contiguous(memory_format=torch.channels_last))
         with torch.inference_mode():
             return self.network((x.half() if self.network.fp16 else x.float()).div_(255))
 

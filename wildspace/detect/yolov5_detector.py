@@ -13,7 +13,8 @@ from wildspace.detect.base import Prepared, xyxy_to_detections
 from wildspace.detect.cpu import resolve_threads, set_torch_threads
 from wildspace.detect.letterbox import boxes_to_original, letterbox
 from wildspace.detect.nms import MAX_WH
-from wildspace.detect.onnx_backend import choose_network
+from wildspace.detect.onnx_backend import choose_network, eager_precision
+from wildspace.detect.precision import bf16_autocast, prepare_bf16
 from wildspace.detect.yolov5_legacy import load_yolov5_checkpoint
 from wildspace.types import Detection, DetectorInfo
 
@@ -56,12 +57,14 @@ class YOLOv5Detector:
         half: fp16 autocast on CUDA (default: on for CUDA, never on CPU).
         threads: CPU threads for PyTorch and ONNX Runtime (default
             :func:`~wildspace.detect.cpu.resolve_threads`).
+        precision: ``fp32`` or ``bf16`` (CPU, eager PyTorch under bf16 autocast with the
+            head in fp32; :mod:`wildspace.detect.precision`).
     """
 
     def __init__(self, weights: str | Path, info: DetectorInfo, stride: int | None = None,
                  device: str = "cpu", iou_threshold: float = 0.45, backend: str = "torch",
                  export_dir: str | Path | None = None, half: bool | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, precision: str = "fp32"):
         self.threads = resolve_threads(threads)
         set_torch_threads(self.threads)
         self.model, labels = load_yolov5_checkpoint(weights)
@@ -77,7 +80,12 @@ class YOLOv5Detector:
         self.info = info
         self.backend = "torch"
         self._onnx = None
-        self._onnx, self.backend = choose_network(
+        self.export_meta: dict | None = None
+        self.precision = eager_precision(precision, backend, device)
+        if self.precision == "bf16":
+            prepare_bf16(self.model, self.model.model[-1])
+            return
+        self._onnx, self.backend, self.export_meta = choose_network(
             backend, device, lambda: self._export(Path(weights), export_dir, remeasure=backend == "auto"))
 
     def _export(self, weights: Path, export_dir: str | Path | None, remeasure: bool = False):
@@ -111,8 +119,11 @@ class YOLOv5Detector:
         if self.cuda:  # pinned host memory: the copy overlaps with work already queued
             x = x.pin_memory().to(self.device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).float() / 255
-        if self.cuda:
+        if self.cuda or self.precision == "bf16":
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.precision == "bf16":
+            with bf16_autocast():
+                return self.model(x)[0].float()
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.half):
             return self.model(x)[0].float()
 
