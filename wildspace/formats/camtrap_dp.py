@@ -10,9 +10,9 @@ Deployments are the first folder of each file's path (camera-trap cards are usua
 folder per camera), else one deployment. Capture times come from EXIF; camera clocks carry
 no timezone, so ``utc_offset`` says which one they keep.
 
-:func:`validate_package` checks a package offline against the Camtrap DP 1.0.2 profile and
-table schemas kept in ``schemas/camtrap-dp/1.0.2`` (re-expressed from the MIT-licensed
-standard so no network is needed).
+:func:`validate_package` checks a package with frictionless against the official Camtrap DP
+1.0.2 profile and table schemas, offline: they and the schemas they refer to are bundled
+verbatim in ``schemas/`` (with their licences; ``schemas/SOURCES.md`` cites the commits).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 from wildspace.atomic import atomic_path
 from wildspace.formats.categories import label_kind, label_of
 from wildspace.formats.csv_export import safe_row
+from wildspace.formats.offline_schemas import offline_session
 from wildspace.media.exif import capture_time, gps_position
 
 VERSION = "1.0.2"
@@ -200,8 +201,6 @@ def validate_package(package_dir: str | Path) -> list[str]:
     problems = []
     with tempfile.TemporaryDirectory(prefix="camtrap-validate-") as tmp:
         tmp = Path(tmp)
-        if descriptor.get("profile") == PROFILE_URL:  # the same rules, from our offline copy
-            descriptor["profile"] = str(SCHEMA_DIR / "camtrap-dp-profile.json")
         resources = descriptor.get("resources")
         if not isinstance(resources, list):
             problems.append(f"datapackage.json: resources must be a list, got {type(resources).__name__}")
@@ -209,8 +208,6 @@ def validate_package(package_dir: str | Path) -> list[str]:
         for res in resources:
             if not isinstance(res, dict):
                 continue
-            if res.get("name") in TABLES and res.get("schema") == schema_url(res["name"]):
-                res["schema"] = str(SCHEMA_DIR / f"{res['name']}-table-schema.json")
             path = res.get("path")
             if isinstance(path, str):
                 if not _is_safe_relative(path):
@@ -221,9 +218,9 @@ def validate_package(package_dir: str | Path) -> list[str]:
                     (tmp / path).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(src / path, tmp / path)
         (tmp / "datapackage.json").write_text(json.dumps(descriptor), encoding="utf-8")
-        # trusted: lets frictionless read our absolute schema paths; every data path was
-        # checked above and copied into this private folder
-        with frictionless.system.use_context(trusted=True):
+        # the official profile and schemas by their URLs, answered from the verbatim copies
+        # bundled in schemas/ (no network); every data path was checked and copied above
+        with frictionless.system.use_context(http_session=offline_session()):
             report = frictionless.validate(str(tmp / "datapackage.json"))
         problems += [f"{e.type}: {e.message}" for e in report.errors]
         for task in report.tasks:
