@@ -87,7 +87,8 @@ def test_twenty_clients_five_mixed_requests_each(loaded_app, app_service, shared
     lock = threading.Lock()
 
     def user(i: int) -> None:
-        client = Client(demo.local_url, verbose=False)
+        # twenty people: all on loopback here, so each says who it is (fair use is per visitor)
+        client = Client(demo.local_url, verbose=False, headers={"X-Wildspace-Token": f"load-test-visitor-{i:04d}-xx"})
         for k in range(REQUESTS):
             kind, args, api = requests[(i + k) % len(requests)]
             try:
