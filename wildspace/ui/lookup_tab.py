@@ -63,7 +63,8 @@ def build_tab(galleries, detectors, out_dir: Path | None = None, owner_state=Non
 
     ``owner_state`` (the session's owner token) scopes galleries: shared galleries (built with
     the CLI) are visible to everyone, galleries created here only to their creator."""
-    from wildspace.ui.identity import owner_of
+    from wildspace.ui.free_dropdown import FreeDropdown
+    from wildspace.ui.identity import owner_of, private_owner
 
     owner_state = owner_state if owner_state is not None else gr.State(None)
     out_dir = out_dir or Path(tempfile.gettempdir()) / "wildspace-app" / "lookup"
@@ -72,7 +73,7 @@ def build_tab(galleries, detectors, out_dir: Path | None = None, owner_state=Non
     on_disk = detectors.available_detectors() if detectors is not None else []
     with gr.Row():
         with gr.Column():
-            gallery_in = gr.Dropdown(choices=names, value=names[0] if names else None,
+            gallery_in = FreeDropdown(choices=names, value=names[0] if names else None,
                                      label="Gallery", allow_custom_value=True,
                                      elem_id="lookup-gallery",
                                      info="Known animals to compare with (see `gallery build`).")
@@ -166,7 +167,7 @@ def build_tab(galleries, detectors, out_dir: Path | None = None, owner_state=Non
         with app_errors():
             crop_img, bbox = prepare_query(rgb, None, galleries.crop_fn(det))
             g = galleries.enrol(gallery_name, crop_img, identity.strip(), view, bbox, create=True,
-                                owner=owner_of(request, token))
+                                owner=private_owner(request, token))
         animals = len(set(g.identities.tolist()))
         return (f"Enrolled **{identity.strip()}** in gallery '{gallery_name}': {len(g)} photos of "
                 f"{animals} animals.")
