@@ -159,3 +159,21 @@ def test_training_jobs_fail_after_bounded_errors(queue_url, monkeypatch):
     result = queue.store.result(job)
     assert result["state"] == "failed" and result["error"].startswith(f"failed {MAX_ATTEMPTS} times")
     assert queue.store.status(job, "alice").state == "failed" and len(calls) == MAX_ATTEMPTS
+
+
+def test_job_inputs_are_stored_under_safe_names(tmp_path):
+    """Staged inputs keep plain names; a 304-byte name or a file/folder clash is stored under a
+    safe one, and every stored file reads back through its spec path."""
+    from wildspace.jobs.store import JobStore
+
+    store = JobStore(tmp_path / "storage")
+    src = tmp_path / "photo.jpg"
+    src.write_bytes(b"jpeg bytes")
+    names = ["data.zip", "card/a.jpg", "长" * 100 + ".jpg", "clash.jpg", "clash.jpg/inside.jpg", "q?.jpg"]
+    paths = {n: store.put_input("job1", src, n) for n in names}
+    assert paths["data.zip"] == "stored:inputs/data.zip" and paths["card/a.jpg"] == "stored:inputs/card/a.jpg"
+    assert len(set(paths.values())) == len(names)
+    for n, p in paths.items():
+        local = store.local_input("job1", p, tmp_path / "cache")
+        assert local.read_bytes() == b"jpeg bytes", n
+        assert all(len(part.encode()) <= 255 for part in local.parts)
