@@ -36,7 +36,7 @@ def test_spec_file(path):
         assert re.fullmatch(r"[0-9a-f]{32}", w.md5)
     assert w.hub or w.url
     assert len(set(spec.labels)) == len(spec.labels)
-    assert spec.labels or spec.task == "embed", "detectors and classifiers need labels"
+    assert spec.labels or spec.task in ("embed", "backbone"), "detectors and classifiers need labels"
     assert len(spec.card) > 40
     assert spec.license
     assert 0 < spec.conservative_threshold <= spec.typical_threshold < 1
@@ -116,3 +116,66 @@ def test_embedder_spec_describes_a_buildable_network(path):
 
             cfg = dict(spec.extra["config"])
             AutoModel.from_config(AutoConfig.for_model(cfg.pop("model_type"), **cfg))
+
+
+BACKBONE_SPECS = [p for p in SPEC_FILES if load_spec_file(p).task == "backbone"]
+
+
+def test_there_are_pinned_backbones_for_the_usual_architectures():
+    from wildspace.train.init import backbone_for
+
+    registry = SpecRegistry([BUILTIN_SPECS_DIR])
+    for arch in ("resnet18", "resnet50", "efficientnet_b0", "convnext_tiny", "vit_small_patch16_224"):
+        spec = backbone_for(arch, registry)
+        assert spec is not None and spec.extra["pretrained"] == "imagenet", arch
+        assert spec.weights.hub and spec.weights.hub.repo_id.startswith("timm/")
+    assert backbone_for("test_resnet", registry) is None
+    kinds = {load_spec_file(p).extra["pretrained"] for p in BACKBONE_SPECS}
+    assert {"imagenet", "reid", "self-supervised"} <= kinds
+
+
+@pytest.mark.parametrize("path", BACKBONE_SPECS, ids=[p.stem for p in BACKBONE_SPECS])
+def test_backbone_spec_is_pinned_and_its_network_builds(path):
+    """Every backbone pins a 40-hex Hub commit, states its preprocessing, and its timm
+    architecture builds with the timm config's mean/std (meta device: no weights)."""
+    import timm
+    import torch
+
+    spec = load_spec_file(path)
+    assert spec.weights.hub and re.fullmatch(r"[0-9a-f]{40}", spec.weights.hub.revision)
+    pre = spec.preprocessing
+    assert pre is not None and pre.input_size == spec.input_size and pre.interpolation in ("bilinear", "bicubic")
+    with torch.device("meta"):
+        net = timm.create_model(spec.extra["arch"], pretrained=False, num_classes=0)
+    assert net.num_features > 0
+    if spec.weights.hub.repo_id.startswith("timm/"):  # the timm recipe's own normalisation
+        cfg = timm.models.get_pretrained_cfg(spec.weights.hub.repo_id.split("/", 1)[1]).to_dict()
+        assert tuple(cfg["mean"]) == pre.mean and tuple(cfg["std"]) == pre.std
+        assert cfg["interpolation"] == pre.interpolation and cfg["input_size"][1] == pre.input_size
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.pop("preprocessing"), "needs 'preprocessing'"),
+    (lambda d: d["preprocessing"].update(mean=[0.5, 0.5]), "mean must be three numbers"),
+    (lambda d: d["preprocessing"].update(std=[0.5, 0.0, 0.5]), "std must be three numbers > 0"),
+    (lambda d: d["preprocessing"].update(interpolation="lanczos9"), "interpolation 'lanczos9'"),
+    (lambda d: d["preprocessing"].update(input_size="224"), "positive integer"),
+    (lambda d: d["preprocessing"].update(crop_pct=1.5), "crop_pct"),
+    (lambda d: d["preprocessing"].update(colour="rgb"), "unknown keys colour"),
+    (lambda d: d.pop("arch"), "needs 'arch'"),
+    (lambda d: d.update(pretrained="yes"), "imagenet, reid, self-supervised"),
+    (lambda d: d.update(family="torchvision"), "family timm"),
+])
+def test_parser_refuses_bad_backbone_specs(mutate, message):
+    data = yaml.safe_load((BUILTIN_SPECS_DIR / "resnet18-imagenet.yaml").read_text())
+    mutate(data)
+    with pytest.raises(SpecError, match=message):
+        parse_spec(data, "bad.yaml")
+
+
+def test_preprocessing_round_trips_through_spec_to_dict():
+    from wildspace.hub.specs import spec_to_dict
+
+    spec = load_spec_file(BUILTIN_SPECS_DIR / "vit-small-imagenet.yaml")
+    again = parse_spec(spec_to_dict(spec), "again")
+    assert again.preprocessing == spec.preprocessing and again.extra["arch"] == "vit_small_patch16_224"

@@ -14,12 +14,14 @@ from typing import Any, Iterable
 
 import yaml
 
-TASKS = ("detect", "classify", "embed")
+TASKS = ("detect", "classify", "embed", "backbone")
 FAMILIES = ("yolov5-legacy", "ultralytics", "timm", "torchvision", "transformers")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+PRETRAINED = ("imagenet", "reid", "self-supervised")
 
 
 class SpecError(ValueError):
@@ -52,6 +54,24 @@ class WeightsSource:
 
 
 @dataclass(frozen=True)
+class Preprocessing:
+    """What a network's weights expect of an image (the timm ``pretrained_cfg`` idea).
+
+    ``mean``/``std``: RGB normalisation after scaling to [0, 1]; ``input_size``: the side in px
+    the weights were trained at; ``interpolation``: the resize filter of the original
+    recipe; ``crop_pct``: its centre-crop fraction at evaluation; ``fixed_input_size``: the
+    network only takes ``input_size`` (Swin, ViT position embeddings).
+    """
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_size: int
+    interpolation: str = "bilinear"
+    crop_pct: float = 1.0
+    fixed_input_size: bool = False
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     task: str
@@ -66,6 +86,7 @@ class ModelSpec:
     stride: int = 32
     path: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    preprocessing: Preprocessing | None = None
 
     @property
     def typical_threshold(self) -> float:
@@ -80,6 +101,44 @@ def _req(data: dict, key: str, where: str) -> Any:
     if key not in data or data[key] in (None, ""):
         raise SpecError(f"{where}: missing required field '{key}'")
     return data[key]
+
+
+def _triple(value: Any, key: str, where: str, positive: bool = False) -> tuple[float, float, float]:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        out = ()
+    if len(out) != 3 or (positive and any(v <= 0 for v in out)):
+        raise SpecError(f"{where}: preprocessing.{key} must be three numbers"
+                        + (" > 0" if positive else "") + f", got {value!r}")
+    return out  # type: ignore[return-value]
+
+
+def parse_preprocessing(data: Any, where: str) -> Preprocessing:
+    """Validate a ``preprocessing:`` mapping (mean, std, input_size, interpolation, crop_pct).
+
+    Raises:
+        SpecError: naming the file and the bad key.
+    """
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: preprocessing must be a mapping (mean, std, input_size, interpolation)")
+    unknown = set(data) - {"mean", "std", "input_size", "interpolation", "crop_pct", "fixed_input_size"}
+    if unknown:
+        raise SpecError(f"{where}: preprocessing has unknown keys {', '.join(sorted(unknown))}")
+    for key in ("mean", "std", "input_size"):
+        _req(data, key, where + " preprocessing")
+    size = data["input_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise SpecError(f"{where}: preprocessing.input_size must be a positive integer, got {size!r}")
+    interp = str(data.get("interpolation", "bilinear"))
+    if interp not in INTERPOLATIONS:
+        raise SpecError(f"{where}: preprocessing.interpolation '{interp}' is not one of {', '.join(INTERPOLATIONS)}")
+    crop = float(data.get("crop_pct", 1.0))
+    if not 0.0 < crop <= 1.0:
+        raise SpecError(f"{where}: preprocessing.crop_pct must be in (0, 1], got {crop}")
+    return Preprocessing(mean=_triple(data["mean"], "mean", where), std=_triple(data["std"], "std", where, True),
+                         input_size=size, interpolation=interp, crop_pct=crop,
+                         fixed_input_size=bool(data.get("fixed_input_size", False)))
 
 
 def parse_spec(data: dict, where: str = "<spec>") -> ModelSpec:
@@ -147,13 +206,23 @@ def parse_spec(data: dict, where: str = "<spec>") -> ModelSpec:
     input_size = int(_req(data, "input_size", where))
     if input_size <= 0:
         raise SpecError(f"{where}: input_size must be positive")
+    pre = parse_preprocessing(data["preprocessing"], where) if data.get("preprocessing") is not None else None
+    if task == "backbone":
+        if family != "timm":
+            raise SpecError(f"{where}: a backbone spec must be family timm (got '{family}')")
+        if not data.get("arch"):
+            raise SpecError(f"{where}: a backbone spec needs 'arch' (the timm architecture)")
+        if pre is None:
+            raise SpecError(f"{where}: a backbone spec needs 'preprocessing' (mean, std, input_size, interpolation)")
+        if data.get("pretrained") not in PRETRAINED:
+            raise SpecError(f"{where}: a backbone spec needs 'pretrained', one of {', '.join(PRETRAINED)}")
     known = {"name", "task", "family", "weights", "labels", "thresholds", "card",
-             "input_size", "license", "version", "stride"}
+             "input_size", "license", "version", "stride", "preprocessing"}
     return ModelSpec(
         name=name, task=task, family=family, weights=weights, input_size=input_size,
         labels=labels, thresholds=thresholds, license=str(_req(data, "license", where)),
         card=card, version=str(data.get("version", "")), stride=int(data.get("stride", 32)),
-        extra={k: v for k, v in data.items() if k not in known},
+        extra={k: v for k, v in data.items() if k not in known}, preprocessing=pre,
     )
 
 
@@ -178,6 +247,11 @@ def spec_to_dict(spec: ModelSpec) -> dict:
            "weights": weights, "input_size": spec.input_size, "stride": spec.stride,
            "labels": list(spec.labels), "thresholds": dict(spec.thresholds),
            "license": spec.license, "card": spec.card}
+    if spec.preprocessing is not None:
+        p = spec.preprocessing
+        out["preprocessing"] = {"mean": list(p.mean), "std": list(p.std), "input_size": p.input_size,
+                                "interpolation": p.interpolation, "crop_pct": p.crop_pct,
+                                "fixed_input_size": p.fixed_input_size}
     out.update(spec.extra)
     return out
 
