@@ -29,10 +29,10 @@ Fair-use guards (per-visitor requests, disk budget, expiry): see :mod:`wildspace
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
-from pathlib import Path
-
 import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
 
 from wildspace.guards import Guards
 from wildspace.limits import Limits
@@ -47,25 +47,38 @@ def _truthy(value: str | None) -> bool:
 
 @dataclass(frozen=True)
 class Settings:
+    """Everything configurable, parsed once (:func:`load_settings`) and handed down: nothing
+    below the front ends (CLI, app, worker) reads the environment."""
+
     home: Path
     spec_dirs: tuple[Path, ...]
     offline: bool
-    max_pixels: int
     hf_cache: Path | None = None
     backend: str = "auto"
     precision: str = "auto"
     fast_decode: bool = False
     threads: int | None = None  # None: every available core (wildspace.detect.cpu)
-    limits: Limits = Limits()  # its max_pixels always equals ``max_pixels``
+    limits: Limits = Limits()
     public_space: bool = False  # running on a Hugging Face Space (``SPACE_ID``)
     allow_custom_weights: bool = True  # uploads of model weights in the app
     allow_training: bool = True  # training from the app (on a Space: also needs a HF login)
     guards: Guards = Guards()  # fair use: per-visitor requests, disk budget, expiry
     work_dir: Path = Path(tempfile.gettempdir()) / "wildspace-app"  # uploads, runs, Gradio cache
+    queue_url: str | None = None  # ``WILDSPACE_QUEUE``; None: the embedded SQLite queue in ``home``
+    storage: Path | None = None  # ``WILDSPACE_STORAGE``; None: ``home/storage``
+    lease_ttl: float = 30.0  # ``WILDSPACE_LEASE_TTL``
+    queue_above: int = 50  # ``WILDSPACE_QUEUE_ABOVE``: app batches above this go to the workers
+    local_worker: bool = False  # ``WILDSPACE_LOCAL_WORKER=1``: the app runs a worker with Redis too
+    concurrency: int = 2  # ``WILDSPACE_CONCURRENCY``: app handlers at once
+    queue_size: int = 100  # ``WILDSPACE_QUEUE_SIZE``: app requests waiting
+    device: str = "cpu"  # ``WILDSPACE_DEVICE``: the app's device
+    secret: str | None = None  # ``WILDSPACE_SECRET``: signs browser tokens (else a file in ``home``)
+    hf_token: str | None = None  # ``HF_TOKEN``: Hub pushes (galleries, trained models)
 
-    def __post_init__(self) -> None:
-        if self.limits.max_pixels != self.max_pixels:
-            object.__setattr__(self, "limits", replace(self.limits, max_pixels=self.max_pixels))
+    @property
+    def max_pixels(self) -> int:
+        """The pixel limit (one value: :attr:`Limits.max_pixels`)."""
+        return self.limits.max_pixels
 
     @property
     def imported_dir(self) -> Path:
@@ -83,51 +96,78 @@ class Settings:
         return self.home / "recorded-sha256.json"
 
 
-def load_settings() -> Settings:
-    """Read the settings from the environment (call once, pass the result on)."""
-    xdg = os.environ.get("XDG_CACHE_HOME")
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Parse the settings from ``env`` (default: the process environment); call once in a
+    front end and pass the result on.
+
+    Raises:
+        ValueError: a variable is malformed (the message names it).
+    """
+    env = os.environ if env is None else env
+    xdg = env.get("XDG_CACHE_HOME")
     default_home = Path(xdg) / "wildspace" if xdg else Path.home() / ".cache" / "wildspace"
-    home = Path(os.environ.get("WILDSPACE_HOME") or default_home).expanduser()
+    home = Path(env.get("WILDSPACE_HOME") or default_home).expanduser()
     dirs = [BUILTIN_SPECS_DIR]
-    extra = os.environ.get("WILDSPACE_MODELS")
+    extra = env.get("WILDSPACE_MODELS")
     if extra:
         dirs.append(Path(extra).expanduser())
     dirs.append(home / "specs")
-    limits = Limits.from_env()
-    public = bool(os.environ.get("SPACE_ID"))
+    public = bool(env.get("SPACE_ID"))
+    storage = env.get("WILDSPACE_STORAGE")
     return Settings(
         home=home,
         spec_dirs=tuple(dirs),
-        offline=_truthy(os.environ.get("HF_HUB_OFFLINE")),
-        max_pixels=limits.max_pixels,
-        hf_cache=_hf_cache_dir(),
-        backend=(os.environ.get("WILDSPACE_BACKEND") or "auto").strip().lower(),
-        precision=(os.environ.get("WILDSPACE_PRECISION") or "auto").strip().lower(),
-        fast_decode=_truthy(os.environ.get("WILDSPACE_FAST_DECODE")),
-        threads=_positive_or_none("WILDSPACE_THREADS"),
-        limits=limits,
+        offline=_truthy(env.get("HF_HUB_OFFLINE")),
+        hf_cache=_hf_cache_dir(env),
+        backend=(env.get("WILDSPACE_BACKEND") or "auto").strip().lower(),
+        precision=(env.get("WILDSPACE_PRECISION") or "auto").strip().lower(),
+        fast_decode=_truthy(env.get("WILDSPACE_FAST_DECODE")),
+        threads=_positive(env, "WILDSPACE_THREADS", None),
+        limits=Limits.from_env(env),
         public_space=public,
-        allow_custom_weights=not public or _truthy(os.environ.get("WILDSPACE_ALLOW_CUSTOM_WEIGHTS")),
-        allow_training=not public or _truthy(os.environ.get("WILDSPACE_ALLOW_TRAINING")),
-        guards=Guards.from_env(public=public),
-        work_dir=Path(os.environ.get("WILDSPACE_WORK_DIR")
-                      or Path(tempfile.gettempdir()) / "wildspace-app").expanduser(),
+        allow_custom_weights=not public or _truthy(env.get("WILDSPACE_ALLOW_CUSTOM_WEIGHTS")),
+        allow_training=not public or _truthy(env.get("WILDSPACE_ALLOW_TRAINING")),
+        guards=Guards.from_env(env, public=public),
+        work_dir=Path(env.get("WILDSPACE_WORK_DIR") or Path(tempfile.gettempdir()) / "wildspace-app").expanduser(),
+        queue_url=env.get("WILDSPACE_QUEUE") or None,
+        storage=Path(storage).expanduser() if storage else None,
+        lease_ttl=_positive_float(env, "WILDSPACE_LEASE_TTL", 30.0),
+        queue_above=_positive(env, "WILDSPACE_QUEUE_ABOVE", 50) or 50,
+        local_worker=_truthy(env.get("WILDSPACE_LOCAL_WORKER")),
+        concurrency=_positive(env, "WILDSPACE_CONCURRENCY", 2) or 2,
+        queue_size=_positive(env, "WILDSPACE_QUEUE_SIZE", 100) or 100,
+        device=(env.get("WILDSPACE_DEVICE") or "cpu").strip(),
+        secret=env.get("WILDSPACE_SECRET") or None,
+        hf_token=env.get("HF_TOKEN") or None,
     )
 
 
-def _positive_or_none(var: str) -> int | None:
-    text = (os.environ.get(var) or "").strip()
+def _positive(env: Mapping[str, str], var: str, default: int | None) -> int | None:
+    text = (env.get(var) or "").strip()
     if not text:
-        return None
+        return default
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"{var} must be a positive integer, got {text!r}")
     return int(text)
 
 
-def _hf_cache_dir() -> Path | None:
+def _positive_float(env: Mapping[str, str], var: str, default: float) -> float:
+    text = (env.get(var) or "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(f"{var} must be a positive number, got {text!r}")
+    return value
+
+
+def _hf_cache_dir(env: Mapping[str, str]) -> Path | None:
     """The Hub cache huggingface_hub would use, read now (not at its import time)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    if env.get("HF_HUB_CACHE"):
+        return Path(env["HF_HUB_CACHE"]).expanduser()
+    if env.get("HF_HOME"):
+        return Path(env["HF_HOME"]).expanduser() / "hub"
     return None

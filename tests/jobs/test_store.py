@@ -95,6 +95,6 @@ def app_like_service(tmp_path, shared_data):
 
     home = tmp_path / "home"
     service = DetectorService(Settings(home=home, spec_dirs=(BUILTIN_SPECS_DIR, home / "specs"),
-                                       offline=True, max_pixels=200_000_000))
+                                       offline=True))
     service.import_model(shared_data / "weights" / "yolov5n.pt", "coco-yolov5n")
     return service

@@ -18,7 +18,7 @@ def app_service(tmp_path_factory, shared_data):
 
     home = tmp_path_factory.mktemp("app-home")
     settings = Settings(home=home, spec_dirs=(BUILTIN_SPECS_DIR, home / "specs"), offline=True,
-                        max_pixels=200_000_000, hf_cache=home / "hf")
+                        hf_cache=home / "hf")
     service = DetectorService(settings)
     service.import_model(shared_data / "weights" / "yolov5n.pt", MODEL)
     return service

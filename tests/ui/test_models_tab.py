@@ -29,7 +29,7 @@ def test_upload_a_detector_then_use_it(tmp_path, model_files, shared_data):
 
     home = tmp_path / "home"
     service = DetectorService(Settings(home=home, spec_dirs=(BUILTIN_SPECS_DIR, home / "specs"), offline=True,
-                                       max_pixels=200_000_000, hf_cache=home / "hf"))
+                                       hf_cache=home / "hf"))
     demo = _launch(service, tmp_path / "out")
     try:
         client = Client(demo.local_url, verbose=False)

@@ -19,7 +19,7 @@ PRODUCTS = "local-products"
 
 def _settings(home):
     return Settings(home=home, spec_dirs=(BUILTIN_SPECS_DIR, home / "specs"), offline=True,
-                    max_pixels=200_000_000, hf_cache=home / "hf")
+                    hf_cache=home / "hf")
 
 
 def _add_locally_trained_products_model(home, tmp_dir):
