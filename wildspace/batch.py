@@ -34,6 +34,7 @@ class RunOutput:
     exports: dict[str, Path] = field(default_factory=dict)
     annotated: dict[str, Path] = field(default_factory=dict)  # videos: name -> annotated mp4
     species: SpeciesStep | None = None  # the classifier that added species, if any
+    detect_threshold: float | None = None  # when lower than ``threshold``: results keep boxes down to it
 
     @property
     def summary(self) -> dict[str, int]:
@@ -43,17 +44,19 @@ class RunOutput:
 def result_set(out: RunOutput) -> ResultSet:
     info = out.info
     return ResultSet(out.results, info.labels, info.extra.get("file", info.name),
-                     detector_metadata(info, out.threshold), out.files,
+                     detector_metadata(info, min(out.threshold, out.detect_threshold or out.threshold)), out.files,
                      **(out.species.md_fields() if out.species is not None else {}))
 
 
 def run_image_batch(service: DetectorService, uploads: Sequence[str | Path], model: str,
                     threshold: float, work_dir: Path, progress: Progress | None = None,
                     batch_size: int = 4, limits: UploadLimits | None = None,
-                    exports: Sequence[str] = EXPORT_KINDS, species: SpeciesStep | None = None) -> RunOutput:
+                    exports: Sequence[str] = EXPORT_KINDS, species: SpeciesStep | None = None,
+                    keep_above: float | None = None) -> RunOutput:
     """Unpack ``uploads`` (images and zips) under ``work_dir``, detect (and classify the
     animal boxes with ``species``), write every export. ``limits`` default to the service's
-    settings (``WILDSPACE_MAX_*``)."""
+    settings (``WILDSPACE_MAX_*``). With ``keep_above`` below ``threshold`` the results (and the
+    MD JSON) keep the boxes down to it, for review; everything else still uses ``threshold``."""
     work_dir = Path(work_dir)
     limits = limits or service.settings.limits.upload_limits()
     unpacked = unpack_uploads(uploads, work_dir / "inputs", limits)
@@ -62,7 +65,8 @@ def run_image_batch(service: DetectorService, uploads: Sequence[str | Path], mod
     results = [ImageResult(name, None, failure=why) for name, why in unpacked.failures]
     if progress:
         progress(len(results), total, "images")
-    stream = detect_files(detector, unpacked.files, threshold, batch_size=batch_size,
+    detect_at = threshold if keep_above is None else min(threshold, keep_above)
+    stream = detect_files(detector, unpacked.files, detect_at, batch_size=batch_size,
                           max_pixels=service.settings.max_pixels,
                           fast_decode=service.settings.fast_decode)
     if species is not None:
@@ -73,7 +77,7 @@ def run_image_batch(service: DetectorService, uploads: Sequence[str | Path], mod
         if progress:
             progress(len(results), total, "images")
     out = RunOutput(results, detector.info, threshold, files={name: p for p, name in unpacked.files},
-                    species=species)
+                    species=species, detect_threshold=detect_at)
     out.exports = write_exports(result_set(out), work_dir / "exports", threshold, exports)
     return out
 

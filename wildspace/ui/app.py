@@ -75,6 +75,10 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
                 jobs_tab.build_tab(queue, out_dir / "jobs", owner)
             with gr.Tab("Train"):
                 train_tab.build_tab(queue, classifiers, owner, products_model, guard)
+        with gr.Tab("Review"):
+            from wildspace.ui import review_tab
+
+            demo.wildspace_review = review_tab.build_tab(service, out_dir, owner, queue, guard)
         with gr.Tab("Models"):
             models_tab.build_tab(service, models_tab.detector_dropdowns(demo), owner, guard)
         demo.load(on_load, stored, [stored, owner], api_name=False)

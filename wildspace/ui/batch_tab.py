@@ -13,6 +13,7 @@ from wildspace.formats.categories import best_by_kind, image_status, label_of
 from wildspace.media.archives import count_inputs
 from wildspace.media.draw import draw_detections
 from wildspace.media.images import IMAGE_EXTENSIONS, ImageReadError, load_image
+from wildspace.review.sources import REVIEW_FLOOR, record_run
 from wildspace.services import DetectorService
 from wildspace.ui.common import classifier_controls, gpu, model_controls, new_work_dir, species_step, user_errors
 from wildspace.ui.fair_use import AppGuard
@@ -100,7 +101,7 @@ def run_batch_tab(service: DetectorService, files, model: str, threshold: float,
         if queued:
             if guard is not None:
                 guard.check_jobs(queue, owner)
-            job_id = submit_image_batch(queue, owner, paths, model, float(threshold), work_dir)
+            job_id = submit_image_batch(queue, owner, paths, model, min(float(threshold), REVIEW_FLOOR), work_dir)
             note = (" Species are not added to queued batches yet: run them with "
                     "`python -m wildspace detect --classifier …`."
                     if classifier and classifier != "none" else "")
@@ -109,7 +110,8 @@ def run_batch_tab(service: DetectorService, files, model: str, threshold: float,
             return
         species = species_step(classifiers, classifier, species_threshold, float(threshold))
         out = run_image_batch(service, paths, model, float(threshold), work_dir, progress=report,
-                              species=species)
+                              species=species, keep_above=REVIEW_FLOOR)
+        record_run(work_dir, out, owner)  # the Review tab can open it
     downloads = [str(p) for p in out.exports.values()]
     images_csv = next(iter((work_dir / "exports").glob("*_images.csv")), None)
     if images_csv is not None:
