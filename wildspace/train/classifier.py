@@ -7,7 +7,13 @@ Everything a run needs to continue lives in its output folder:
 - ``checkpoint.pt``: after **every** epoch (written atomically): network, optimizer and
   scheduler state, early-stopping state and the history. Only tensors and plain values, read
   back with ``torch.load(weights_only=True)``;
-- ``best.safetensors``: the weights with the best validation loss so far.
+- ``best.safetensors``: the weights with the best validation loss so far;
+- ``init.json``: the initial weights (a pinned pretrained backbone by default, see
+  :mod:`wildspace.train.init`), their source and sha256.
+
+Fine-tuning (:mod:`wildspace.train.finetune`): the pretrained tensors learn at
+``lr * backbone_lr_scale`` and the new head at ``lr``, optionally after ``freeze_epochs`` epochs
+of training the head alone; images are normalised with the backbone's own mean/std.
 
 Each epoch seeds the random generators from ``(seed, epoch)``, so a run that is killed and
 resumed from its last checkpoint ends with the same weights as one that never stopped.
@@ -52,12 +58,15 @@ class TrainConfig:
     balance: str = "sampler"
     patience: int = 5
     seed: int = 0
-    init: str | None = None  # local weight file to start from (the head may differ)
+    init: str | None = "auto"  # auto | imagenet | none | a model name | a weights file (the head may differ)
     kind: str = "species"
     label_map: dict[str, str] = field(default_factory=dict)
     images_dir: str | None = None
     crop_with: str | None = None  # detector model name or weights file: train on its animal crops
     crop_threshold: float = 0.2
+    freeze_epochs: int = 0
+    backbone_lr_scale: float = 0.1
+    precision: str = "auto"
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the bad field and the valid choices."""
@@ -76,6 +85,9 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.family not in (None, "timm", "torchvision"):
             raise ValueError(f"family '{self.family}' is not one of timm, torchvision")
+        from wildspace.train.finetune import check_finetune
+
+        check_finetune(self.freeze_epochs, self.backbone_lr_scale, self.precision)
 
 
 @dataclass
@@ -100,6 +112,10 @@ class TrainOutcome:
     net: object = None
     family: str = ""
     counts: dict = field(default_factory=dict)
+    init: object = None  # wildspace.train.init.InitWeights
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    precision: str = "fp32"
 
 
 def resolve_family(arch: str, family: str | None) -> str:
@@ -129,20 +145,6 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _init_weights(net, path: str) -> int:
-    """Load what fits from ``path`` (a different head is skipped); returns tensors loaded."""
-    from wildspace.classify.weights import read_tensors
-
-    own = net.state_dict()
-    state = read_tensors(path)
-    fit = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
-    if len(fit) < len(own) // 2:
-        raise ValueError(f"--init {Path(path).name}: only {len(fit)} of the network's {len(own)} tensors "
-                         "fit this architecture; pick the arch the weights were trained with")
-    net.load_state_dict(fit, strict=False)
-    return len(fit)
-
-
 def _loader(ds, config: TrainConfig, epoch: int, sample_weights: list[float] | None):
     import torch
     from torch.utils.data import DataLoader, WeightedRandomSampler
@@ -155,11 +157,12 @@ def _loader(ds, config: TrainConfig, epoch: int, sample_weights: list[float] | N
                       drop_last=len(ds) > config.batch_size)
 
 
-def predict_arrays(net, images: list[np.ndarray], input_size: int, batch_size: int = 32) -> np.ndarray:
+def predict_arrays(net, images: list[np.ndarray], input_size: int, batch_size: int = 32,
+                   mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
     """Softmax probabilities with the inference preprocessing (see :mod:`wildspace.train.images`)."""
     import torch
 
-    ds = ImageDataset(images, [0] * len(images), input_size, IMAGENET_MEAN, IMAGENET_STD, augment=False)
+    ds = ImageDataset(images, [0] * len(images), input_size, mean, std, augment=False)
     net.eval()
     out = []
     with torch.inference_mode():
@@ -174,13 +177,18 @@ def train_classifier(config: TrainConfig, hooks: Hooks | None = None) -> TrainOu
     import torch
 
     from wildspace.classify.models import save_classifier_weights
+    from wildspace.config import load_settings
     from wildspace.evaluation.classification import classification_metrics
+    from wildspace.train import finetune as F
+    from wildspace.train.init import check_input_size, load_init, saved_or_resolved
     from wildspace.train.losses import make_loss
 
     hooks = hooks or Hooks()
     config.check()
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    init = saved_or_resolved(out, config.init, config.arch, load_settings())  # fails fast, before decoding
+    check_input_size(init, config.input_size)
     samples, split = _prepare(config, out)
     labels = D.class_names(samples)
     images, failures = decode_all(samples, config.input_size, hooks.tick)
@@ -189,29 +197,32 @@ def train_classifier(config: TrainConfig, hooks: Hooks | None = None) -> TrainOu
     if not train_idx:
         raise ValueError("no readable training images")
     target = {c: i for i, c in enumerate(labels)}
-    family = resolve_family(config.arch, config.family)
+    family = config.family or (init.family if init.kind == "spec" else None) or resolve_family(config.arch, None)
     torch.manual_seed(config.seed)
     net = create_network(family, config.arch, len(labels))
-    if config.init:
-        _init_weights(net, config.init)
+    ckpt_path = out / CHECKPOINT
+    ck = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.is_file() else None
+    if ck is not None and (ck["labels"] != labels or ck["arch"] != config.arch):
+        raise ValueError(f"{ckpt_path} belongs to another run ({ck['arch']}, {ck['labels']}); "
+                         "use a new output folder")
+    pretrained = set(json.loads(ck["pretrained"])) if ck is not None and "pretrained" in ck else load_init(net, init)
+    device = F.pick_device()
+    prec = F.Precision(config.precision, device)
+    net.to(device)
     weights = D.balance_weights(samples, train_idx, labels)
-    loss_fn = make_loss(config.loss, len(labels), weights if config.balance == "weights" else None)
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    loss_fn = make_loss(config.loss, len(labels), weights if config.balance == "weights" else None).to(device)
+    opt = torch.optim.AdamW(F.param_groups({"": net}, pretrained, config.lr, config.backbone_lr_scale),
+                            lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
     st = {"epoch": 0, "best_loss": float("inf"), "best_epoch": None, "bad": 0, "finished": False}
     history: list[dict] = []
-    ckpt_path = out / CHECKPOINT
-    if ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if ck["labels"] != labels or ck["arch"] != config.arch:
-            raise ValueError(f"{ckpt_path} belongs to another run ({ck['arch']}, {ck['labels']}); "
-                             "use a new output folder")
+    if ck is not None:
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         st = json.loads(ck["state"])
         history = json.loads(ck["history"])
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    mean, std = init.mean or IMAGENET_MEAN, init.std or IMAGENET_STD
     train_ds = ImageDataset([images[i] for i in train_idx], [target[samples[i].label] for i in train_idx],
                             config.input_size, mean, std, augment=True)
     val_ds = ImageDataset([images[i] for i in val_idx], [target[samples[i].label] for i in val_idx],
@@ -222,12 +233,15 @@ def train_classifier(config: TrainConfig, hooks: Hooks | None = None) -> TrainOu
         epoch = st["epoch"] + 1
         torch.manual_seed(config.seed * 100_003 + epoch)
         net.train()
+        F.set_backbone_frozen(net, pretrained, frozen=epoch <= config.freeze_epochs)
         total, n = 0.0, 0
         for x, y in _loader(train_ds, config, epoch, sample_w):
+            x, y = x.to(device), y.to(device)
             opt.zero_grad()
-            loss = loss_fn(net(x), y)
-            loss.backward()
-            opt.step()
+            with prec.autocast():
+                logits = net(x)
+            loss = loss_fn(logits.float(), y)
+            prec.step(loss, opt)
             total += loss.item() * len(y)
             n += len(y)
             if hooks.tick():
@@ -236,7 +250,7 @@ def train_classifier(config: TrainConfig, hooks: Hooks | None = None) -> TrainOu
         if stopped:
             break
         sched.step()
-        log = {"epoch": epoch, "train_loss": total / max(n, 1), **_validate(net, val_ds, loss_fn)}
+        log = {"epoch": epoch, "train_loss": total / max(n, 1), **_validate(net, val_ds, loss_fn, device)}
         monitor = log.get("val_loss", log["train_loss"])
         if monitor < st["best_loss"] - 1e-6:
             st.update(best_loss=monitor, best_epoch=epoch, bad=0)
@@ -248,25 +262,27 @@ def train_classifier(config: TrainConfig, hooks: Hooks | None = None) -> TrainOu
         st["finished"] = st["bad"] >= config.patience or epoch >= config.epochs
         log["early_stop"] = st["bad"] >= config.patience
         history.append(log)
-        _save_checkpoint(ckpt_path, net, opt, sched, st, history, labels, config)
+        _save_checkpoint(ckpt_path, net, opt, sched, st, history, labels, config, pretrained)
         hooks.on_epoch(dict(log, epochs=config.epochs))
+    F.set_backbone_frozen(net, pretrained, frozen=False)
+    net.cpu()
     counts = {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)}
+    more = {"family": family, "counts": counts, "init": init, "mean": tuple(mean), "std": tuple(std),
+            "precision": prec.name}
     if stopped or not st["finished"]:
-        return TrainOutcome("stopped", labels, history, st["epoch"], st["best_epoch"], None, failures,
-                            family=family, counts=counts)
+        return TrainOutcome("stopped", labels, history, st["epoch"], st["best_epoch"], None, failures, **more)
     from wildspace.classify.weights import read_tensors
 
     net.load_state_dict(read_tensors(out / BEST))
     test = None
     if test_idx:
-        probs = predict_arrays(net, [images[i] for i in test_idx], config.input_size)
+        probs = predict_arrays(net, [images[i] for i in test_idx], config.input_size, mean=mean, std=std)
         test = classification_metrics([target[samples[i].label] for i in test_idx], probs.argmax(1), labels)
         test["files"] = [samples[i].path for i in test_idx]
-    return TrainOutcome("done", labels, history, st["epoch"], st["best_epoch"], test, failures,
-                        net=net, family=family, counts=counts)
+    return TrainOutcome("done", labels, history, st["epoch"], st["best_epoch"], test, failures, net=net, **more)
 
 
-def _validate(net, ds, loss_fn) -> dict:
+def _validate(net, ds, loss_fn, device: str = "cpu") -> dict:
     import torch
 
     if len(ds) == 0:
@@ -275,17 +291,18 @@ def _validate(net, ds, loss_fn) -> dict:
     logits = []
     with torch.inference_mode():
         for i in range(0, len(ds), 64):
-            logits.append(net(torch.stack([ds[j][0] for j in range(i, min(i + 64, len(ds)))])))
-        logits, y = torch.cat(logits), torch.tensor(ds.targets)
+            logits.append(net(torch.stack([ds[j][0] for j in range(i, min(i + 64, len(ds)))]).to(device)))
+        logits, y = torch.cat(logits).float(), torch.tensor(ds.targets, device=device)
         return {"val_loss": float(loss_fn(logits, y)),
                 "val_accuracy": float((logits.argmax(1) == y).float().mean())}
 
 
-def _save_checkpoint(path: Path, net, opt, sched, st: dict, history: list, labels: list, config) -> None:
+def _save_checkpoint(path: Path, net, opt, sched, st: dict, history: list, labels: list, config,
+                     pretrained: set[str]) -> None:
     import torch
 
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "state": json.dumps(st), "history": json.dumps(history), "labels": list(labels),
-                "arch": config.arch}, tmp)
+                "arch": config.arch, "pretrained": json.dumps(sorted(pretrained))}, tmp)
     os.replace(tmp, path)

@@ -67,6 +67,34 @@ def push_trained(args: argparse.Namespace, model_folder: str, name: str, token: 
     print(f"pushed to https://huggingface.co/{args.push_to_hub} (commit {commit})")
 
 
+INIT_HELP = ("starting weights: auto (default: the pinned ImageNet backbone of --arch when one is known, "
+             "else random), imagenet, none (random), a model name (`models list`: backbones, timm embedders, "
+             "classifiers) or a weights file")
+
+
+def add_init_arguments(p) -> None:
+    """``--init``, ``--freeze-epochs``, ``--backbone-lr-scale``, ``--precision`` (both trainers)."""
+    from wildspace.train.finetune import PRECISIONS
+
+    p.add_argument("--init", default="auto", help=INIT_HELP)
+    p.add_argument("--freeze-epochs", type=int, default=0, help="train only the new layers for this many "
+                   "epochs first (pretrained backbone frozen)")
+    p.add_argument("--backbone-lr-scale", type=float, default=0.1, help="pretrained layers learn at "
+                   "lr x this (default 0.1; new layers at lr)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto: bf16 autocast on AMX/AVX-512 "
+                   "BF16 CPUs and bf16/fp16 on CUDA GPUs, else fp32")
+
+
+def default_arch(arch: str | None, init: str | None, settings, fallback: str = "resnet18") -> str:
+    """``--arch``/``--backbone`` when given, else the architecture of the ``--init`` model."""
+    if arch:
+        return arch
+    from wildspace.hub.specs import SpecRegistry
+    from wildspace.train.init import spec_arch
+
+    return spec_arch(init, SpecRegistry(settings.spec_dirs)) or fallback
+
+
 def add_parsers(sub) -> None:
     from wildspace.evaluation.detection import CLASS_MODES
     from wildspace.train.data import BALANCE, SPLITS
@@ -78,7 +106,7 @@ def add_parsers(sub) -> None:
     c.add_argument("--data", type=Path, required=True, help="folder of class folders, or a CSV (file,label[,location,sequence])")
     c.add_argument("--images", type=Path, help="folder the CSV's paths are relative to (default: the CSV's folder)")
     c.add_argument("--name", help="model name (default: from the data folder)")
-    c.add_argument("--arch", default="resnet18", help="any torchvision or timm architecture (default resnet18)")
+    c.add_argument("--arch", help="any torchvision or timm architecture (default: the --init model's, else resnet18)")
     c.add_argument("--family", choices=["timm", "torchvision"], help="default: torchvision if it knows --arch")
     c.add_argument("--epochs", type=_positive, default=10)
     c.add_argument("--batch-size", type=_positive, default=16)
@@ -92,8 +120,7 @@ def add_parsers(sub) -> None:
     c.add_argument("--balance", choices=BALANCE, default="sampler", help="class balancing (default: sampler)")
     c.add_argument("--patience", type=_positive, default=5, help="early stopping: epochs without a better val loss")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--init", help="start from these weights: a local file or a classifier model name "
-                   "(default: random init; nothing is downloaded)")
+    add_init_arguments(c)
     c.add_argument("--kind", choices=["species", "products"], default="species",
                    help="products: a model for the Products tab (labels from the product taxonomy)")
     c.add_argument("--label-map", type=_mapping, action="append", default=[], metavar="OLD=NEW",
@@ -159,10 +186,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     name = model_name(args.name or args.data.stem)
     out = args.output or settings.home / "training" / name
     config = TrainConfig(
-        data=str(args.data), out_dir=str(out), name=name, arch=args.arch, family=args.family,
+        data=str(args.data), out_dir=str(out), name=name, arch=default_arch(args.arch, args.init, settings),
+        family=args.family, freeze_epochs=args.freeze_epochs, backbone_lr_scale=args.backbone_lr_scale,
+        precision=args.precision,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, input_size=args.input_size,
         loss=args.loss, split=args.split, test_fraction=args.test_fraction, val_fraction=args.val_fraction,
-        balance=args.balance, patience=args.patience, seed=args.seed, init=resolve_init(args.init, settings),
+        balance=args.balance, patience=args.patience, seed=args.seed, init=args.init,
         kind=args.kind, label_map=dict(args.label_map), images_dir=str(args.images) if args.images else None,
         crop_with=args.crop_with, crop_threshold=args.crop_threshold)
     config.check()
@@ -185,21 +214,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"model '{summary['model']}' -> {summary['model_folder']}; report {summary['report']}")
     push_trained(args, summary["model_folder"], name, token, settings)
     return 0
-
-
-def resolve_init(init: str | None, settings) -> str | None:
-    """A local weights file for ``--init``: the path itself, or a classifier model's weights."""
-    if not init:
-        return None
-    if Path(init).is_file():
-        return str(Path(init))
-    from wildspace.hub.fetch import ModelStore
-    from wildspace.hub.specs import SpecRegistry
-
-    registry = SpecRegistry(settings.spec_dirs)
-    if init not in registry:
-        raise FileNotFoundError(f"--init {init}: not a file and not a model name (`models list` shows them)")
-    return str(ModelStore(settings).fetch(registry.get(init)))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

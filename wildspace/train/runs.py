@@ -28,7 +28,11 @@ def classifier_card(config: TrainConfig, o: TrainOutcome, license: str) -> str:
              f"- augmentation: random resized crops, horizontal flips, colour jitter",
              f"- {o.epochs_done} of {config.epochs} epochs (early stopping patience {config.patience}); "
              f"best validation epoch {o.best_epoch}",
-             f"- initial weights: {Path(config.init).name if config.init else 'random (no pretrained backbone)'}",
+             f"- initial weights: {o.init.describe() if o.init else 'random (no pretrained backbone)'}",
+             *([f"- fine-tuning: backbone learning rate {config.lr * config.backbone_lr_scale:g} "
+                f"({config.backbone_lr_scale:g} x the head's), {config.freeze_epochs} frozen warm-up epoch(s)"]
+               if o.init is not None and o.init.kind != "random" else []),
+             f"- normalisation mean {list(o.mean)}, std {list(o.std)}; precision {o.precision}",
              "", "## Held-out test metrics", ""]
     lines.append(classification_markdown(o.test) if o.test else "No held-out images (test fraction 0).")
     lines += ["", "## Licence", "", f"{license}. Check the licence of your training images before sharing "
@@ -37,6 +41,12 @@ def classifier_card(config: TrainConfig, o: TrainOutcome, license: str) -> str:
               + ("the app's *Products* tab offers it." if config.kind == "products"
                  else f"`python -m wildspace detect --classifier {config.name} …` uses it on animal boxes.")]
     return "\n".join(lines)
+
+
+def _init_record(init) -> dict:
+    if init is None or init.kind == "random":
+        return {"kind": "random"}
+    return {"kind": init.kind, "name": init.name, "source": init.source, "sha256": init.sha256}
 
 
 def finish_classifier(config: TrainConfig, o: TrainOutcome, settings, license: str = "unknown",
@@ -50,15 +60,16 @@ def finish_classifier(config: TrainConfig, o: TrainOutcome, settings, license: s
     fields = {"name": config.name, "task": "classify", "family": o.family, "version": "trained",
               "input_size": config.input_size, "labels": list(o.labels),
               "thresholds": {"typical": 0.5, "conservative": 0.5}, "license": license,
-              "arch": config.arch, "kind": config.kind,
+              "arch": config.arch, "kind": config.kind, "mean": list(o.mean), "std": list(o.std),
               "training": {"loss": config.loss, "split": config.split, "epochs": o.epochs_done,
-                           "best_epoch": o.best_epoch}}
+                           "best_epoch": o.best_epoch, "initial_weights": _init_record(o.init)}}
     if config.kind == "products":
         from wildspace.classify.products import check_product_labels
 
         check_product_labels(o.labels, f"products model '{config.name}' (rename classes with --label-map)")
     exported = write_model_folder(out / "model", o.net, fields, classifier_card(config, o, license), o.test)
-    sections = [("Model", f"`{config.name}`: {o.family} `{config.arch}`, classes {', '.join(o.labels)}")]
+    sections = [("Model", f"`{config.name}`: {o.family} `{config.arch}`, classes {', '.join(o.labels)}; initial "
+                 f"weights {o.init.describe() if o.init else 'random (no pretrained backbone)'}")]
     if o.test:
         png = plot_confusion(o.test["confusion"], o.labels, out / "report" / "confusion.png",
                              f"{config.name}: held-out test")
