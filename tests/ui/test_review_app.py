@@ -1,0 +1,110 @@
+"""The Review tab through gradio_client on the real app: a batch run in the Batch tab keeps its
+low boxes and can be reviewed at any threshold; corrections survive an app restart; another
+visitor sees neither the batch nor the corrections; a queued job is reviewable while it runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ui.conftest import MODEL
+from wildspace.formats.megadetector import read_results
+
+pytestmark = pytest.mark.slow
+ALICE = {"X-Wildspace-Token": "alice-review-token-0123456789abcdef"}
+MALLORY = {"X-Wildspace-Token": "mallory-review-token-0123456789abcdef"}
+
+
+def _start(service, out):
+    from wildspace.ui.app import build_app
+
+    demo = build_app(service, out)
+    demo.queue().launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    return demo
+
+
+def test_review_a_batch_restart_and_another_visitor(app_service, upload_zip, tmp_path):
+    from gradio_client import Client, handle_file
+
+    demo = _start(app_service, tmp_path / "out")
+    try:
+        alice = Client(demo.local_url, verbose=False, headers=ALICE)
+        summary, _, table, downloads = alice.predict([handle_file(str(upload_zip))], MODEL, 0.5,
+                                                     api_name="/detect_batch")
+        assert "4 files" in summary
+        md = read_results(next(p for p in downloads if p.endswith("_megadetector.json")))
+        confs = [d["conf"] for im in md["images"] for d in im["detections"] or ()]
+        assert min(confs) < 0.5 and min(confs) >= 0.005  # the run kept its low boxes, for review
+        assert md["info"]["detector_metadata"]["output_threshold"] == 0.005
+        choices = alice.predict(api_name="/review_sources")
+        (title, sid), = [c for c in choices["choices"]] if isinstance(choices, dict) else choices
+        assert sid.startswith("run:batch/") and "4 files" in title
+        out = alice.predict(sid, 0.5, api_name="/review_open")
+        where = out[1]
+        assert "of 3" in where  # the truncated file failed: not paged through
+        shown_at_half = len(out[3]["choices"]) if isinstance(out[3], dict) else None
+        low = alice.predict(0.01, "all", "all", "all", "all", False, api_name="/review_view")
+        assert low[1] == where  # same image, more boxes: nothing ran again
+        if shown_at_half is not None:
+            assert len(low[3]["choices"]) > shown_at_half
+        alice.predict(0.5, "all", "all", "all", "all", False, api_name="/review_view")
+        after = alice.predict("Ann", api_name="/review_accept")
+        assert "2 of 3" in after[1] and "Reviewed 1/3" in after[-1]
+        alice.predict("Ann", api_name="/review_empty")
+        files, note = alice.predict(0.5, "Ann", api_name="/review_export")
+        doc = read_results(next(f for f in files if f.endswith("_megadetector.json")))
+        reviewed = [im for im in doc["images"] if im.get("review")]
+        assert sorted(im["review"]["status"] for im in reviewed) == ["empty", "reviewed"]
+
+        mallory = Client(demo.local_url, verbose=False, headers=MALLORY)
+        got = mallory.predict(api_name="/review_sources")
+        assert not (got["choices"] if isinstance(got, dict) else got)
+        with pytest.raises(Exception, match="No such source"):
+            mallory.predict(sid, 0.5, api_name="/review_open")
+    finally:
+        demo.close()
+
+    demo = _start(app_service, tmp_path / "out")  # a restart: same data dir and run folders
+    try:
+        alice = Client(demo.local_url, verbose=False, headers=ALICE)
+        out = alice.predict(sid, 0.5, api_name="/review_open")
+        assert "Reviewed 2/3" in out[-1]
+        files, _ = alice.predict(0.5, "Ann", api_name="/review_export")
+        doc = read_results(next(f for f in files if f.endswith("_megadetector.json")))
+        assert sum(1 for im in doc["images"] if im.get("review")) == 2
+    finally:
+        demo.close()
+
+
+def test_a_running_job_is_reviewed_as_far_as_it_got(app_service, tmp_path, shared_data):
+    from wildspace.jobs.queue import JobQueue
+    from wildspace.jobs.store import JobSpec, JobStore
+    from wildspace.review.session import ReviewService
+    from wildspace.review.sources import Sources
+    from wildspace.review.store import ReviewStores
+    from wildspace.types import Detection, ImageResult
+
+    queue = JobQueue(app_service.settings, url=f"sqlite:///{tmp_path / 'q.db'}", store=JobStore(tmp_path / "st"))
+    store = queue.store
+    job_id = store.new_id()
+    src = shared_data / "camera-trap" / "ena24-small"
+    names = ["2480.jpg", "352.jpg", "49.jpg"]
+    inputs = [{"name": n, "path": store.put_input(job_id, src / n, n)} for n in names]
+    store.create(JobSpec(owner="alice", kind="detect-images", inputs=inputs, model=MODEL, threshold=0.005,
+                         chunk_size=1, id=job_id))
+    store.put_detector(job_id, ("animal", "person", "vehicle"), "md_v5a.0.0.pt", {})
+    store.put_item(job_id, 0, ImageResult("2480.jpg", (Detection(0, 0.8, (0.1, 0.1, 0.2, 0.2)),),
+                                          width=10, height=10), worker="w")
+    service = ReviewService(Sources({}, queue, cache_dir=tmp_path / "cache"), ReviewStores(tmp_path / "home"),
+                            tmp_path / "views", 10**8)
+    (title, sid), = service.sources.list("alice")
+    assert sid == f"job:{job_id}" and "running" in title
+    v = service.open("alice", "s", sid, 0.2)
+    assert "1 of 1" in v.where and "so far (of 3)" in v.progress and v.image is not None
+    service.act("alice", "s", "accept", "Ann")
+    store.put_item(job_id, 1, ImageResult("352.jpg", (), width=10, height=10), worker="w")
+    import time
+
+    time.sleep(2.1)  # the running job's copy is read again when older than 2 s
+    v = service.set_view("alice", "s", 0.2, service.cursor("alice", "s").filters, reload=True)
+    assert "1 of 2" in v.where and "Reviewed 1/2" in v.progress
+    assert service.sources.list("bob") == []
