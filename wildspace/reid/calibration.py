@@ -164,3 +164,52 @@ def calibrate_gallery(sim: np.ndarray, ids, method: str = "logistic",
     """Leave-one-out calibration on a gallery's own similarity matrix."""
     scores, same = calibration_pairs(sim, ids, exclude)
     return fit_calibration(scores, same, method, min_probability, log_scale)
+
+
+def brier_score(probability, same) -> float | None:
+    """Mean squared error of the probabilities against what was true (lower is better)."""
+    p = np.asarray(probability, dtype=np.float64)
+    y = np.asarray(same, dtype=np.float64)
+    return float(np.mean((p - y) ** 2)) if len(p) else None
+
+
+def reliability_curve(probability, same, bins: int = 10) -> list[dict]:
+    """Per probability bin: how many answers, their mean probability and how often they were
+    right (a calibrated model has ``observed`` close to ``predicted`` in every bin)."""
+    p = np.asarray(probability, dtype=np.float64)
+    y = np.asarray(same, dtype=bool)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        m = which == b
+        out.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": int(m.sum()),
+                    "predicted": float(p[m].mean()) if m.any() else None,
+                    "observed": float(y[m].mean()) if m.any() else None})
+    return out
+
+
+def plot_reliability(curve: list[dict], path, title: str = "Reliability") -> None:
+    """A reliability diagram (PNG): observed frequency against predicted probability."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=110)
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="calibrated")
+    pts = [(c["predicted"], c["observed"], c["count"]) for c in curve if c["count"]]
+    if pts:
+        x, y, n = zip(*pts)
+        ax.plot(x, y, marker="o", color="tab:blue", label="measured")
+        for xi, yi, ni in pts:
+            ax.annotate(str(ni), (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted P(same animal)")
+    ax.set_ylabel("observed frequency")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

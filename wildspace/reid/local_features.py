@@ -32,6 +32,9 @@ background; frames whose descriptors fall beyond ``search_depth`` are not seen.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +62,12 @@ class LocalFeatureConfig:
         min_inliers: fewer verified matches than this scores 0.
         ratio: Lowe ratio threshold (unused since LNBNN replaced the ratio test; kept so
             stored configs still load).
+        cross_k: with gallery identities and stations given to ``score_matrix``, a gallery
+            keypoint matching another identity's frame of the same station among its
+            ``cross_k`` nearest neighbours is background (0: off).
+        chip_side: long side in px of an animal chip (an image with a box) before SIFT.
+        chip_upscale: a chip is enlarged at most this many times.
+        chip_margin: fraction of the box added on every side of a chip.
         exact_search_max: galleries with at most this many descriptors are searched exactly.
         ivf_probe: inverted lists visited per descriptor in larger galleries.
     """
@@ -75,6 +84,10 @@ class LocalFeatureConfig:
     ransac_px: float = 20.0
     min_inliers: int = 4
     ratio: float = 0.8
+    cross_k: int = 0
+    chip_side: int = 800
+    chip_upscale: float = 2.0
+    chip_margin: float = 0.15
     exact_search_max: int = 30000
     ivf_probe: int = 48
 
@@ -104,32 +117,64 @@ class LocalFeatures:
                    size=tuple(int(v) for v in arrays["size"]))
 
 
-def extract(rgb: np.ndarray, config: LocalFeatureConfig = LocalFeatureConfig()) -> LocalFeatures:
-    """Keypoints and RootSIFT descriptors of an RGB ``uint8`` image ``(H, W, 3)``."""
+def extract(rgb: np.ndarray, config: LocalFeatureConfig = LocalFeatureConfig(),
+            bbox=None, mirror: bool = False) -> LocalFeatures:
+    """Keypoints and RootSIFT descriptors of an RGB ``uint8`` image ``(H, W, 3)``.
+
+    Args:
+        bbox: optional animal box ``(x, y, w, h)`` normalised: keypoints come from that box
+            (plus ``config.chip_margin``) only, taken from a chip resized so its long side is
+            ``config.chip_side`` px (at most ``config.chip_upscale`` times enlarged), so a
+            small animal's coat gets keypoints at its own scale. Positions stay in the
+            resized *frame's* pixels, so static-background removal still compares places.
+        mirror: describe the left-right mirrored image (positions mapped back to the
+            original), for matching a flank seen the other way round.
+    """
     import cv2
 
     gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    if mirror:
+        gray = np.ascontiguousarray(gray[:, ::-1])
+    fh, fw = gray.shape
+    frame_scale = min(1.0, config.max_side / max(fh, fw))
+    x0 = y0 = 0
+    if bbox is not None:
+        bx, by, bw, bh = (float(v) for v in bbox)
+        if mirror:
+            bx = 1.0 - bx - bw
+        m = config.chip_margin
+        x0, y0 = max(0, int((bx - m * bw) * fw)), max(0, int((by - m * bh) * fh))
+        x1, y1 = min(fw, int(np.ceil((bx + bw * (1 + m)) * fw))), min(fh, int(np.ceil((by + bh * (1 + m)) * fh)))
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            x0 = y0 = 0
+            bbox = None
+        else:
+            gray = gray[y0:y1, x0:x1]
     h, w = gray.shape
-    scale = min(1.0, config.max_side / max(h, w))
-    if scale < 1.0:
+    scale = (min(config.chip_upscale, config.chip_side / max(h, w)) if bbox is not None
+             else frame_scale)
+    if scale != 1.0:
         gray = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
-                          interpolation=cv2.INTER_AREA)
+                          interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
     h, w = gray.shape
     mask = np.full((h, w), 255, np.uint8)
-    band = int(round(h * config.caption_mask))
-    if band:
-        mask[:band] = 0
-        mask[h - band:] = 0
+    band = config.caption_mask * fh  # caption bars, in original frame rows
+    rows = y0 + (np.arange(h) + 0.5) / scale
+    mask[(rows < band) | (rows > fh - band)] = 0
     if config.clahe_clip > 0:
         gray = cv2.createCLAHE(clipLimit=config.clahe_clip, tileGridSize=(8, 8)).apply(gray)
     keypoints, desc = cv2.SIFT_create(nfeatures=config.n_features).detectAndCompute(gray, mask)
+    size = (max(1, round(fw * frame_scale)), max(1, round(fh * frame_scale)))
     if desc is None or not keypoints:
-        return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), (w, h))
+        return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), size)
     desc = desc.astype(np.float32)
     desc /= desc.sum(axis=1, keepdims=True) + 1e-7
     desc = np.sqrt(desc)
-    xy = np.array([k.pt for k in keypoints], dtype=np.float32)
-    return LocalFeatures(xy=xy, descriptors=desc, size=(w, h))
+    xy = np.array([k.pt for k in keypoints], dtype=np.float32) / scale + np.float32([x0, y0])
+    if mirror:
+        xy[:, 0] = fw - xy[:, 0]
+    xy *= frame_scale
+    return LocalFeatures(xy=xy.astype(np.float32), descriptors=desc, size=size)
 
 
 def _knn(base: np.ndarray, queries: np.ndarray, k: int,
@@ -150,6 +195,33 @@ def _knn(base: np.ndarray, queries: np.ndarray, k: int,
     index.add(base)
     sim, idx = index.search(queries, k)
     return np.sqrt(np.maximum(2.0 - 2.0 * sim, 0.0)).astype(np.float32), idx
+
+
+_SELF_KNN: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+_SELF_KNN_LOCK = threading.Lock()
+_SELF_KNN_MAX = 400_000  # descriptors (~1.2 GB for two remembered galleries at depth 100)
+
+
+def _gallery_knn(g_desc: np.ndarray, depth: int, config: LocalFeatureConfig
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Distances and indices of every gallery descriptor's neighbours in the gallery (the
+    costly part of a lookup), remembered for the last two galleries of at most
+    ``_SELF_KNN_MAX`` descriptors: lookups against an unchanged gallery do not search it again."""
+    if len(g_desc) > _SELF_KNN_MAX:
+        return _knn(g_desc, g_desc, depth, config)
+    key = (hashlib.sha1(np.ascontiguousarray(g_desc, np.float32)).hexdigest(), len(g_desc), depth,
+           config.exact_search_max, config.ivf_probe)
+    with _SELF_KNN_LOCK:
+        hit = _SELF_KNN.get(key)
+        if hit is not None:
+            _SELF_KNN.move_to_end(key)
+            return hit
+    found = _knn(g_desc, g_desc, depth, config)
+    with _SELF_KNN_LOCK:
+        _SELF_KNN[key] = found
+        while len(_SELF_KNN) > 2:
+            _SELF_KNN.popitem(last=False)
+    return found
 
 
 def _same_place(idx: np.ndarray, q_xy: np.ndarray, q_owner: np.ndarray, q_size: np.ndarray,
@@ -175,20 +247,34 @@ def _static_hits(frames: np.ndarray, same: np.ndarray, usable_frame: np.ndarray,
 
 def score_matrix(queries: list[LocalFeatures], gallery: list[LocalFeatures],
                  config: LocalFeatureConfig = LocalFeatureConfig(),
-                 exclude: np.ndarray | None = None) -> np.ndarray:
+                 exclude: np.ndarray | None = None, return_votes: bool = False,
+                 gallery_ids=None, gallery_stations=None):
     """``(len(queries), len(gallery))`` scores: higher = more likely the same animal, 0 = none.
 
     Args:
         exclude: optional boolean ``(Q, G)`` mask of pairs that must not be scored (a query
             against itself, or against its own capture event in leave-one-out tests); those
             cells are 0 and the excluded frames take no part in the query's scoring.
+        return_votes: also return, per query, the verified votes ``(keypoint, frame, weight)``
+            (three equal-length arrays: query keypoint index, gallery frame, LNBNN weight of
+            each RANSAC inlier), which :mod:`wildspace.reid.pooling` pools per identity.
+        gallery_ids, gallery_stations: identity and station of every gallery frame; with
+            ``config.cross_k`` > 0, a gallery keypoint one of whose ``cross_k`` nearest usable
+            neighbours lies in a frame of *another* identity at the *same* station is scene
+            background, wherever it sits (a camera that moved a little between visits).
     """
     import cv2
 
     nq, ng = len(queries), len(gallery)
     out = np.zeros((nq, ng), dtype=np.float32)
+    votes = [_NO_VOTES] * nq
+
+    def done():
+        out[exclude] = 0.0
+        return (out, votes) if return_votes else out
+
     if nq == 0 or ng == 0:
-        return out
+        return (out, votes) if return_votes else out
     exclude = np.zeros((nq, ng), bool) if exclude is None else np.asarray(exclude, bool)
 
     def stack(feats):
@@ -203,17 +289,24 @@ def score_matrix(queries: list[LocalFeatures], gallery: list[LocalFeatures],
     q_xy, q_desc, q_owner, q_size, q_off = stack(queries)
     k = config.knn
     if len(g_desc) < k + 1 or len(q_desc) == 0:
-        return out
+        return done()
     depth = min(config.search_depth, len(g_desc))
-    dist, idx = _knn(g_desc, q_desc, depth, config)
+    dist, idx = (_gallery_knn(g_desc, depth, config) if queries is gallery
+                 else _knn(g_desc, q_desc, depth, config))
 
     # Same-place neighbours, gallery against gallery and query against gallery.
-    g_idx = idx if queries is gallery else _knn(g_desc, g_desc, depth, config)[1]
+    g_idx = idx if queries is gallery else _gallery_knn(g_desc, depth, config)[1]
     g_frames, g_same = _same_place(g_idx, g_xy, g_owner, g_size, g_xy, g_owner, g_size,
                                    config.static_px)
     g_same &= g_frames != g_owner[:, None]
     q_frames, q_same = _same_place(idx, q_xy, q_owner, q_size, g_xy, g_owner, g_size,
                                    config.static_px)
+    cross = None
+    if config.cross_k > 0 and gallery_ids is not None and gallery_stations is not None:
+        gid, gst = np.asarray(gallery_ids), np.asarray(gallery_stations, dtype=object)
+        f0 = np.maximum(g_frames, 0)
+        cross = ((g_frames >= 0) & (gid[f0] != gid[g_owner][:, None])
+                 & (gst[f0] == gst[g_owner][:, None]) & (gst[f0] != ""))
 
     for i in range(nq):
         rows = np.arange(q_off[i], q_off[i + 1])
@@ -233,6 +326,9 @@ def score_matrix(queries: list[LocalFeatures], gallery: list[LocalFeatures],
         g_bg[g_idx[gr, gc][evidence[g_owner[gr]]]] = True
         to_query = idx[rows][qr, qc]
         g_bg[to_query[~duplicate[g_owner[to_query]]]] = True
+        if cross is not None:
+            cr, cc = _static_hits(g_frames, cross, allowed, config.cross_k)
+            g_bg[cr[evidence[g_frames[cr, cc]] & evidence[g_owner[cr]]]] = True
         nb, d = idx[rows], dist[rows]
         usable = (nb >= 0) & ~q_bg[:, None]
         nb0 = np.where(nb >= 0, nb, 0)
@@ -247,6 +343,7 @@ def score_matrix(queries: list[LocalFeatures], gallery: list[LocalFeatures],
         _, first = np.unique(r_ * ng + frame, return_index=True)  # one vote per frame
         r_, c_, frame = r_[first], c_[first], frame[first]
         weight = np.maximum(baseline[r_] - d[r_, c_], 0.0)
+        kept = []
         for j in np.unique(frame):
             m = frame == j
             if m.sum() < config.min_inliers:
@@ -260,8 +357,15 @@ def score_matrix(queries: list[LocalFeatures], gallery: list[LocalFeatures],
             inliers = inliers.ravel().astype(bool)
             if inliers.sum() >= config.min_inliers:
                 out[i, j] = float(weight[m][inliers].sum())
-    out[exclude] = 0.0
-    return out
+                kept.append(np.nonzero(m)[0][inliers])
+        if kept:
+            sel = np.concatenate(kept)
+            votes[i] = (r_[sel].astype(np.int32), frame[sel].astype(np.int32),
+                        weight[sel].astype(np.float32))
+    return done()
+
+
+_NO_VOTES = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32))
 
 
 def match_score(a: LocalFeatures, b: LocalFeatures,
