@@ -5,7 +5,12 @@
   of ``P`` identities x ``K`` images (identity-aware mining) with a **triplet** loss
   (batch-hard: the farthest positive and the nearest negative of each anchor) or a
   **contrastive** loss (positive pairs pulled together, negatives pushed beyond a margin).
-  Distances are **cosine** (on L2-normalised embeddings) or **euclidean**.
+  Distances are **cosine** (on L2-normalised embeddings) or **euclidean**. Or **SimCLR**
+  (``ntxent``, :mod:`wildspace.train.simclr`): self-supervised, two augmented views per crop,
+  no labels needed; the projection head is dropped at export.
+- **Initial weights** as for classifiers (:mod:`wildspace.train.init`): by default the pinned
+  ImageNet backbone of the architecture, or a re-ID starting point (``--init
+  megadescriptor-b-224``, ``miewid-msv3``, ``dinov2-small-backbone``); the backbone's own mean/std.
 - **kNN head** (the SimCLR + kNN seed): PCA then a k-nearest-neighbour classifier, with a
   grid search over ``n_components``/``n_neighbors``/``weights``/``metric`` and 5-fold
   ``KFold`` cross-validation (scikit-learn). It is saved as plain arrays (safetensors) and
@@ -22,7 +27,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-REID_LOSSES = ("triplet", "contrastive")
+REID_LOSSES = ("triplet", "contrastive", "ntxent")
 METRICS = ("cosine", "euclidean")
 
 
@@ -45,19 +50,36 @@ class ReidConfig:
     lr: float = 3e-4
     test_fraction: float = 0.25
     seed: int = 0
-    init: str | None = None
+    init: str | None = "auto"  # auto | imagenet | none | a model name | a weights file
     extra: dict = field(default_factory=dict)
+    temperature: float = 0.5  # ntxent
+    batch_size: int = 32  # ntxent: crops per batch (2x views)
+    projection_dim: int = 128  # ntxent
+    freeze_epochs: int = 0
+    backbone_lr_scale: float = 0.1
+    precision: str = "auto"
 
     def check(self) -> None:
+        from wildspace.train.finetune import check_finetune
+
         if self.loss not in REID_LOSSES:
             raise ValueError(f"loss '{self.loss}' is not one of {', '.join(REID_LOSSES)}")
         if self.metric not in METRICS:
             raise ValueError(f"metric '{self.metric}' is not one of {', '.join(METRICS)}")
-        for k in ("epochs", "input_size", "identities_per_batch", "images_per_identity"):
+        for k in ("epochs", "input_size", "identities_per_batch", "images_per_identity", "projection_dim"):
             if int(getattr(self, k)) < 1:
                 raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
-        if self.identities_per_batch < 2:
+        if self.loss == "ntxent":
+            if int(self.batch_size) < 2:
+                raise ValueError(f"batch_size must be >= 2 for ntxent (the other crops are the negatives), "
+                                 f"got {self.batch_size}")
+            if not self.temperature > 0:
+                raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        elif self.identities_per_batch < 2:
             raise ValueError("identities_per_batch must be >= 2 (negatives come from other identities)")
+        if not self.identities and self.loss != "ntxent":
+            raise ValueError(f"loss '{self.loss}' needs identities (a CSV); only ntxent trains on unlabeled images")
+        check_finetune(self.freeze_epochs, self.backbone_lr_scale, self.precision)
 
 
 def pk_batches(ids: Sequence[str], p: int, k: int, rng: random.Random) -> list[list[int]]:
@@ -102,7 +124,7 @@ def metric_loss(emb, labels, loss: str, metric: str, margin: float):
 
     d = distances(emb, metric)
     same = labels[:, None] == labels[None, :]
-    eye = torch.eye(len(labels), dtype=torch.bool)
+    eye = torch.eye(len(labels), dtype=torch.bool, device=d.device)
     pos, neg = same & ~eye, ~same
     if loss == "triplet":
         hardest_pos = (d * pos).max(dim=1).values
@@ -127,61 +149,116 @@ def build_backbone(arch: str):
     return timm.create_model(arch, pretrained=False, num_classes=0)
 
 
-def train_embedder(config: ReidConfig, images: list[np.ndarray], ids: list[str],
-                   tick: Callable[[], bool] = lambda: False, on_epoch: Callable[[dict], None] = lambda log: None):
-    """Train the backbone on ``images`` (RGB uint8) with identities ``ids``; returns the net.
+def simclr_batches(n: int, batch_size: int, rng: random.Random) -> list[list[int]]:
+    """One epoch of SimCLR batches: every crop once, shuffled; a last batch of one is dropped
+    (it has no negatives)."""
+    order = rng.sample(range(n), n)
+    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    return [b for b in batches if len(b) >= 2]
 
-    A checkpoint (network + optimizer, tensors only) is written after each epoch to
-    ``out_dir/reid-checkpoint.pt`` and resumed from when present.
+
+def init_for(config: ReidConfig, settings=None):
+    """The run's initial weights (recorded in ``out_dir/init.json``; see :mod:`wildspace.train.init`)."""
+    from wildspace.config import load_settings
+    from wildspace.train.init import check_input_size, saved_or_resolved
+
+    init = saved_or_resolved(Path(config.out_dir), config.init, config.backbone, settings or load_settings())
+    check_input_size(init, config.input_size)
+    return init
+
+
+def train_embedder(config: ReidConfig, images: list[np.ndarray], ids: list[str] | None,
+                   tick: Callable[[], bool] = lambda: False, on_epoch: Callable[[dict], None] = lambda log: None,
+                   init=None):
+    """Train the backbone on ``images`` (RGB uint8) with identities ``ids`` (``None`` for
+    ntxent on unlabeled images); returns the net (on the CPU, in eval mode).
+
+    A checkpoint (network, projection head, optimizer; tensors only) is written after each
+    epoch to ``out_dir/reid-checkpoint.pt`` and resumed from when present.
     """
     import os
 
     import torch
 
+    from wildspace.train import finetune as F
     from wildspace.train.images import ImageDataset
+    from wildspace.train.init import load_init
 
     config.check()
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    init = init or init_for(config)
     torch.manual_seed(config.seed)
     net = build_backbone(config.backbone)
-    if config.init:
-        from wildspace.train.classifier import _init_weights
+    simclr = config.loss == "ntxent"
+    modules = {"": net}
+    if simclr:
+        from wildspace.train.simclr import projection_head
 
-        _init_weights(net, config.init)
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
-    start, history = 1, []
+        modules["head."] = projection_head(net.num_features, config.projection_dim)
     ckpt = out / "reid-checkpoint.pt"
-    if ckpt.is_file():
-        ck = torch.load(ckpt, map_location="cpu", weights_only=True)
+    ck = torch.load(ckpt, map_location="cpu", weights_only=True) if ckpt.is_file() else None
+    pretrained = set(json.loads(ck["pretrained"])) if ck is not None and "pretrained" in ck else load_init(net, init)
+    device = F.pick_device()
+    prec = F.Precision(config.precision, device)
+    for m in modules.values():
+        m.to(device)
+    opt = torch.optim.AdamW(F.param_groups(modules, pretrained, config.lr, config.backbone_lr_scale),
+                            lr=config.lr, weight_decay=1e-4)
+    start, history = 1, []
+    if ck is not None:
         net.load_state_dict(ck["model"])
+        if simclr and "head" in ck:
+            modules["head."].load_state_dict(ck["head"])
         opt.load_state_dict(ck["optimizer"])
         history = json.loads(ck["history"])
         start = len(history) + 1
-    names = sorted(set(ids))
-    y = torch.tensor([names.index(x) for x in ids])
-    ds = ImageDataset(images, y.tolist(), config.input_size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), augment=True)
+    mean, std = init.mean or (0.485, 0.456, 0.406), init.std or (0.229, 0.224, 0.225)
+    if simclr:
+        from wildspace.train.simclr import TwoViews, ntxent_loss
+
+        views = TwoViews(images, config.input_size, mean, std)
+    else:
+        names = sorted(set(ids))
+        y = torch.tensor([names.index(x) for x in ids])
+        ds = ImageDataset(images, y.tolist(), config.input_size, mean, std, augment=True)
     for epoch in range(start, config.epochs + 1):
         torch.manual_seed(config.seed * 100_003 + epoch)
-        net.train()
+        rng = random.Random(config.seed * 100_003 + epoch)
+        for m in modules.values():
+            m.train()
+        F.set_backbone_frozen(net, pretrained, frozen=epoch <= config.freeze_epochs)
         total, n = 0.0, 0
-        for batch in pk_batches(ids, config.identities_per_batch, config.images_per_identity,
-                                random.Random(config.seed * 100_003 + epoch)):
-            x = torch.stack([ds[i][0] for i in batch])
+        batches = (simclr_batches(len(images), config.batch_size, rng) if simclr else
+                   pk_batches(ids, config.identities_per_batch, config.images_per_identity, rng))
+        for batch in batches:
             opt.zero_grad()
-            loss = metric_loss(net(x), y[batch], config.loss, config.metric, config.margin)
-            loss.backward()
-            opt.step()
+            if simclr:
+                a, b = (v.to(device) for v in views.views(batch))
+                with prec.autocast():
+                    z = modules["head."](net(torch.cat([a, b]))).float()
+                loss = ntxent_loss(z[:len(batch)], z[len(batch):], config.temperature)
+            else:
+                x = torch.stack([ds[i][0] for i in batch]).to(device)
+                with prec.autocast():
+                    emb = net(x).float()
+                loss = metric_loss(emb, y[batch].to(device), config.loss, config.metric, config.margin)
+            prec.step(loss, opt)
             total += loss.item() * len(batch)
             n += len(batch)
             if tick():
                 return None
         history.append({"epoch": epoch, "loss": total / max(n, 1)})
         tmp = ckpt.with_name(".reid-checkpoint.tmp")
-        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "history": json.dumps(history)}, tmp)
+        state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "history": json.dumps(history),
+                 "pretrained": json.dumps(sorted(pretrained))}
+        if simclr:
+            state["head"] = modules["head."].state_dict()
+        torch.save(state, tmp)
         os.replace(tmp, ckpt)
         on_epoch(dict(history[-1], epochs=config.epochs))
-    net.eval()
+    F.set_backbone_frozen(net, pretrained, frozen=False)
+    net.cpu().eval()
     return net
 
 

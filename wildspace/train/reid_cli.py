@@ -12,12 +12,17 @@ import numpy as np
 def add_reid_parser(tsub, positive) -> None:
     from wildspace.train.reid import METRICS, REID_LOSSES
 
-    r = tsub.add_parser("reid", help="train a re-ID embedder (triplet/contrastive) and a kNN head")
+    r = tsub.add_parser("reid", help="train a re-ID embedder (triplet/contrastive, or self-supervised SimCLR) "
+                        "and a kNN head")
     r.add_argument("--data", type=Path, required=True, help="folder of images")
-    r.add_argument("--identities", type=Path, required=True, help="CSV: file, identity (+ optional bbox)")
+    r.add_argument("--identities", type=Path, help="CSV: file, identity (+ optional bbox); optional with "
+                   "--loss ntxent (then every image in --data is used, and there is no kNN head or evaluation)")
     r.add_argument("--name", help="model name (default: from the data folder)")
-    r.add_argument("--backbone", default="resnet18", help="timm architecture (default resnet18)")
-    r.add_argument("--loss", choices=REID_LOSSES, default="triplet")
+    r.add_argument("--backbone", help="timm architecture (default: the --init model's, else resnet18)")
+    r.add_argument("--loss", choices=REID_LOSSES, default="triplet",
+                   help="triplet / contrastive (identities), or ntxent: SimCLR on two augmented views per crop")
+    r.add_argument("--temperature", type=float, default=0.5, help="ntxent softmax temperature")
+    r.add_argument("--batch-size", type=positive, default=32, help="ntxent: crops per batch")
     r.add_argument("--metric", choices=METRICS, default="cosine", help="embedding distance used in training")
     r.add_argument("--margin", type=float, default=0.3)
     r.add_argument("--epochs", type=positive, default=10)
@@ -27,7 +32,9 @@ def add_reid_parser(tsub, positive) -> None:
     r.add_argument("--lr", type=float, default=3e-4)
     r.add_argument("--test-fraction", type=float, default=0.25, help="held-out images per identity")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--init", help="start from these backbone weights (a local file)")
+    from wildspace.train.cli import add_init_arguments
+
+    add_init_arguments(r)
     r.add_argument("--output", "-o", type=Path, help="run folder (default <data dir>/training/<name>)")
     r.add_argument("--license", default="unknown")
     r.add_argument("--no-install", action="store_true")
@@ -75,6 +82,28 @@ def load_identity_images(folder: Path, table: Path, input_size: int | None = Non
     return images, ids, skipped
 
 
+def load_folder_images(folder: Path, input_size: int, max_pixels: int = 200_000_000):
+    """``(images, files, skipped)``: every readable image under ``folder`` (recursively),
+    long side at most twice ``input_size`` (unlabeled SimCLR training)."""
+    from wildspace.media.images import IMAGE_EXTENSIONS, ImageReadError
+    from wildspace.train.images import load_reduced
+
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    images, files, skipped = [], [], []
+    for p in sorted(Path(folder).rglob("*")):
+        if not p.is_file() or p.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        try:
+            images.append(load_reduced(str(p), input_size, max_pixels))
+            files.append(str(p))
+        except ImageReadError as exc:
+            skipped.append((str(p), str(exc)))
+    if len(images) < 2:
+        raise ValueError(f"{folder}: need at least two readable images, found {len(images)}")
+    return images, files, skipped
+
+
 def reid_markdown(m: dict) -> str:
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     return "\n".join([
@@ -101,22 +130,33 @@ def cmd_train_reid(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     token = push_token(args)
+    from wildspace.train.cli import default_arch
+
     name = model_name(args.name or args.data.name)
-    config = ReidConfig(images=str(args.data), identities=str(args.identities),
+    config = ReidConfig(images=str(args.data), identities=str(args.identities) if args.identities else "",
                         out_dir=str(args.output or settings.home / "training" / name), name=name,
-                        backbone=args.backbone, loss=args.loss, metric=args.metric, margin=args.margin,
-                        epochs=args.epochs, input_size=args.input_size,
+                        backbone=default_arch(args.backbone, args.init, settings), loss=args.loss,
+                        metric=args.metric, margin=args.margin, epochs=args.epochs, input_size=args.input_size,
                         identities_per_batch=args.identities_per_batch,
                         images_per_identity=args.images_per_identity, lr=args.lr,
-                        test_fraction=args.test_fraction, seed=args.seed, init=args.init)
+                        test_fraction=args.test_fraction, seed=args.seed, init=args.init,
+                        temperature=args.temperature, batch_size=args.batch_size,
+                        freeze_epochs=args.freeze_epochs, backbone_lr_scale=args.backbone_lr_scale,
+                        precision=args.precision)
     from wildspace.train.reid_run import run_reid
 
     s = run_reid(config, settings, license=args.license, install=not args.no_install, replace=args.replace,
                  on_epoch=lambda log: print(f"epoch {log['epoch']}/{log['epochs']}: loss {log['loss']:.4f}",
                                             file=sys.stderr, flush=True))
+    if s["state"] != "done":
+        print("stopped; run again to resume", file=sys.stderr)
+        return 1
     m = s["test"]
-    print(f"held-out queries: top-1 {m['top1']}, mAP {m['mAP']}; kNN head {s['knn']['params']} "
-          f"(5-fold CV accuracy {s['knn']['cv_accuracy']:.3f}, test accuracy {s['knn']['test_accuracy']})")
+    if m:
+        print(f"held-out queries: top-1 {m['top1']}, mAP {m['mAP']}; kNN head {s['knn']['params']} "
+              f"(5-fold CV accuracy {s['knn']['cv_accuracy']:.3f}, test accuracy {s['knn']['test_accuracy']})")
+    elif s.get("knn") is None:
+        print(f"trained on {s['images']} unlabeled images (no identities: no kNN head, no held-out metrics)")
     print(f"model '{s['model']}' -> {s['model_folder']}; report {s['report']}")
     push_trained(args, s["model_folder"], name, token, settings)
     return 0

@@ -17,8 +17,12 @@ HELP = """Train your own classifier. Upload a **zip of class folders** (one fold
 on the worker queue: it keeps going if you close the page, and a stopped worker resumes from
 the last finished epoch. A held-out part of your photos (20 %) measures the accuracy; the
 finished model appears in the app under its name (a *products* model in the Products tab).
-Networks start from random weights unless you point to weights (offline: nothing is downloaded),
-so use many photos per class or expect modest accuracy."""
+Start from ImageNet (recommended): the network begins with weights learnt on ImageNet (pinned,
+checked files; resnet18, resnet50, efficientnet_b0, convnext_tiny have them, the others start
+from random weights), so a few hundred photos go a long way. An offline machine needs the weights
+imported first (`python -m wildspace models import`; the job's error names the command)."""
+START_IMAGENET, START_RANDOM = "start from ImageNet (recommended)", "random weights"
+START_INIT = {START_IMAGENET: "auto", START_RANDOM: "none"}
 REID_BACKBONES = ["resnet18", "resnet50", "efficientnet_b0", "convnext_tiny", "vit_small_patch16_224"]
 REID_HELP = """Train an **individual re-ID embedder** (which animal is this?). Upload a **zip of photos
 with an `identities.csv`** at its top level (or one folder down) with the columns `file` (the
@@ -60,7 +64,7 @@ def parse_label_map(text: str | None) -> dict[str, str]:
 
 def submit_training(queue, owner: str, upload: str | None, folder: str | None, name: str, arch: str,
                     epochs: int, loss: str, input_size: int, kind: str, label_map: str,
-                    allow_folders: bool) -> str:
+                    allow_folders: bool, start: str = START_IMAGENET) -> str:
     """Queue a training job; returns its id. Raises ``gr.Error`` with the reason on bad input."""
     from wildspace.train.classifier import TrainConfig
     from wildspace.train.cli import model_name
@@ -79,7 +83,8 @@ def submit_training(queue, owner: str, upload: str | None, folder: str | None, n
             raise ValueError("upload a zip of class folders" + (" or give a folder" if allow_folders else ""))
         name = model_name(name or Path(source).stem)
         config = TrainConfig(data=source, out_dir="", name=name, arch=arch, epochs=int(epochs), loss=loss,
-                             input_size=int(input_size), kind=kind, label_map=parse_label_map(label_map))
+                             input_size=int(input_size), kind=kind, label_map=parse_label_map(label_map),
+                             init=START_INIT.get(start, "auto"))
         return _submit(queue, training_spec(owner, source, config), upload)
     except (ValueError, FileNotFoundError) as exc:
         raise gr.Error(str(exc)) from None
@@ -101,7 +106,7 @@ def _submit(queue, spec, upload: str | None) -> str:
 
 def submit_reid_training(queue, owner: str, upload: str | None, folder: str | None, identities: str | None,
                          name: str, backbone: str, loss: str, metric: str, epochs: int, input_size: int,
-                         allow_folders: bool) -> str:
+                         allow_folders: bool, start: str = START_IMAGENET) -> str:
     """Queue a re-ID embedder training job; returns its id. Raises ``gr.Error`` on bad input
     (checked here when cheap: zip layout, backbone, settings; the worker checks the rest)."""
     from wildspace.train.cli import model_name
@@ -135,7 +140,8 @@ def submit_reid_training(queue, owner: str, upload: str | None, folder: str | No
                              + (" or give a folder and its CSV" if allow_folders else ""))
         name = model_name(name or Path(source).stem)
         config = ReidConfig(images=source, identities=table or "", out_dir="", name=name, backbone=backbone,
-                            loss=loss, metric=metric, epochs=int(epochs), input_size=int(input_size))
+                            loss=loss, metric=metric, epochs=int(epochs), input_size=int(input_size),
+                            init=START_INIT.get(start, "auto"))
         config.check()
         import timm
 
@@ -253,6 +259,7 @@ def build_tab(queue, classifiers, owner_state, products_model=None, guard=None) 
                 epochs = gr.Slider(1, 100, value=10, step=1, label="Epochs")
                 loss = gr.Radio(["ce", "focal", "asymmetric-focal"], value="ce", label="Loss")
                 size = gr.Slider(64, 384, value=160, step=32, label="Input size (px)")
+                init = gr.Radio(list(START_INIT), value=START_IMAGENET, label="Starting weights")
                 start = gr.Button("Start training", variant="primary", elem_id="train-start")
     with gr.Column(visible=False) as reid_box:
         gr.Markdown(REID_HELP)
@@ -272,6 +279,7 @@ def build_tab(queue, classifiers, owner_state, products_model=None, guard=None) 
                 r_metric = gr.Radio(list(METRICS), value="cosine", label="Distance")
                 r_epochs = gr.Slider(1, 100, value=10, step=1, label="Epochs")
                 r_size = gr.Slider(32, 384, value=128, step=32, label="Input size (px)")
+                r_init = gr.Radio(list(START_INIT), value=START_IMAGENET, label="Starting weights")
                 r_start = gr.Button("Start re-ID training", variant="primary", elem_id="train-reid-start")
     job = gr.Textbox(label="Training job", interactive=False, elem_id="train-job")
     status = gr.Markdown(elem_id="train-status")
@@ -289,16 +297,18 @@ def build_tab(queue, classifiers, owner_state, products_model=None, guard=None) 
             guard.check_jobs(queue, owner)
         return owner
 
-    def train_classifier(up, fo, nm, ar, ep, lo, sz, ki, lm, token=None, request: gr.Request = None):
+    def train_classifier(up, fo, nm, ar, ep, lo, sz, ki, lm, st=START_IMAGENET, token=None,
+                         request: gr.Request = None):
         """Queue training of an image classifier on a zip of class folders (see the Train tab)."""
         owner = _admit(ar, ARCHS, token, request)
-        job_id = submit_training(queue, owner, up, fo, nm, ar, ep, lo, sz, ki, lm, allow_folders)
+        job_id = submit_training(queue, owner, up, fo, nm, ar, ep, lo, sz, ki, lm, allow_folders, st)
         return job_id, training_status(queue, classifiers, job_id, owner)
 
-    def train_reid(up, fo, table, nm, bb, lo, me, ep, sz, token=None, request: gr.Request = None):
+    def train_reid(up, fo, table, nm, bb, lo, me, ep, sz, st=START_IMAGENET, token=None,
+                   request: gr.Request = None):
         """Queue training of an individual re-ID embedder on a zip of photos with identities.csv."""
         owner = _admit(bb, REID_BACKBONES, token, request)
-        job_id = submit_reid_training(queue, owner, up, fo, table, nm, bb, lo, me, ep, sz, allow_folders)
+        job_id = submit_reid_training(queue, owner, up, fo, table, nm, bb, lo, me, ep, sz, allow_folders, st)
         return job_id, training_status(queue, classifiers, job_id, owner)
 
     def _status(job_id, token, request: gr.Request):
@@ -307,9 +317,10 @@ def build_tab(queue, classifiers, owner_state, products_model=None, guard=None) 
             return text, gr.update()
         return text, gr.update(choices=classifiers.names("products"))
 
-    start.click(train_classifier, [upload, folder, name, arch, epochs, loss, size, kind, label_map, owner_state],
+    start.click(train_classifier, [upload, folder, name, arch, epochs, loss, size, kind, label_map, init,
+                                   owner_state],
                 [job, status], api_name="train_classifier")
     r_start.click(train_reid, [r_upload, r_folder, r_table, r_name, r_backbone, r_loss, r_metric, r_epochs,
-                                r_size, owner_state], [job, status], api_name="train_reid")
+                                r_size, r_init, owner_state], [job, status], api_name="train_reid")
     outputs = [status, products_model if products_model is not None else gr.State()]
     timer.tick(_status, [job, owner_state], outputs, api_name=False, show_progress="hidden")
