@@ -33,6 +33,13 @@ def _positive(text: str) -> int:
     return v
 
 
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
 def _batch_size(text: str) -> int | None:
     return None if text == "auto" else _positive(text)
 
@@ -75,8 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--classify-above", type=_threshold, default=None,
                    help="only classify boxes with detection confidence >= this "
                         "(default: the detector's conservative threshold)")
+    d.add_argument("--every-n-frames", type=_positive, default=None,
+                   help="videos: analyse every Nth frame (as the app's Video tab)")
+    d.add_argument("--every-seconds", type=_positive_float, default=None,
+                   help="videos: analyse one frame every S seconds (default 1 when neither is given)")
     d.add_argument("paths", nargs="+", type=Path,
-                   help="images, folders (recursive), .txt lists or .zip archives (checked like uploads)")
+                   help="images, videos, folders (recursive), .txt lists or .zip archives (checked like "
+                        "uploads); names are relative to the folder, or to the inputs' common parent")
 
     c = sub.add_parser("convert", help="turn a MegaDetector JSON into other formats")
     c.add_argument("results", type=Path, help="MegaDetector batch JSON (from wildspace or any tool)")
@@ -87,6 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "(needed for crops, sorted folders, EXIF times and image sizes)")
     c.add_argument("--threshold", type=_threshold, default=0.2,
                    help="confidence threshold for the exports (default 0.2)")
+    c.add_argument("--deployments", type=Path, help="deployments CSV: deploymentID and optional folder or "
+                   "filePattern, latitude, longitude, cameraID, locationName, deploymentStart, deploymentEnd, "
+                   "utcOffset (default: one deployment per camera folder)")
+    c.add_argument("--event-gap", type=float, default=60.0,
+                   help="seconds between media that start a new event (default 60, as MegaDetector's sequences)")
+    c.add_argument("--utc-offset", default="+00:00", help="the camera clocks' UTC offset, e.g. +02:00 "
+                   "(default +00:00; a deployments CSV can set one per deployment)")
+    c.add_argument("--time-from-filename", metavar="PATTERN", help="last resort for capture times: strptime "
+                   "codes found in the file name, e.g. %%Y%%m%%d_%%H%%M%%S")
+    c.add_argument("--day-first", action="store_true", help="caption bars print DD-MM-YYYY (default MM-DD-YYYY "
+                   "when ambiguous)")
+    c.add_argument("--no-ocr", action="store_true", help="do not read capture times from caption bars")
+    c.add_argument("--missing-times", choices=["refuse", "leave-out"], default="refuse",
+                   help="media with no capture time: refuse (list them, write nothing; default) or leave "
+                        "them out of the Camtrap DP package (named in its description)")
     c.add_argument("--output", "-o", type=Path, required=True, help="output folder")
 
     w = sub.add_parser("worker", help="run a queue worker (one per GPU)")
@@ -162,8 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_detect(args: argparse.Namespace) -> int:
     import tempfile
 
-    from wildspace.media.archives import unpack_uploads
-    from wildspace.media.images import list_images
+    from wildspace.media.archives import VIDEO_EXTENSIONS, unpack_uploads
+    from wildspace.media.images import IMAGE_EXTENSIONS
+    from wildspace.media.inputs import InputError, expand_inputs
     from wildspace.types import ImageResult
 
     if args.output.suffix.lower() != ".json":
@@ -171,24 +199,44 @@ def cmd_detect(args: argparse.Namespace) -> int:
     zips = [p for p in args.paths if p.suffix.lower() == ".zip"]
     with tempfile.TemporaryDirectory(prefix="wildspace-zips-") as tmp:
         try:
-            files = list(list_images([p for p in args.paths if p not in zips]))
-        except FileNotFoundError as exc:
+            files = expand_inputs([p for p in args.paths if p not in zips], IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
+        except InputError as exc:
             raise CliError(str(exc)) from None
         refused: list[ImageResult] = []
         if zips:  # members checked like app uploads (zip-slip, links, bombs), then deleted
             from wildspace.config import load_settings
 
-            unpacked = unpack_uploads(zips, Path(tmp), load_settings().limits.upload_limits())
+            extensions = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+            unpacked = unpack_uploads(zips, Path(tmp), load_settings().limits.upload_limits(), extensions=extensions)
             files += unpacked.files
             refused = [ImageResult(name, None, failure=why) for name, why in unpacked.failures]
-        return _detect(args, files, refused)
+        from wildspace.formats.exports import DuplicateNamesError, check_unique_names
+
+        try:
+            check_unique_names([ImageResult(n, ()) for _, n in files] + refused)
+        except DuplicateNamesError as exc:
+            raise CliError(str(exc)) from None
+        videos = [(p, n) for p, n in files if Path(n).suffix.lower() in VIDEO_EXTENSIONS]
+        images = [(p, n) for p, n in files if Path(n).suffix.lower() not in VIDEO_EXTENSIONS]
+        return _detect(args, images, refused, videos)
 
 
-def _detect(args: argparse.Namespace, files: list, refused: list) -> int:
+def _sampling(args: argparse.Namespace):
+    from wildspace.media.video import Sampling
+
+    if args.every_n_frames is not None and args.every_seconds is not None:
+        raise CliError("give --every-n-frames or --every-seconds, not both")
+    if args.every_n_frames is not None:
+        return Sampling(every_n_frames=args.every_n_frames)
+    return Sampling(every_seconds=args.every_seconds or 1.0)
+
+
+def _detect(args: argparse.Namespace, files: list, refused: list, videos: list = ()) -> int:
     from wildspace.formats.megadetector import build_results, detector_metadata, write_results
     from wildspace.pipeline import detect_files
     from wildspace.services import DetectorService
 
+    sampling = _sampling(args) if videos else None
     service = DetectorService(device=args.device, backend=args.backend, precision=args.precision)
     if args.weights is not None:
         detector = service.load(weights=args.weights, image_size=args.image_size)
@@ -202,7 +250,7 @@ def _detect(args: argparse.Namespace, files: list, refused: list) -> int:
     species = _species_step(service, args, info) if args.classifier else None
     from tqdm import tqdm
 
-    bar = tqdm(total=len(files), unit="img", disable=not sys.stderr.isatty(), file=sys.stderr)
+    bar = tqdm(total=len(files) + len(videos), unit="file", disable=not sys.stderr.isatty(), file=sys.stderr)
     results = list(refused)
     fast = service.settings.fast_decode if args.fast_decode is None else args.fast_decode
     stream = detect_files(detector, files, args.threshold, batch_size=args.batch_size,
@@ -214,12 +262,22 @@ def _detect(args: argparse.Namespace, files: list, refused: list) -> int:
     for r in stream:
         results.append(r)
         bar.update(1)
+    if videos:
+        from wildspace.video_pipeline import detect_video
+
+        limits = service.settings.limits
+        for path, name in videos:
+            results.append(detect_video(detector, path, name, args.threshold, sampling,
+                                        batch_size=max(args.batch_size or 0, 8), species=species,
+                                        max_seconds=limits.max_video_seconds, max_pixels=limits.max_pixels))
+            bar.update(1)
     bar.close()
     doc = build_results(results, info.labels, info.extra.get("file", info.name),
                         detector_metadata(info, args.threshold), **(species.md_fields() if species else {}))
     write_results(doc, args.output)
     failed = sum(r.failed for r in results)
-    print(f"{len(results)} images, {sum(len(r.detections or ()) for r in results)} detections, "
+    what = f"{len(results) - len(videos)} images" + (f", {len(videos)} videos" if videos else "")
+    print(f"{what}, {sum(len(r.detections or ()) for r in results)} detections, "
           f"{failed} failed -> {args.output}", file=sys.stderr)
     return 0
 
@@ -242,16 +300,35 @@ def _species_step(service, args: argparse.Namespace, info):
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    from wildspace.formats.camtrap_dp import PackageOptions
+    from wildspace.formats.events import DeploymentsError, parse_offset, read_deployments_csv
     from wildspace.formats.exports import EXPORT_KINDS, NEEDS_IMAGES, result_set_from_md, write_exports
     from wildspace.formats.megadetector import read_results
+    from wildspace.formats.timestamps import TimeOptions, pattern_regex
 
     if args.images is not None and not args.images.is_dir():
-        raise CliError(f"--images must be a folder: {args.images}")
+        raise CliError(f"--images must be a folder: {args.images.name}")
+    if args.event_gap < 0:
+        raise CliError("--event-gap must be >= 0 seconds")
+    try:
+        parse_offset(args.utc_offset)
+        deployments = tuple(read_deployments_csv(args.deployments)) if args.deployments else ()
+        if args.time_from_filename:
+            pattern_regex(args.time_from_filename)
+    except (DeploymentsError, ValueError) as exc:
+        raise CliError(str(exc)) from None
     rs = result_set_from_md(read_results(args.results), args.images)
     kinds = [k for k in (args.kinds or ["all"]) if k != "all"]
     if not kinds:
         kinds = [k for k in EXPORT_KINDS if k != "md-json" and (args.images or k not in NEEDS_IMAGES)]
-    paths = write_exports(rs, args.output, args.threshold, kinds, name=args.results.stem)
+        if not args.images and not args.time_from_filename and "camtrap-dp" in kinds:
+            kinds.remove("camtrap-dp")  # no capture time can be known: say so instead of refusing
+            print("camtrap-dp: left out (capture times need --images or --time-from-filename)", file=sys.stderr)
+    package = PackageOptions(utc_offset=args.utc_offset, deployments=deployments, event_gap=args.event_gap,
+                             missing_times=args.missing_times,
+                             times=TimeOptions(ocr=not args.no_ocr, day_first=args.day_first,
+                                               filename_pattern=args.time_from_filename))
+    paths = write_exports(rs, args.output, args.threshold, kinds, name=args.results.stem, package=package)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return 0

@@ -7,6 +7,7 @@ RGB or prepared."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -34,7 +35,7 @@ def detect_video(detector: Detector, path: str | Path, name: str, conf_threshold
     try:
         fps = video_fps(path)
     except VideoReadError as exc:
-        return ImageResult(name, None, failure=str(exc))
+        return ImageResult(name, None, failure=_no_paths(str(exc), path, name))
     processed: list[int] = []
     detections: list[Detection] = []
     size: tuple[int, int] | None = None
@@ -65,12 +66,23 @@ def detect_video(detector: Detector, path: str | Path, name: str, conf_threshold
             for _ in annotated():
                 pass
     except VideoReadError as exc:
-        return ImageResult(name, None, failure=str(exc), frame_rate=fps or None)
+        return ImageResult(name, None, failure=_no_paths(str(exc), path, name), frame_rate=fps or None)
     except ValueError as exc:  # e.g. nothing to write
-        return ImageResult(name, None, failure=f"video failure: {exc}", frame_rate=fps or None)
+        return ImageResult(name, None, failure=_no_paths(f"video failure: {exc}", path, name),
+                           frame_rate=fps or None)
     h, w = size or (None, None)
     return ImageResult(name, tuple(detections), width=w, height=h, frame_rate=fps,
                        frames_processed=tuple(processed))
+
+
+_QUOTED_PATH = re.compile(r"""(['"])(?:[A-Za-z]:)?[/\\][^'"]*\1""")
+
+
+def _no_paths(message: str, path: str | Path, name: str) -> str:
+    """A failure message without the server's paths (PyAV quotes the file it opened)."""
+    for p in {str(path), str(Path(path).resolve())}:
+        message = message.replace(p, name)
+    return _QUOTED_PATH.sub(lambda m: m[1] + Path(m[0][1:-1]).name + m[1], message)
 
 
 def _batches(frames: Iterator[tuple[VideoFrame, Prepared]],

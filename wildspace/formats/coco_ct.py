@@ -23,18 +23,32 @@ EMPTY_ID = 0
 
 def to_coco(results: Iterable[ImageResult], labels: tuple[str, ...],
             files: Mapping[str, Path] | None = None, threshold: float = 0.0,
-            description: str = "wildspace detections") -> dict[str, Any]:
+            description: str = "wildspace detections",
+            times: Mapping[str, _dt.datetime] | None = None,
+            locations: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A COCO Camera Traps document. ``times`` (capture times, see
+    :mod:`wildspace.formats.timestamps`) become ``datetime``; without them EXIF is read.
+    ``locations`` (deployment per file) become ``location``; without them the file's folder
+    (:func:`wildspace.formats.events.folder_deployment`)."""
+    from wildspace.formats.events import folder_deployment
+
     files = files or {}
+    locations = locations or {}
     cats = [{"id": EMPTY_ID, "name": "empty"}] + [{"id": i + 1, "name": n} for i, n in enumerate(labels)]
     images, annotations = [], []
     for r in sorted(results, key=lambda r: r.file):
-        im: dict[str, Any] = {"id": r.file, "file_name": r.file}
+        im: dict[str, Any] = {"id": r.file, "file_name": r.file,
+                              "location": locations.get(r.file) or folder_deployment(r.file)}
         size = (r.width, r.height) if r.width and r.height else (
-            image_size(files[r.file]) if r.file in files else None)
+            _size_on_disk(files[r.file]) if r.file in files else None)
         if size:
             im["width"], im["height"] = size
-        if r.file in files and (t := capture_time(files[r.file])):
-            im["datetime"] = str(t)
+        t = times.get(r.file) if times is not None else (
+            capture_time(files[r.file]) if r.file in files else None)
+        if t is not None:
+            im["datetime"] = t.strftime("%Y-%m-%d %H:%M:%S")
+        if r.frame_rate is not None and r.frame_rate > 0:
+            im["frame_rate"] = round(float(r.frame_rate), 3)
         if r.failed:
             im.update(corrupt=True, failure=r.failure)
             images.append(im)
@@ -50,14 +64,24 @@ def to_coco(results: Iterable[ImageResult], labels: tuple[str, ...],
             if size:
                 W, H = size
                 ann["bbox"] = [round(x * W, 2), round(y * H, 2), round(w * W, 2), round(h * H, 2)]
-            else:
-                ann["bbox_relative"] = [round(v, 4) for v in (x, y, w, h)]
+            else:  # no size known: COCO's pixel box cannot be written
+                ann["bbox_relative"] = [round(v, 6) for v in (x, y, w, h)]
             if d.frame_number is not None:
                 ann["frame_number"] = d.frame_number
             annotations.append(ann)
     info = {"version": "1.0", "description": description,
             "date_created": _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")}
     return {"info": info, "images": images, "categories": cats, "annotations": annotations}
+
+
+def _size_on_disk(path: Path) -> tuple[int, int] | None:
+    from wildspace.media.archives import VIDEO_EXTENSIONS
+
+    if Path(path).suffix.lower() in VIDEO_EXTENSIONS:
+        from wildspace.media.video import video_size
+
+        return video_size(path)
+    return image_size(path)
 
 
 def write_coco(doc: dict, path: str | Path) -> Path:

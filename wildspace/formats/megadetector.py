@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -24,7 +25,10 @@ FORMAT_VERSION = "1.5"
 CONF_DIGITS = 3
 COORD_DIGITS = 4
 MD_CATEGORIES = {"1": "animal", "2": "person", "3": "vehicle"}
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mpeg", ".mpg", ".mov", ".mkv", ".flv")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mpeg", ".mpg", ".mov", ".mkv", ".flv")  # MegaDetector's list
+# the containers wildspace accepts (media.archives.VIDEO_EXTENSIONS): their entries always
+# carry frame_rate and frames_processed, a failed one frame_rate -1.0 and [] as MegaDetector writes
+WRITTEN_AS_VIDEO = VIDEO_EXTENSIONS + (".asf", ".wmv", ".m4v")
 
 
 class FormatError(ValueError):
@@ -56,10 +60,15 @@ def detection_to_dict(d: Detection) -> dict[str, Any]:
 
 def image_to_dict(r: ImageResult) -> dict[str, Any]:
     out: dict[str, Any] = {"file": r.file}
-    if r.frame_rate is not None:
-        out["frame_rate"] = round(float(r.frame_rate), 3)
-    if r.frames_processed is not None:
-        out["frames_processed"] = [int(f) for f in r.frames_processed]
+    video = r.file.lower().endswith(WRITTEN_AS_VIDEO)
+    if r.failure is not None and video:
+        out["frame_rate"] = -1.0  # MegaDetector's value for a video it could not read
+        out["frames_processed"] = []
+    else:
+        if r.frame_rate is not None or video:
+            out["frame_rate"] = round(float(r.frame_rate or 0.0), 3)
+        if r.frames_processed is not None or video:
+            out["frames_processed"] = [int(f) for f in r.frames_processed or ()]
     if r.failure is not None:
         out.update(failure=r.failure, detections=None)
         return out
@@ -73,7 +82,8 @@ def build_results(results: Iterable[ImageResult], labels: Iterable[str], detecto
                   completed: _dt.datetime | None = None,
                   classification_categories: dict[str, str] | None = None,
                   classifier: str | None = None,
-                  classifier_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+                  classifier_metadata: dict[str, Any] | None = None,
+                  classification_descriptions: dict[str, str] | None = None) -> dict[str, Any]:
     """Assemble a MegaDetector batch-format document.
 
     Args:
@@ -86,6 +96,8 @@ def build_results(results: Iterable[ImageResult], labels: Iterable[str], detecto
             ``classifications`` (keys are the classifier's 0-based label indexes as strings).
         classifier: the classifier's name, written as ``info.classifier``.
         classifier_metadata: e.g. ``{"typical_classification_threshold": 0.5}``.
+        classification_descriptions: taxonomy strings per classification category
+            (``classification_category_descriptions``).
     """
     completed = completed or _dt.datetime.now()
     info = {"format_version": FORMAT_VERSION, "detector": detector,
@@ -101,16 +113,33 @@ def build_results(results: Iterable[ImageResult], labels: Iterable[str], detecto
     doc: dict[str, Any] = {"info": info, "detection_categories": categories_for(labels)}
     if classification_categories:
         doc["classification_categories"] = {str(k): str(v) for k, v in classification_categories.items()}
+        if classification_descriptions:
+            doc["classification_category_descriptions"] = {
+                str(k): str(v) for k, v in classification_descriptions.items() if str(k) in doc["classification_categories"]}
     doc["images"] = images
     return doc
 
 
+def parse_time(text: Any) -> _dt.datetime | None:
+    """A ``*_completion_time`` value (``2025-03-12 17:45:10``) as a datetime, or None."""
+    if not isinstance(text, str):
+        return None
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f"):
+        try:
+            return _dt.datetime.strptime(text.strip(), fmt)
+        except ValueError:
+            continue
+    return None
+
+
 def write_results(doc: dict[str, Any], path: str | Path) -> Path:
-    """Validate and write atomically (a crash never leaves a half-written file)."""
+    """Validate and write atomically (a crash never leaves a half-written file), readable by
+    everyone like any file a user writes (0644)."""
     validate(doc)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
+        os.chmod(tmp, 0o644)
     return Path(path)
 
 

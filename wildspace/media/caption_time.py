@@ -71,8 +71,8 @@ def read_caption_time(path: str | Path, day_first: bool = False,
             gray = np.asarray(im.convert("L"))
     except (ImageReadError, OSError, ValueError):
         return None
-    for band, edge in _bands(gray):
-        for height in _TEXT_HEIGHTS:
+    for band, edge, full in _bands(gray):
+        for height in _TEXT_HEIGHTS if full else _TEXT_HEIGHTS[:2]:
             for whitelist in (True, False):
                 text = _ocr(band, whitelist, height)
                 found = parse_caption_text(text, day_first=day_first, now=now)
@@ -85,14 +85,25 @@ def read_caption_time(path: str | Path, day_first: bool = False,
 def _bands(gray: np.ndarray):
     """Caption bars at the top and bottom edges, then (for cameras that print the time in a
     box over the picture, e.g. Covert) the halves of a strip along each edge."""
-    found = [(b, e) for e in ("top", "bottom") if (b := caption_band(gray, e)) is not None]
-    yield from found
+    for e in ("top", "bottom"):
+        b = caption_band(gray, e)
+        if b is not None:
+            yield b, e, True
     h, w = gray.shape
     k = max(int(h * 0.07), 16)
     for edge, strip in (("bottom", gray[h - k:]), ("top", gray[:k])):
         for part in (strip[:, w // 2:], strip[:, : w // 2]):
+            if not _has_flat_box(part):
+                continue
             light = part if np.median(part) > 127 else 255 - part
-            yield np.ascontiguousarray(light), edge
+            yield np.ascontiguousarray(light), edge, False
+
+
+def _has_flat_box(part: np.ndarray) -> bool:
+    """A third of the strip is one flat grey (the box a Covert or ScoutGuard prints on)."""
+    hist = np.bincount(part.ravel(), minlength=256)
+    peak = int(hist.argmax())
+    return hist[max(peak - 6, 0):peak + 7].sum() > 0.33 * part.size
 
 
 def caption_band(gray: np.ndarray, edge: str) -> np.ndarray | None:

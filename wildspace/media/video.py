@@ -75,6 +75,48 @@ def video_seconds(path: str | Path) -> float | None:
     return None
 
 
+def video_size(path: str | Path) -> tuple[int, int] | None:
+    """``(width, height)`` of the first video stream from the headers, or None."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                return None
+            cc = c.streams.video[0].codec_context
+            return (int(cc.width), int(cc.height)) if cc.width and cc.height else None
+    except Exception:  # av.error.*: unreadable, no size
+        return None
+
+
+def video_creation_time(path: str | Path):
+    """The container's ``creation_time`` tag (MP4/MOV/AVI metadata) as a datetime, or None
+    when absent, unreadable or implausible (before 1995 or in the future; many cameras write
+    1904-01-01 or 1970-01-01 when the clock is unset)."""
+    import datetime as _dt
+
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            tags = dict(c.metadata or {})
+            if c.streams.video:
+                tags = {**dict(c.streams.video[0].metadata or {}), **tags}
+    except Exception:  # av.error.* and friends: no time, the detection reports the failure
+        return None
+    raw = tags.get("creation_time")
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    try:
+        t = _dt.datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    now = _dt.datetime.now(t.tzinfo)
+    if t.year < 1995 or t > now + _dt.timedelta(days=1):
+        return None
+    return t
+
+
 def read_frames(path: str | Path, sampling: Sampling = Sampling(),
                 max_pixels: int = 50_000_000, max_seconds: float | None = None) -> Iterator[VideoFrame]:
     """Decode the video and yield only the sampled frames as RGB arrays.

@@ -123,9 +123,10 @@ def _corrected_results(opened: OpenSource) -> tuple[list[ImageResult], dict[str,
 
 
 def camtrap_tables(opened: OpenSource, threshold: float, reviewer: str,
-                   options: camtrap_dp.PackageOptions = camtrap_dp.PackageOptions()) -> dict:
+                   options: camtrap_dp.PackageOptions = camtrap_dp.PackageOptions(missing_times="file-time")) -> dict:
     """Camtrap DP tables (as :func:`wildspace.formats.camtrap_dp.build_tables` makes them) with
-    the reviewed observations made ``human``."""
+    the reviewed observations made ``human`` (media without a capture time: their file time,
+    flagged as not a capture time; see ``PackageOptions.missing_times``)."""
     rs = opened.source.results
     results, pairs = _corrected_results(opened)
     tables = camtrap_dp.build_tables(replace(rs, results=results, files=_files(opened)), threshold, options)

@@ -1,0 +1,63 @@
+"""Command-line inputs → ``(path, name)`` pairs whose names never clash.
+
+Names are relative, as MegaDetector writes them: with one folder, relative to it; with several
+inputs, relative to their common parent (``detect cards/A cards/B`` gives ``A/IMG_0001.JPG``
+and ``B/IMG_0001.JPG``). A ``.txt`` list names each file as its line says. Two inputs that
+still give the same name are an error before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+
+class InputError(ValueError):
+    """An input is missing, or two inputs give the same name."""
+
+
+def expand_inputs(paths: Iterable[str | Path], extensions: frozenset[str]) -> list[tuple[Path, str]]:
+    """Files under ``paths`` with one of ``extensions`` (folders searched recursively; any
+    other path is taken as one file, readable or not), named as the module docstring says."""
+    paths = [Path(p) for p in paths]
+    for p in paths:
+        if not p.exists():
+            raise InputError(f"input not found: {p.name or p}")
+    plain = [p for p in paths if p.suffix.lower() != ".txt" or p.is_dir()]
+    anchors = [p.resolve() if p.is_dir() else p.resolve().parent for p in plain]
+    if len(plain) == 1 and plain[0].is_dir():
+        base = anchors[0]
+    elif anchors:
+        base = Path(os.path.commonpath([str(a) for a in anchors]))
+        if len(plain) > 1 and any(p.is_dir() and p.resolve() == base for p in plain):
+            base = base.parent  # a folder and something inside it: keep the folder's name
+    else:
+        base = None
+    out: list[tuple[Path, str]] = []
+    for p in paths:
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.suffix.lower() in extensions:
+                    out.append((f, f.resolve().relative_to(base).as_posix()))
+        elif p.suffix.lower() == ".txt":
+            for line in p.read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    f = Path(line)
+                    if not f.is_absolute():
+                        out.append((p.parent / f, line))
+                        continue
+                    try:  # no absolute path in any output: name it from the list's folder
+                        name = f.resolve().relative_to(p.parent.resolve()).as_posix()
+                    except ValueError:
+                        name = f.name
+                    out.append((f, name))
+        else:
+            out.append((p, p.resolve().relative_to(base).as_posix()))
+    dup = sorted(n for n, k in Counter(n for _, n in out).items() if k > 1)
+    if dup:
+        raise InputError(f"{len(dup)} name(s) given by more than one input ({', '.join(dup[:5])}); "
+                         "pass the folders that keep them apart")
+    return out
