@@ -55,8 +55,21 @@ def add_parsers(sub) -> None:
     re_.add_argument("--method", choices=["local", "embed", "fused"], default="local")
     re_.add_argument("--model", help="embedder model name (needed for embed and fused)")
     _crop_arguments(re_)
+    re_.add_argument("--leave-out", choices=["encounter", "image"], default="encounter",
+                     help="what each query leaves out of the gallery: its whole encounter (same "
+                     "station within --event-gap; the default, used when the CSV has station and "
+                     "date columns) or only itself")
+    re_.add_argument("--event-gap", type=float, default=30.0,
+                     help="minutes without a photo that end an encounter (default 30)")
     re_.add_argument("--group-by", help="CSV column(s), comma separated, whose images are left "
-                     "out together (e.g. station,date = leave-one-event-out)")
+                     "out together instead of encounters (e.g. station,date)")
+    re_.add_argument("--pooling", choices=["max", "events", "keypoints"], default=None,
+                     help="identity score from its images: the best one, the sum of its two best "
+                     "encounters, or every query keypoint once per identity (default: max)")
+    re_.add_argument("--unknown", help="identities (comma separated) kept out of the gallery: "
+                     "an open-set test (they should be called new, the others found)")
+    re_.add_argument("--report", type=Path, help="folder for report.json, report.md and the "
+                     "reliability plot")
     re_.add_argument("--calibration", choices=["logistic", "isotonic"], default="logistic")
     re_.add_argument("--json", action="store_true", help="print JSON (default: a short table)")
 
@@ -151,10 +164,13 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 def cmd_reid(args: argparse.Namespace) -> int:
     from wildspace.cli import CliError
     from wildspace.reid.build import build_gallery, read_identity_table
-    from wildspace.reid.evaluate import group_labels, leave_one_out
+    from wildspace.reid.evaluate import gallery_encounters, group_labels, leave_one_out, open_set_split
+    from wildspace.reid.matching import DEFAULT_POOLING
 
     if args.method in ("embed", "fused") and not args.model:
         raise CliError(f"--method {args.method} needs --model (an embedder)")
+    if args.event_gap < 0:
+        raise CliError("--event-gap must be >= 0 minutes")
     svc = _service(args)
     rows = read_identity_table(args.identities)
     emb = svc.embedder(args.model) if args.model else None
@@ -162,21 +178,46 @@ def cmd_reid(args: argparse.Namespace) -> int:
                                       crop_fn=svc.crop_fn(args.crop_with),
                                       local=args.method != "embed",
                                       max_pixels=svc.settings.max_pixels)
-    groups = None
+    pooling = args.pooling or DEFAULT_POOLING
     if args.group_by:
-        groups = group_labels(gallery.records, [c.strip() for c in args.group_by.split(",")],
-                              args.identities)
-    out = leave_one_out(gallery, args.method, groups, args.calibration)
+        try:
+            groups = group_labels(gallery.records, [c.strip() for c in args.group_by.split(",")],
+                                  args.identities)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        left_out = f"left out: the query and every image with its {args.group_by}"
+    elif args.leave_out == "encounter":
+        groups, left_out = gallery_encounters(gallery, args.event_gap)
+    else:
+        groups, left_out = None, "left out: the query image only (--leave-out image)"
+    out = leave_one_out(gallery, args.method, groups, args.calibration, pooling, left_out)
+    if args.unknown:
+        try:
+            out["open_set"] = open_set_split(gallery, [u.strip() for u in args.unknown.split(",")],
+                                             args.method, groups, pooling)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     out["failures"] = [{"file": f, "reason": why} for f, why in failures]
     out["model"] = args.model
+    if args.report:
+        from wildspace.reid.report import write_reid_report
+
+        out["report"] = {k: str(v) for k, v in write_reid_report(args.report, out).items()}
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         width = shutil.get_terminal_size((80, 20)).columns
-        print(f"{out['images']} images, {out['identities']} animals, method {out['method']}"[:width])
-        for key in ("top1", "top5", "mAP", "baks", "baus", "threshold"):
+        print(f"{out['images']} images, {out['identities']} animals, method {out['method']}, "
+              f"pooling {out['pooling']}"[:width])
+        print(f"  {out['left_out']}"[:width])
+        for key in ("top1", "top5", "mAP", "baks", "baus", "threshold", "brier_top"):
             v = out[key]
             print(f"  {key:10s} {'-' if v is None else f'{v:.3f}'}")
         for k, v in out["map_at_k"].items():
             print(f"  MAP@{k:6s} {'-' if v is None else f'{v:.3f}'}")
+        if "open_set" in out:
+            o = out["open_set"]
+            fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+            print(f"  open set: {fmt(o['new_rate'])} of {o['unknown_queries']} unknown queries "
+                  f"called new; {fmt(o['known_found'])} of {o['known_queries']} known ones found")
     return 0

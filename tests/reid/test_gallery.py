@@ -196,10 +196,27 @@ def test_cli_evaluate_and_gallery_commands(synthetic_set, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["top1"] == 1.0 and out["unknown_queries"] == 1 and out["baus"] == 1.0
     assert set(out["map_at_k"]) == {"1", "3", "5"} and out["threshold"] > 0
+    # the table has station + date: each query leaves out its whole encounter, by default
+    assert out["left_out"].startswith("left out: the query's whole encounter (same station and date")
+    assert out["calibration_pairs"] == "cross-encounter" and out["encounters"] == 3
+    assert 0.0 <= out["brier_top"] <= 1.0 and sum(c["count"] for c in out["reliability"]) == 9
     assert main(["reid", "evaluate", "--images", str(images), "--identities", str(table),
                  "--group-by", "station", "--json"]) == 0
     grouped = json.loads(capsys.readouterr().out)
-    assert grouped["left_out"] == "image and its group"
+    assert grouped["left_out"] == "left out: the query and every image with its station"
+    assert main(["reid", "evaluate", "--images", str(images), "--identities", str(table),
+                 "--leave-out", "image", "--pooling", "events", "--unknown", "bo",
+                 "--report", str(tmp_path / "rep"), "--json"]) == 0
+    single = json.loads(capsys.readouterr().out)
+    assert single["left_out"].startswith("left out: the query image only")
+    assert single["pooling"] == "events" and single["top1"] == 1.0
+    assert single["open_set"]["new_rate"] == 1.0 and single["open_set"]["unknown_queries"] == 3
+    assert single["open_set"]["known_found"] == 1.0
+    assert (tmp_path / "rep" / "reliability.png").stat().st_size > 1000
+    assert "Brier" in (tmp_path / "rep" / "report.md").read_text()
+    assert main(["reid", "evaluate", "--images", str(images), "--identities", str(table),
+                 "--unknown", "nobody"]) == 1
+    assert "not in the table" in capsys.readouterr().err
     assert main(["reid", "evaluate", "--images", str(images), "--identities", str(table),
                  "--method", "embed"]) == 1
     assert "needs --model" in capsys.readouterr().err

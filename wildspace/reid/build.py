@@ -3,8 +3,9 @@
 The identities table is a CSV with a header. Required: ``file`` (path relative to the images
 folder; ``image``/``path``/``filename`` also accepted) and ``identity`` (``id``/``individual``/
 ``name``). Optional: ``viewpoint`` (``flank``/``side``/``orientation``: left/right), ``bbox``
-(``x y w h`` normalised, space/comma separated or a JSON list), ``date``, ``location``
-(``station``/``site``). Unreadable images become failures; the rest of the gallery is built.
+(``x y w h`` normalised, space/comma separated or a JSON list), ``date`` (a date or
+date-time; a ``time`` column is joined to it), ``location`` (``station``/``site``). Station and
+date-time define the encounters that honest evaluations leave out (:mod:`wildspace.reid.events`). Unreadable images become failures; the rest of the gallery is built.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ _ALIASES = {
     "bbox": ("bbox", "box"),
     "date": ("date", "datetime", "timestamp"),
     "location": ("location", "station", "site"),
+    "time": ("time", "time_of_day"),
 }
 
 # crop_fn(rgb) -> (crop_rgb, bbox_xywh_norm) or None when no animal is found
@@ -88,8 +90,9 @@ def read_identity_table(path: Path) -> list[TableRow]:
             continue
         if not get("identity"):
             raise GalleryError(f"{where}: empty identity for {get('file')}")
+        date = " ".join(v for v in (get("date"), get("time")) if v)  # a time column joins the date
         rows.append(TableRow(get("file"), get("identity"), normalise_viewpoint(get("viewpoint")),
-                             _parse_bbox(get("bbox"), where), get("date"), get("location")))
+                             _parse_bbox(get("bbox"), where), date, get("location")))
     if not rows:
         raise GalleryError(f"{path.name}: no rows")
     return rows
@@ -158,7 +161,10 @@ def build_gallery(images_dir: Path, rows: list[TableRow], name: str, *, embedder
         raise GalleryError(f"no readable images for the gallery ({len(failures)} failed)")
     gallery = GalleryData(name=name, records=records, images=blobs)
     if local:
-        gallery.features = [extract(c, local_config) for c in crops]
+        from wildspace.reid.feature_cache import default_cache, extract_many
+
+        # cached by content hash (a rebuild or an evaluation never extracts twice), in parallel
+        gallery.features = extract_many(crops, local_config, cache=default_cache())
     if embedder is not None:
         gallery.embeddings = embedder.embed(crops)
         gallery.embedder = embedder.name

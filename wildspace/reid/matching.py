@@ -21,11 +21,13 @@ import numpy as np
 from wildspace.reid.calibration import Calibration
 from wildspace.reid.gallery import GalleryData
 from wildspace.reid.local_features import LocalFeatureConfig, LocalFeatures, score_matrix
-from wildspace.reid.metrics import identity_scores
+from wildspace.reid.pooling import MODES as POOLING
+from wildspace.reid.pooling import pooled_scores
 from wildspace.types import IdentityMatch, LookupResult
 
 METHODS = ("local", "embed", "fused")
 SHORTLIST = 50
+DEFAULT_POOLING = "max"
 CALIBRATION_QUERIES = 200  # gallery images used as leave-one-out queries when calibrating
 
 
@@ -68,22 +70,30 @@ def _check(gallery: GalleryData, method: str) -> None:
                             f"{', '.join(available_methods(gallery)) or 'nothing to match'}")
 
 
+def _context(gallery: GalleryData) -> dict:
+    """What the local matcher's cross-identity background check needs about the gallery."""
+    return {"gallery_ids": gallery.identities,
+            "gallery_stations": np.array([r.location for r in gallery.records], dtype=object)}
+
+
 def score_against(gallery: GalleryData, method: str, *, query_features=None,
                   query_embeddings=None, exclude: np.ndarray | None = None,
                   local_config: LocalFeatureConfig = LocalFeatureConfig(),
-                  shortlist: int = SHORTLIST) -> np.ndarray:
+                  shortlist: int = SHORTLIST, with_votes: bool = False):
     """Raw ``(Q, G)`` scores (``-inf`` = not compared) for the method's components.
 
     For ``fused`` this returns the local scores restricted to the embedding shortlist; use
-    :func:`fused_probability` to combine them with the embedding scores.
+    :func:`fused_probability` to combine them with the embedding scores. ``with_votes``
+    (``local`` only) also returns the matcher's verified votes per query.
     """
     n_g = len(gallery)
     if method == "local":
-        s = score_matrix(query_features, gallery.features, local_config, exclude)
+        s, votes = score_matrix(query_features, gallery.features, local_config, exclude,
+                                return_votes=True, **_context(gallery))
         s = s.astype(np.float64)
         if exclude is not None:
             s[exclude] = -np.inf
-        return s
+        return (s, votes) if with_votes else s
     emb = query_embeddings @ gallery.embeddings.T
     emb = emb.astype(np.float64)
     if exclude is not None:
@@ -96,7 +106,8 @@ def score_against(gallery: GalleryData, method: str, *, query_features=None,
     top = np.argsort(-emb, axis=1)[:, :k]
     np.put_along_axis(skip, top, False, axis=1)
     skip |= ~np.isfinite(emb)
-    local = score_matrix(query_features, gallery.features, local_config, skip).astype(np.float64)
+    local = score_matrix(query_features, gallery.features, local_config, skip,
+                         **_context(gallery)).astype(np.float64)
     local[skip] = -np.inf
     return local
 
@@ -114,18 +125,30 @@ class Matcher:
     gallery: GalleryData
     method: str
     local_config: LocalFeatureConfig = LocalFeatureConfig()
+    pooling: str | None = None  # None: the gallery's (meta "pooling"), else DEFAULT_POOLING
 
     def __post_init__(self):
         _check(self.gallery, self.method)
+        if self.pooling is None:
+            self.pooling = self.gallery.meta.get("pooling", DEFAULT_POOLING)
+        if self.pooling not in POOLING:
+            raise MatchingError(f"pooling '{self.pooling}' is not one of {', '.join(POOLING)}")
 
     # -- scoring -----------------------------------------------------------------------
     def scores(self, query_features=None, query_embeddings=None,
-               exclude: np.ndarray | None = None) -> np.ndarray:
-        """Final ``(Q, G)`` scores in the units the method's calibration expects."""
+               exclude: np.ndarray | None = None, with_votes: bool = False):
+        """Final ``(Q, G)`` scores in the units the method's calibration expects
+        (``with_votes``: and the local matcher's votes, ``None`` for other methods)."""
+        if self.method == "local":
+            s, votes = score_against(self.gallery, "local", query_features=query_features,
+                                     exclude=exclude, local_config=self.local_config,
+                                     with_votes=True)
+            return (s, votes) if with_votes else s
         if self.method != "fused":
-            return score_against(self.gallery, self.method, query_features=query_features,
-                                 query_embeddings=query_embeddings, exclude=exclude,
-                                 local_config=self.local_config)
+            s = score_against(self.gallery, self.method, query_features=query_features,
+                              query_embeddings=query_embeddings, exclude=exclude,
+                              local_config=self.local_config)
+            return (s, None) if with_votes else s
         emb = score_against(self.gallery, "embed", query_embeddings=query_embeddings,
                             exclude=exclude)
         local = score_against(self.gallery, "fused", query_features=query_features,
@@ -133,8 +156,24 @@ class Matcher:
                               local_config=self.local_config)
         p_e = self.calibration("embed").probability(emb)
         p_l = self.calibration("local").probability(np.where(np.isfinite(local), local, 0.0))
-        return fused_probability(np.where(np.isfinite(emb), p_e, 0.0),
-                                 np.where(np.isfinite(local), p_l, -np.inf))
+        s = fused_probability(np.where(np.isfinite(emb), p_e, 0.0),
+                              np.where(np.isfinite(local), p_l, -np.inf))
+        return (s, None) if with_votes else s
+
+    def identity_scores(self, sim: np.ndarray, votes=None, exclude: np.ndarray | None = None,
+                        events=None) -> tuple[np.ndarray, np.ndarray]:
+        """``(labels, (Q, I) scores)`` pooled per identity by :attr:`pooling` (keypoint
+        pooling needs votes: other methods pool ``max``)."""
+        mode = self.pooling
+        if mode == "keypoints" and votes is None:
+            mode = "max"
+        if events is None and mode == "events":
+            from wildspace.reid.evaluate import gallery_encounters
+
+            events = gallery_encounters(self.gallery)[0]
+        compared = None if exclude is None else ~np.asarray(exclude, bool)
+        return pooled_scores(mode, sim, self.gallery.identities, votes=votes,
+                             gallery_events=events, compared=compared)
 
     # -- calibration ---------------------------------------------------------------------
     def calibration(self, method: str | None = None) -> Calibration:
@@ -145,8 +184,13 @@ class Matcher:
                                 "rebuild it or run calibrate()")
         return Calibration.from_dict(cal)
 
-    def calibrate(self, method: str | None = None, seed: int = 0) -> Calibration:
-        """Leave-one-out calibration on (a sample of) the gallery; stored in the gallery."""
+    def calibrate(self, method: str | None = None, seed: int = 0, groups=None) -> Calibration:
+        """Leave-one-encounter-out calibration on (a sample of) the gallery, stored in it.
+
+        Each sampled image is queried with its own encounter left out (``groups``, default
+        from the records' stations and dates; without those, only itself), so the fit sees
+        cross-encounter pairs only: same-burst pairs are near duplicates and would make
+        "this is Cat5" overconfident."""
         method = method or self.method
         if method == "fused":
             for part in ("embed", "local"):
@@ -157,16 +201,24 @@ class Matcher:
         rows = np.sort(rng.choice(n, size=min(n, CALIBRATION_QUERIES), replace=False))
         exclude = np.zeros((len(rows), n), dtype=bool)
         exclude[np.arange(len(rows)), rows] = True
+        if groups is None:
+            from wildspace.reid.evaluate import gallery_encounters
+
+            groups = gallery_encounters(self.gallery)[0]
+        if groups is not None:
+            g = np.asarray(groups, dtype=object)
+            exclude |= g[rows][:, None] == g[None, :]
         exclude |= flank_mask(self.gallery.viewpoints[rows], self.gallery.viewpoints)
         feats = [self.gallery.features[i] for i in rows] if self.gallery.features else None
         embs = self.gallery.embeddings[rows] if self.gallery.embeddings is not None else None
         saved, self.method = self.method, method
         try:
-            sim = self.scores(feats, embs, exclude)
+            sim, votes = self.scores(feats, embs, exclude, with_votes=True)
+            labels, best = self.identity_scores(sim, votes, exclude, groups)
         finally:
             self.method = saved
         ids = self.gallery.identities
-        cal = _calibrate_rows(sim, ids[rows], ids, method)
+        cal = _calibrate_identity_rows(labels, best, ids[rows], method)
         self.gallery.calibrations[method] = cal.to_dict()
         return cal
 
@@ -178,9 +230,9 @@ class Matcher:
         excl = flank_mask([viewpoint], self.gallery.viewpoints)
         feats = [query_features] if query_features is not None else None
         embs = None if query_embedding is None else np.asarray(query_embedding).reshape(1, -1)
-        sim = self.scores(feats, embs, excl)
+        sim, votes = self.scores(feats, embs, excl, with_votes=True)
         cal = self.calibration()
-        labels, best = identity_scores(sim, self.gallery.identities)
+        labels, best = self.identity_scores(sim, votes, excl)
         order = np.argsort(-best[0], kind="stable")[:k]
         matches = []
         for j in order:
@@ -198,9 +250,11 @@ class Matcher:
                             probability=top_p, method=self.method, threshold=cal.threshold)
 
 
-def _calibrate_rows(sim: np.ndarray, query_ids, gallery_ids, method: str) -> Calibration:
-    """Positives/negatives from rectangular leave-one-out scores, then a logistic fit."""
-    from wildspace.reid.calibration import fit_calibration, query_pairs
+def _calibrate_identity_rows(labels, best: np.ndarray, query_ids, method: str) -> Calibration:
+    """Positives/negatives from (pooled) identity scores of leave-one-out queries, then a
+    logistic fit."""
+    from wildspace.reid.calibration import fit_calibration
 
-    return fit_calibration(*query_pairs(sim, query_ids, gallery_ids), "logistic",
-                           log_scale=(method == "local"))
+    finite = np.isfinite(best)
+    same = np.asarray(labels)[None, :] == np.asarray(query_ids)[:, None]
+    return fit_calibration(best[finite], same[finite], "logistic", log_scale=(method == "local"))

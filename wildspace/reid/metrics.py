@@ -72,9 +72,12 @@ def identity_scores(sim: np.ndarray, gallery_ids, exclude: np.ndarray | None = N
 
 
 def rank_identities(sim: np.ndarray, query_ids, gallery_ids,
-                    exclude: np.ndarray | None = None) -> Ranking:
-    """Rank gallery identities for every query (see the module conventions)."""
-    labels, scores = identity_scores(sim, gallery_ids, exclude)
+                    exclude: np.ndarray | None = None, identity=None) -> Ranking:
+    """Rank gallery identities for every query (see the module conventions).
+
+    ``identity``: optional precomputed ``(labels, scores (Q, I))`` (a pooled identity score,
+    :mod:`wildspace.reid.pooling`) instead of the best image score."""
+    labels, scores = identity if identity is not None else identity_scores(sim, gallery_ids, exclude)
     query_ids = np.asarray(query_ids)
     order = np.argsort(-scores, axis=1, kind="stable")
     ranks = np.zeros(len(query_ids), dtype=np.int64)
@@ -111,7 +114,7 @@ def _balanced(correct: np.ndarray, labels: np.ndarray) -> float | None:
 
 
 def evaluate(sim: np.ndarray, query_ids, gallery_ids, exclude: np.ndarray | None = None,
-             known_decision: np.ndarray | None = None, ks=(1, 3, 5)) -> dict:
+             known_decision: np.ndarray | None = None, ks=(1, 3, 5), identity=None) -> dict:
     """All metrics as a JSON-ready dict.
 
     Args:
@@ -120,10 +123,11 @@ def evaluate(sim: np.ndarray, query_ids, gallery_ids, exclude: np.ndarray | None
         known_decision: ``(Q,)`` booleans, the open-set decision "this is a known animal" for
             each query; without it ``baks``/``baus`` are ``None``.
         ks: the ``k`` of ``map_at_k`` (``top1``/``top5`` are always reported).
+        identity: optional pooled ``(labels, scores)`` that rank the identities.
     """
     query_ids = np.asarray(query_ids)
     gallery_ids = np.asarray(gallery_ids)
-    r = rank_identities(sim, query_ids, gallery_ids, exclude)
+    r = rank_identities(sim, query_ids, gallery_ids, exclude, identity)
     known = r.known
     n_known = int(known.sum())
     rank = r.true_rank[known]
