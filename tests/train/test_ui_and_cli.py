@@ -102,3 +102,18 @@ def test_push_to_hub_with_a_fake_api(tmp_path, image_folder):
         push_to_hub(exported, "me/pushed", None, api=FakeApi())
     with pytest.raises(ValueError, match="owner/name"):
         push_to_hub(exported, "pushed", "tok", api=FakeApi())
+
+
+def test_train_tab_starting_weights_in_plain_words(tmp_path, image_folder, monkeypatch):
+    from wildspace.jobs.queue import JobQueue
+    from wildspace.train.reid import ReidConfig
+    from wildspace.ui.train_tab import START_IMAGENET, START_RANDOM, submit_training
+
+    monkeypatch.setenv("WILDSPACE_QUEUE", f"sqlite:///{tmp_path / 'q.db'}")
+    monkeypatch.setenv("WILDSPACE_STORAGE", str(tmp_path / "storage"))
+    queue = JobQueue(load_settings())
+    args = (queue, "alice", None, str(image_folder), "w", "resnet18", 1, "ce", 64, "species", "", True)
+    assert queue.store.spec(submit_training(*args)).options["config"]["init"] == "auto"
+    assert queue.store.spec(submit_training(*args, START_IMAGENET)).options["config"]["init"] == "auto"
+    assert queue.store.spec(submit_training(*args, START_RANDOM)).options["config"]["init"] == "none"
+    assert ReidConfig(images="x", identities="y.csv", out_dir="").init == "auto"
