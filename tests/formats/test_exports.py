@@ -105,8 +105,15 @@ def test_reads_human_coco_boxes(shared_data):
 def test_camtrap_dp_package_passes_frictionless_validation(result_set, tmp_path):
     out = camtrap_dp.write_package(result_set, tmp_path / "pkg", 0.2)
     assert camtrap_dp.validate_package(out) == []
-    obs = list(csv.DictReader(open(out / "observations.csv")))
+    rows = list(csv.DictReader(open(out / "observations.csv")))
+    obs = [o for o in rows if o["observationLevel"] == "media"]
     assert sorted(o["observationType"] for o in obs) == ["animal", "blank", "human", "vehicle"]
+    events = [o for o in rows if o["observationLevel"] == "event"]
+    # cam1/a.jpg and cam1/b.jpg (same second) are one event: an animal and a human; cam2 another
+    assert sorted((o["deploymentID"], o["observationType"], o["count"]) for o in events) == [
+        ("cam1", "animal", "1"), ("cam1", "human", "1"), ("cam2", "vehicle", "1")]
+    assert all(o["eventID"] and not o["mediaID"] for o in events)
+    assert {o["eventID"] for o in obs if o["deploymentID"] == "cam1"} == {o["eventID"] for o in events if o["deploymentID"] == "cam1"}
     deer = next(o for o in obs if o["observationType"] == "animal")
     assert (deer["bboxX"], deer["bboxY"], deer["bboxWidth"], deer["bboxHeight"]) == ("0.1000", "0.2000", "0.3000", "0.4000")
     assert deer["classificationMethod"] == "machine" and deer["classificationProbability"] == "0.900"
@@ -192,7 +199,16 @@ def test_csv_exports_neutralise_formula_cells(tmp_path):
 def test_camtrap_dp_cells_are_neutralised_and_the_package_still_validates(tmp_path):
     from wildspace.formats.csv_export import FORMULA_STARTS
 
-    out = camtrap_dp.write_package(_nasty_results(), tmp_path / "pkg", 0.2)
+    import datetime as dt
+
+    from wildspace.formats.timestamps import CaptureTime
+
+    rs = _nasty_results()
+    left_out = camtrap_dp.write_package(rs, tmp_path / "none", 0.2, camtrap_dp.PackageOptions(missing_times="leave-out"))
+    assert camtrap_dp.validate_package(left_out) == [] and not list(csv.DictReader(open(left_out / "media.csv")))
+    when = {r.file: CaptureTime(dt.datetime(2024, 5, 6, 7, 8, 9), "filename") for r in rs.results}
+    tables = camtrap_dp.build_tables(rs, 0.2, times=when)
+    out = camtrap_dp.write_package(rs, tmp_path / "pkg", 0.2, tables=tables)
     assert camtrap_dp.validate_package(out) == []
     media = list(csv.DictReader(open(out / "media.csv", newline="")))
     assert "'=cmd|' /C calc'!A0.jpg" in {m["filePath"] for m in media}
