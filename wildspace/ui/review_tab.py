@@ -103,12 +103,13 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
         with gr.Row():
             threshold = gr.Slider(0.005, 0.99, value=0.2, step=0.005, label="Review threshold",
                                   info="Changes what is shown at once; the model does not run again.",
-                                  elem_id="review-threshold")
+                                  elem_id="review-threshold", scale=3)
+            uncertain = gr.Checkbox(label="Uncertain first", value=False, elem_id="review-uncertain", scale=1)
+        with gr.Row():
             category = gr.Dropdown([ALL], value=ALL, label="Category", elem_id="review-category")
             species_filter = gr.Dropdown([ALL], value=ALL, label="Species", elem_id="review-species-filter")
             band = gr.Dropdown(list(BANDS), value=ALL, label="Top confidence", elem_id="review-band")
             status = gr.Dropdown(list(STATUSES), value=ALL, label="Status", elem_id="review-status")
-            uncertain = gr.Checkbox(label="Uncertain first", value=False, elem_id="review-uncertain")
         with gr.Row():
             with gr.Column(scale=3):
                 image = gr.Image(type="filepath", label="Image", interactive=False, elem_id="review-image",
