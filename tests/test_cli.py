@@ -127,7 +127,8 @@ def test_convert_md_json_into_every_format(shared_data, tmp_path):
 
     folder = shared_data / "camera-trap" / "ena24-small"
     md = folder / "md_annotations.json"  # written by MegaDetector itself (format 1.4)
-    r = run_cli("convert", md, "--images", folder, "--threshold", "0.2", "--output", tmp_path / "out")
+    r = run_cli("convert", md, "--images", folder, "--threshold", "0.2", "--output", tmp_path / "out",
+                "--missing-times", "leave-out")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "out"
     for suffix in ("_detections.csv", "_images.csv", "_coco_camera_traps.json", "_camtrap_dp.zip",
@@ -141,3 +142,92 @@ def test_convert_md_json_into_every_format(shared_data, tmp_path):
         assert len(c.detections) == len(kept)
     r = run_cli("convert", md, "--to", "crops", "--output", tmp_path / "o2")
     assert r.returncode == 1 and "needs the images" in r.stderr
+
+
+def _md_errors(path) -> list[str]:
+    from megadetector.postprocessing.validate_batch_results import validate_batch_results
+
+    return validate_batch_results(str(path))["validation_results"]["errors"]
+
+
+def test_detect_two_cards_with_the_same_names(tmp_path, model_files, shared_data):
+    img = next((shared_data / "camera-trap" / "ena24-small").glob("*.jpg"))
+    for card in ("cardA", "cardB"):
+        (tmp_path / "cards" / card / "DCIM" / "100RECNX").mkdir(parents=True)
+        shutil.copyfile(img, tmp_path / "cards" / card / "DCIM" / "100RECNX" / "IMG_0001.JPG")
+    out = tmp_path / "o.json"
+    r = run_cli("detect", "--weights", model_files["mdv5_p6"], "--image-size", 128, "--output", out,
+                tmp_path / "cards" / "cardA", tmp_path / "cards" / "cardB")
+    assert r.returncode == 0, r.stderr
+    assert sorted(im["file"] for im in read_results(out)["images"]) == [
+        "cardA/DCIM/100RECNX/IMG_0001.JPG", "cardB/DCIM/100RECNX/IMG_0001.JPG"]
+    assert _md_errors(out) == [] and out.stat().st_mode & 0o777 == 0o644
+    lst = tmp_path / "list.txt"  # two inputs that would still clash: refused before running
+    lst.write_text("cards/cardA/DCIM/100RECNX/IMG_0001.JPG\n")
+    r = run_cli("detect", "--weights", model_files["mdv5_p6"], "--output", tmp_path / "x.json", lst,
+                tmp_path / "cards" / "cardA" / "DCIM" / "100RECNX" / "IMG_0001.JPG", tmp_path / "cards" / "cardA")
+    assert r.returncode == 1 and "more than one input" in r.stderr and not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.slow
+def test_detect_videos_writes_md_video_json_the_validator_accepts(tmp_path, model_files, shared_data):
+    (tmp_path / "zero.mp4").write_bytes(b"")
+    out = tmp_path / "v.json"
+    r = run_cli("detect", "--weights", model_files["mdv5_p6"], "--image-size", 128, "--every-seconds", 10,
+                "--threshold", 0.0001, "--output", out, shared_data / "video", tmp_path / "zero.mp4")
+    assert r.returncode == 0, r.stderr
+    assert _md_errors(out) == []
+    doc = read_results(out)
+    by = {im["file"]: im for im in doc["images"]}
+    videos = sorted(p.name for p in (shared_data / "video").iterdir() if p.suffix.lower() in (".mp4", ".avi", ".asf"))
+    assert set(by) == {f"video/{v}" for v in videos} | {"zero.mp4"}
+    assert by["zero.mp4"]["frame_rate"] == -1.0 and by["zero.mp4"]["frames_processed"] == []
+    assert by["zero.mp4"]["detections"] is None and str(tmp_path) not in by["zero.mp4"]["failure"]
+    ok = [im for n, im in by.items() if n != "zero.mp4"]
+    assert all(im["frame_rate"] > 0 and im["frames_processed"][0] == 0 for im in ok)
+    assert all(d["frame_number"] in im["frames_processed"] for im in ok for d in im["detections"])
+    convert = run_cli("convert", out, "--images", tmp_path, "--to", "camtrap-dp", "--output", tmp_path / "dp",
+                      "--time-from-filename", "%Y-%m-%d", "--missing-times", "leave-out")
+    assert convert.returncode == 0, convert.stderr
+    from wildspace.formats.camtrap_dp import validate_package
+
+    pkg = next(p for p in (tmp_path / "dp").iterdir() if p.is_dir())
+    assert validate_package(pkg) == []
+
+
+@pytest.mark.slow
+def test_convert_ena24_gives_event_level_species_with_honest_times(shared_data, tmp_path):
+    import csv
+
+    from tests.formats.test_publishable import CAPTION_BARS
+    from wildspace.formats.camtrap_dp import validate_package
+
+    folder = shared_data / "camera-trap" / "ena24-small"
+    md = folder / "md_annotations.json"
+    assert _md_errors(md) == []
+    r = run_cli("convert", md, "--images", folder, "--output", tmp_path / "refused")
+    assert r.returncode == 1 and "no capture time" in r.stderr and "6039.jpg" in r.stderr
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
+    r = run_cli("convert", md, "--images", folder, "--to", "camtrap-dp", "--to", "coco", "--output",
+                tmp_path / "out", "--missing-times", "leave-out", "--threshold", 0.2)
+    assert r.returncode == 0, r.stderr
+    pkg = tmp_path / "out" / "md_annotations_camtrap_dp"
+    assert validate_package(pkg) == []
+    media = list(csv.DictReader(open(pkg / "media.csv", encoding="utf-8")))
+    assert len(media) >= 19
+    for m in media:  # every time is EXIF or what the caption bar shows, and says which
+        shown = CAPTION_BARS[f"ena24-small/{m['filePath']}"]
+        assert m["timestamp"] == shown.isoformat() + "+00:00", m
+        assert m["mediaComments"].split(";")[0] in ("time from: exif (DateTimeOriginal)",) or \
+            m["mediaComments"].startswith("time from: caption-ocr")
+    obs = list(csv.DictReader(open(pkg / "observations.csv", encoding="utf-8")))
+    events = [o for o in obs if o["observationLevel"] == "event"]
+    named = {o["scientificName"] for o in events if o["scientificName"]}
+    assert {"Didelphis virginiana", "Sciurus niger", "Ursus americanus"} <= named
+    assert all(o["classificationTimestamp"] == "2025-03-12T17:45:12+00:00" for o in obs if o["classificationTimestamp"])
+    descriptor = json.loads((pkg / "datapackage.json").read_text())
+    assert {t["scientificName"] for t in descriptor["taxonomic"]} == named
+    assert "6039.jpg" in descriptor["description"]
+    coco = json.loads((tmp_path / "out" / "md_annotations_coco_camera_traps.json").read_text())
+    assert all(im["location"] == "deployment-1" for im in coco["images"])
+    assert all(a["bbox"] for a in coco["annotations"] if a["category_id"])  # pixel boxes, sizes known
