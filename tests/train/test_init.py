@@ -108,7 +108,7 @@ def test_offline_without_the_weights_is_one_line_naming_models_import(specs_dir,
     err = capsys.readouterr().err.strip()
     assert rc == 1 and "\n" not in err
     assert "python -m wildspace models import FILE --as tiny-imagenet" in err and "--init none" in err
-    assert not (tmp_path / "run" / "split.json").exists()  # failed before decoding anything
+    assert not (tmp_path / "run" / "checkpoint.pt").exists() and not (tmp_path / "run" / "init.json").exists()
     # the shipped resnet18 spec: the default (auto) asks for its ImageNet weights
     rc = main(["train", "classifier", "--data", str(image_folder), "--output", str(tmp_path / "r18")])
     err = capsys.readouterr().err.strip()
@@ -172,3 +172,24 @@ def test_precision_choices(image_folder, tmp_path):
         train_classifier(tiny_config(image_folder, tmp_path / "x", precision="fp8"))
     with pytest.raises(ValueError, match="freeze_epochs"):
         train_classifier(tiny_config(image_folder, tmp_path / "x", freeze_epochs=-1))
+
+
+def test_simclr_from_a_pretrained_backbone_trains_the_projection_head_faster(backbone, tmp_path):
+    import numpy as np
+
+    from wildspace.train.reid import ReidConfig, train_embedder
+
+    rng = np.random.default_rng(0)
+    images = [np.clip(rng.normal(120, 50, (40, 40, 3)), 0, 255).astype(np.uint8) for _ in range(6)]
+    cfg = ReidConfig(images="", identities="", out_dir=str(tmp_path / "run"), backbone="test_resnet",
+                     loss="ntxent", epochs=1, input_size=32, batch_size=3, lr=1e-3, init="imagenet",
+                     freeze_epochs=1, backbone_lr_scale=0.5, precision="bf16")
+    net = train_embedder(cfg, images, None)
+    ck = torch.load(tmp_path / "run" / "reid-checkpoint.pt", weights_only=True)
+    groups = ck["optimizer"]["param_groups"]
+    assert [g["name"] for g in groups] == ["backbone", "head"]
+    assert groups[0]["lr"] == pytest.approx(5e-4) and groups[1]["lr"] == pytest.approx(1e-3)
+    cached = load_file(str(backbone["weights"]))
+    frozen = {n: p for n, p in net.named_parameters()}
+    assert all(torch.equal(p, cached[n]) for n, p in frozen.items())  # warm-up: only the head learnt
+    assert json.loads((tmp_path / "run" / "init.json").read_text())["name"] == "tiny-imagenet"

@@ -77,8 +77,6 @@ class ReidConfig:
                 raise ValueError(f"temperature must be > 0, got {self.temperature}")
         elif self.identities_per_batch < 2:
             raise ValueError("identities_per_batch must be >= 2 (negatives come from other identities)")
-        if not self.identities and self.loss != "ntxent":
-            raise ValueError(f"loss '{self.loss}' needs identities (a CSV); only ntxent trains on unlabeled images")
         check_finetune(self.freeze_epochs, self.backbone_lr_scale, self.precision)
 
 

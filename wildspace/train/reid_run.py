@@ -39,6 +39,8 @@ def run_reid(config: ReidConfig, settings, license: str = "unknown", install: bo
 
     config.check()
     labelled = bool(config.identities)
+    if not labelled and config.loss != "ntxent":
+        raise ValueError(f"loss '{config.loss}' needs identities (a CSV); only ntxent trains on unlabeled images")
     if labelled:
         images, ids, skipped = load_identity_images(Path(config.images), Path(config.identities),
                                                     config.input_size, settings.max_pixels)
