@@ -26,8 +26,8 @@ REID_KIND = "train-reid"
 assert TRAIN_KINDS == (KIND, REID_KIND)  # noqa: S101  (the queue routes these kinds to training)
 REID_CHECKPOINT = "reid-checkpoint.pt"  # written by wildspace.train.reid.train_embedder
 REID_TABLE = "identities.csv"
-_SYNCED = (CHECKPOINT, "split.json", BEST)
-_REID_SYNCED = (REID_CHECKPOINT,)
+_SYNCED = (CHECKPOINT, "split.json", BEST, "init.json")  # init.json: the initial weights (wildspace.train.init)
+_REID_SYNCED = (REID_CHECKPOINT, "init.json")
 
 
 def training_spec(owner: str, data_path: str, config: TrainConfig, license: str = "unknown",
