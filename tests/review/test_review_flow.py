@@ -117,6 +117,9 @@ def test_camtrap_dp_has_human_classifications_and_validates(review, tmp_path):
     assert zebra["classifiedBy"] == "Ann" and zebra["individualID"] == "Z-1" and "review:accepted" in zebra["observationTags"]
     assert sum(1 for r in human if r["observationType"] == "blank") == 1  # b.jpg: two boxes rejected, then empty
     assert any(r["classificationMethod"] == "machine" for r in rows)  # d.jpg (not reviewed)
+    events = [r for r in rows if r["observationLevel"] == "event"]
+    assert any(r["scientificName"] == "Equus quagga" and r["classificationMethod"] == "human"
+               and r["individualID"] == "Z-1" for r in events)  # events follow the corrected media rows
     assert json.loads((tmp_path / "dp" / "datapackage.json").read_text())["project"]["individualAnimals"] is True
 
 

@@ -36,7 +36,7 @@ def test_review_a_batch_restart_and_another_visitor(app_service, upload_zip, tmp
         assert min(confs) < 0.5 and min(confs) >= 0.005  # the run kept its low boxes, for review
         assert md["info"]["detector_metadata"]["output_threshold"] == 0.005
         choices = alice.predict(api_name="/review_sources")
-        (title, sid), = [c for c in choices["choices"]] if isinstance(choices, dict) else choices
+        (title, sid), = choices["choices"] if isinstance(choices, dict) else choices
         assert sid.startswith("run:batch/") and "4 files" in title
         out = alice.predict(sid, 0.5, api_name="/review_open")
         where = out[1]

@@ -117,18 +117,19 @@ def _corrected_results(opened: OpenSource) -> tuple[list[ImageResult], dict[str,
         boxes = kept(s) if s.status not in ("empty", "misfire") else []
         dets = [Detection(b.class_id, b.conf if b.status == PENDING else 1.0, b.bbox,
                           b.original.frame_number if b.original is not None else None) for b in boxes]
-        pairs[r.file] = list(zip(dets, boxes))
+        pairs[r.file] = list(zip(dets, boxes, strict=True))
         results.append(ImageResult(r.file, tuple(dets), width=r.width, height=r.height))
     return results, pairs
 
 
 def camtrap_tables(opened: OpenSource, threshold: float, reviewer: str,
-                   options: camtrap_dp.PackageOptions = camtrap_dp.PackageOptions(missing_times="file-time")) -> dict:
+                   options: camtrap_dp.PackageOptions | None = None) -> dict:
     """Camtrap DP tables (as :func:`wildspace.formats.camtrap_dp.build_tables` makes them) with
     the reviewed observations made ``human`` (media without a capture time: their file time,
     flagged as not a capture time; see ``PackageOptions.missing_times``)."""
     rs = opened.source.results
     results, pairs = _corrected_results(opened)
+    options = options or camtrap_dp.PackageOptions(missing_times="file-time")
     tables = camtrap_dp.build_tables(replace(rs, results=results, files=_files(opened)), threshold, options)
     by_media = {m["mediaID"]: m["filePath"] for m in tables["media"]}
     for obs in tables["observations"]:
@@ -154,9 +155,28 @@ def camtrap_tables(opened: OpenSource, threshold: float, reviewer: str,
                 "added" if box.added else "redrawn" if box.redrawn else "accepted")
         elif s.status == "misfire":
             obs["observationComments"] = "misfire (marked by a reviewer)"
+    tables["observations"] = _with_events(tables["observations"])
     if any(o.get("individualID") for o in tables["observations"]):
         tables["descriptor"]["project"]["individualAnimals"] = True
     return tables
+
+
+def _with_events(observations: list[dict]) -> list[dict]:
+    """Media-level rows as corrected, and the event-level rows made again from them (the
+    package's own :func:`~wildspace.formats.camtrap_dp.event_observations`, same events)."""
+    import datetime as _dt
+    from types import SimpleNamespace
+
+    media = [o for o in observations if o.get("observationLevel") != "event"]
+    events: dict[str, SimpleNamespace] = {}
+    for o in observations:
+        if o.get("observationLevel") == "event" and o["eventID"] not in events:
+            events[o["eventID"]] = SimpleNamespace(
+                event_id=o["eventID"], deployment_id=o["deploymentID"],
+                start=_dt.datetime.fromisoformat(o["eventStart"]), end=_dt.datetime.fromisoformat(o["eventEnd"]))
+    if not events:
+        return media
+    return media + camtrap_dp.event_observations(media, list(events.values()))
 
 
 def _ts(at: str | None) -> str:

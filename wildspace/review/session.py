@@ -18,7 +18,7 @@ from pathlib import Path
 
 from wildspace.review import progress
 from wildspace.review.sources import Sources
-from wildspace.review.state import ACCEPTED, PENDING, REJECTED, ImageState, accept_image, box_change, check_bbox, mark_image
+from wildspace.review.state import PENDING, REJECTED, ImageState, accept_image, box_change, check_bbox, mark_image
 from wildspace.review.store import Change, ReviewStores
 from wildspace.review.view import Filters, OpenSource, box_number, draw, label, order
 
@@ -124,13 +124,13 @@ class ReviewService:
 
     # -- what the tab calls ----------------------------------------------------------------
     def open(self, owner: str, session: str | None, source_id: str, threshold: float,
-             filters: Filters = Filters()) -> View:
+             filters: Filters | None = None) -> View:
         c = self.cursor(owner, session)
         with c.lock:
             o = self.opened(owner, source_id, reload=True)
             if c.source_id != source_id:
                 c.source_id, c.files, c.pos, c.selected = source_id, [], 0, None
-            c.threshold, c.filters = float(threshold), filters
+            c.threshold, c.filters = float(threshold), filters or Filters()
             self._reorder(o, c)
             return self._view(o, c)
 

@@ -129,7 +129,7 @@ def draw(source: Source, state: ImageState, threshold: float, selected: str | No
     except TypeError:
         font = ImageFont.load_default()
     labels = source.results.labels
-    for n, b in enumerate(state.boxes):
+    for b in state.boxes:
         if b.status == REJECTED and b.conf < threshold:
             continue
         if not b.shown(threshold) and b.status != REJECTED:

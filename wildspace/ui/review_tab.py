@@ -189,7 +189,7 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
     def _opened_updates(owner, source_id):
         o = backend.opened(owner, source_id)
         labels = list(o.source.results.labels)
-        kinds = sorted({k for k in ("animal", "human", "vehicle")})
+        kinds = ["animal", "human", "vehicle"]
         species_names = sorted(set(o.source.species_names) | {b.species for s in o.states.states.values()
                                                               for b in s.boxes if b.species})
         return [gr.update(choices=[ALL, *kinds, *[x for x in labels if x not in kinds]], value=ALL),
@@ -294,7 +294,7 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
             source_id = f"run:review/{work.name}"
         return gr.update(choices=choices(owner), value=source_id)
 
-    ui = dict(api_visibility="undocumented", show_progress="hidden", trigger_mode="multiple")
+    ui = {"api_visibility": "undocumented", "show_progress": "hidden", "trigger_mode": "multiple"}
     refresh.click(review_sources, [owner_state], [source], api_name="review_sources")
     opened_outputs = view_outputs + [category, species_filter, add_class, species]
     open_btn.click(review_open, [source, threshold, owner_state], opened_outputs, api_name="review_open")
