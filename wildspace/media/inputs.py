@@ -2,7 +2,8 @@
 
 Names are relative, as MegaDetector writes them: with one folder, relative to it; with several
 inputs, relative to their common parent (``detect cards/A cards/B`` gives ``A/IMG_0001.JPG``
-and ``B/IMG_0001.JPG``). A ``.txt`` list names each file as its line says. Two inputs that
+and ``B/IMG_0001.JPG``), or, when they share nothing but the root, to each one's own parent
+folder (no server path in any name). A ``.txt`` list names each file as its line says. Two inputs that
 still give the same name are an error before anything runs.
 """
 
@@ -37,10 +38,13 @@ def expand_inputs(paths: Iterable[str | Path], extensions: frozenset[str]) -> li
         base = None
     out: list[tuple[Path, str]] = []
     for p in paths:
+        own = base
+        if base is not None and base == Path(base.anchor):  # nothing shared but the root:
+            own = p.resolve().parent  # each input keeps its own folder's name
         if p.is_dir():
             for f in sorted(p.rglob("*")):
                 if f.is_file() and f.suffix.lower() in extensions:
-                    out.append((f, f.resolve().relative_to(base).as_posix()))
+                    out.append((f, f.resolve().relative_to(own).as_posix()))
         elif p.suffix.lower() == ".txt":
             for line in p.read_text(encoding="utf-8").splitlines():
                 line = line.strip()
@@ -55,7 +59,7 @@ def expand_inputs(paths: Iterable[str | Path], extensions: frozenset[str]) -> li
                         name = f.name
                     out.append((f, name))
         else:
-            out.append((p, p.resolve().relative_to(base).as_posix()))
+            out.append((p, p.resolve().relative_to(own).as_posix()))
     dup = sorted(n for n, k in Counter(n for _, n in out).items() if k > 1)
     if dup:
         raise InputError(f"{len(dup)} name(s) given by more than one input ({', '.join(dup[:5])}); "
