@@ -106,3 +106,36 @@ def test_a_running_job_is_reviewed_as_far_as_it_got(app_service, tmp_path, share
     v = service.set_view("alice", "s", 0.2, service.cursor("alice", "s").filters, reload=True)
     assert "1 of 2" in v.where and "Reviewed 1/2" in v.progress
     assert service.sources.list("bob") == []
+
+
+def test_upload_an_md_json_with_its_images_and_review_it(running_app, tmp_path):
+    import json
+    import zipfile
+
+    from gradio_client import Client, handle_file
+
+    from tests.review.conftest import make_images, md_doc
+
+    images = make_images(tmp_path / "card")
+    md = tmp_path / "timelapse.json"
+    md.write_text(json.dumps(md_doc()))
+    z = tmp_path / "card.zip"
+    with zipfile.ZipFile(z, "w") as f:
+        for name, p in images.items():
+            f.write(p, name)
+    alice = Client(running_app.local_url, verbose=False, headers=ALICE)
+    got = alice.predict(handle_file(str(md)), [handle_file(str(z))], api_name="/review_upload")
+    sid = got["value"] if isinstance(got, dict) else got
+    assert sid.startswith("run:review/run-")
+    out = alice.predict(sid, 0.2, api_name="/review_open")
+    assert "1 of 4" in out[1] and "cam1/a.jpg" in out[1] and out[0]
+    alice.predict("Ann", api_name="/review_accept")
+    plot, table = alice.predict(api_name="/review_precision_recall")
+    assert plot and table["data"][3][0] == 0.2 and table["data"][3][3] == 1  # one true positive at 0.2
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"images": []}')
+    with pytest.raises(Exception, match="Not a MegaDetector results file"):
+        alice.predict(handle_file(str(bad)), [], api_name="/review_upload")
+    mallory = Client(running_app.local_url, verbose=False, headers=MALLORY)
+    with pytest.raises(Exception, match="No such source"):
+        mallory.predict(sid, 0.2, api_name="/review_open")
