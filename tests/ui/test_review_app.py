@@ -139,3 +139,52 @@ def test_upload_an_md_json_with_its_images_and_review_it(running_app, tmp_path):
     mallory = Client(running_app.local_url, verbose=False, headers=MALLORY)
     with pytest.raises(Exception, match="No such source"):
         mallory.predict(sid, 0.2, api_name="/review_open")
+
+
+def test_train_a_classifier_from_the_review_without_handling_files(app_service, tmp_path):
+    """*Train in the Train tab's queue*: the reviewed crops go to a training job as a zip of
+    class folders, with nothing downloaded or uploaded by hand."""
+    import io
+    import json
+    import zipfile
+
+    import numpy as np
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    from wildspace.jobs.queue import JobQueue
+    from wildspace.jobs.store import JobStore
+    from wildspace.ui.app import build_app
+
+    rng = np.random.default_rng(2)
+    z, images = tmp_path / "card.zip", []
+    with zipfile.ZipFile(z, "w") as f:
+        for i in range(6):
+            img = rng.integers(100, 140, (60, 80, 3)).astype(np.uint8)
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="PNG")
+            f.writestr(f"i{i}.png", buf.getvalue())
+            images.append({"file": f"i{i}.png", "detections": [
+                {"category": "1", "conf": 0.9, "bbox": [0.2, 0.2, 0.5, 0.5], "classifications": [[str(i % 2), 0.9]]}]})
+    md = tmp_path / "md.json"
+    md.write_text(json.dumps({"info": {"format_version": "1.5", "detector": "x.pt"},
+                              "detection_categories": {"1": "animal"},
+                              "classification_categories": {"0": "zebra", "1": "impala"}, "images": images}))
+    queue = JobQueue(app_service.settings, url=f"sqlite:///{tmp_path / 'q.db'}", store=JobStore(tmp_path / "st"))
+    demo = build_app(app_service, tmp_path / "out", queue=queue)
+    demo.queue().launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    try:
+        alice = Client(demo.local_url, verbose=False, headers=ALICE)
+        sid = alice.predict(handle_file(str(md)), [handle_file(str(z))], api_name="/review_upload")
+        alice.predict(sid["value"] if isinstance(sid, dict) else sid, 0.2, api_name="/review_open")
+        for _ in range(6):
+            alice.predict("Ann", api_name="/review_accept")
+        note = alice.predict("from-review", 1, api_name="/review_train")
+        job = note.split("`")[1]
+        spec = queue.store.spec(job)
+        assert spec.kind != "detect-images" and "6 reviewed crops of 2 species" in note
+        data = queue.store.local_input(job, spec.inputs[0]["path"], tmp_path / "cache")
+        with zipfile.ZipFile(data) as f:
+            assert sorted({n.split("/")[0] for n in f.namelist()}) == ["impala", "zebra"]
+    finally:
+        demo.close()
