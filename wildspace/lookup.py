@@ -28,8 +28,7 @@ import numpy as np
 
 from wildspace.config import Settings, load_settings
 from wildspace.reid.build import CropFn, build_gallery, crop_box, enrol, read_identity_table
-from wildspace.reid.gallery import (GalleryData, GalleryError, open_gallery, read_version,
-                                    save_gallery, version_dir)
+from wildspace.reid.gallery import GalleryData, GalleryError, open_gallery, read_version, save_gallery, version_dir
 from wildspace.reid.local_features import extract
 from wildspace.reid.matching import Matcher, available_methods, default_method
 from wildspace.types import LookupResult

@@ -12,11 +12,18 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from wildspace.config import Settings, load_settings
 from wildspace.detect.base import Detector
 from wildspace.hub.fetch import ModelStore, ModelUnavailable, sha256_file
-from wildspace.hub.specs import ModelSpec, SpecError, SpecRegistry, WeightsSource, parse_spec, spec_to_dict, write_spec_file
+from wildspace.hub.specs import (
+    ModelSpec,
+    SpecError,
+    SpecRegistry,
+    WeightsSource,
+    parse_spec,
+    spec_to_dict,
+    write_spec_file,
+)
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,8 @@ class ProductLocalizer:
         self.net = net.eval().to(device)
         self.name, self.labels, self.device = name, labels, device
 
-    def find(self, image: np.ndarray, min_conf: float = 0.5, max_items: int = 5) -> list[tuple[tuple[float, ...], float]]:
+    def find(self, image: np.ndarray, min_conf: float = 0.5,
+             max_items: int = 5) -> list[tuple[tuple[float, ...], float]]:
         """``(bbox_xywh_norm, conf)`` of the items above ``min_conf``, most confident first."""
         import torch
 

@@ -14,12 +14,19 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-
 from wildspace.classify.models import CLASSIFIER_FAMILIES, KINDS, Classifier, build_classifier, info_from_spec
+from wildspace.classify.products import LOCALIZER_KIND, check_product_labels
 from wildspace.config import Settings
 from wildspace.hub.fetch import ModelStore, sha256_file
-from wildspace.classify.products import LOCALIZER_KIND, check_product_labels
-from wildspace.hub.specs import ModelSpec, SpecError, SpecRegistry, WeightsSource, parse_spec, spec_to_dict, write_spec_file
+from wildspace.hub.specs import (
+    ModelSpec,
+    SpecError,
+    SpecRegistry,
+    WeightsSource,
+    parse_spec,
+    spec_to_dict,
+    write_spec_file,
+)
 
 
 class ClassifierService:

@@ -74,7 +74,8 @@ def yolo_nms(pred: np.ndarray, conf_threshold: float, iou_threshold: float = 0.7
     return out
 
 
-def yolov5_nms(pred: np.ndarray, conf_threshold: float, iou_threshold: float = 0.45, max_det: int = 300) -> list[np.ndarray]:
+def yolov5_nms(pred: np.ndarray, conf_threshold: float, iou_threshold: float = 0.45,
+               max_det: int = 300) -> list[np.ndarray]:
     """NumPy twin of :func:`wildspace.detect.yolov5_detector.yolov5_nms` (legacy YOLOv5 /
     MegaDetector v5 output ``(B, N, 5 + nc)``: objectness x class probability)."""
     out = []

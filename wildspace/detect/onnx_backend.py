@@ -30,6 +30,7 @@ import time
 import warnings
 from pathlib import Path
 from typing import Callable
+
 import numpy as np
 
 from wildspace.atomic import write_text_atomic

@@ -119,7 +119,8 @@ def golden_parity(golden_images: Sequence[dict], results: Sequence[Sequence[Dete
                 out["matched"] += hit is not None
             if r["conf"] >= typical:
                 out["typical_total"] += 1
-                out["typical_kept"] += any(c == r["class_id"] and conf >= typical and iou_xyxy(box, r["bbox_xyxy"]) >= 0.5
+                out["typical_kept"] += any(c == r["class_id"] and conf >= typical
+                                           and iou_xyxy(box, r["bbox_xyxy"]) >= 0.5
                                            for c, conf, box in ours)
         out["extra"] += sum(1 for j, (_, conf, _) in enumerate(ours) if j not in used and conf >= min_conf + 0.05)
     return out

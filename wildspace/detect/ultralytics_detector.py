@@ -21,7 +21,6 @@ from wildspace.detect.onnx_backend import BackendUnavailable, choose_network, ea
 from wildspace.hub.safe_pickle import UnsafeCheckpoint, check_globals
 from wildspace.types import Detection, DetectorInfo
 
-
 ALLOWED_PREFIXES = (
     "ultralytics.nn.modules.",
     "ultralytics.utils.loss.",  # criterion objects some trainers leave on the model
@@ -156,8 +155,7 @@ class UltralyticsDetector:
     def _export(self, weights: Path, export_dir: str | Path | None, remeasure: bool = False):
         import copy
 
-        from wildspace.detect.onnx_backend import (cache_key, default_export_dir, load_or_export, no_grad,
-                                                   single_output)
+        from wildspace.detect.onnx_backend import cache_key, default_export_dir, load_or_export, no_grad, single_output
         from wildspace.hub.fetch import sha256_file
 
         net = copy.deepcopy(self.network.model)

@@ -89,8 +89,7 @@ class YOLOv5Detector:
             backend, device, lambda: self._export(Path(weights), export_dir, remeasure=backend == "auto"))
 
     def _export(self, weights: Path, export_dir: str | Path | None, remeasure: bool = False):
-        from wildspace.detect.onnx_backend import (cache_key, default_export_dir, load_or_export, no_grad,
-                                                   single_output)
+        from wildspace.detect.onnx_backend import cache_key, default_export_dir, load_or_export, no_grad, single_output
         from wildspace.hub.fetch import sha256_file
 
         net = single_output(self.model)

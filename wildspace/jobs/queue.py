@@ -193,7 +193,8 @@ class JobQueue:
 
         store = self.store
         spec = store.spec(job_id)
-        error = store.attempt(job_id, chunk).get("error") or "the worker stopped before finishing it (killed or crashed)"
+        error = (store.attempt(job_id, chunk).get("error")
+                 or "the worker stopped before finishing it (killed or crashed)")
         reason = f"failed {tries} times while processing: {error}"
         done = store.done_indexes(job_id)
         for i in spec.chunks()[chunk]:

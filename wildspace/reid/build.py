@@ -5,7 +5,8 @@ folder; ``image``/``path``/``filename`` also accepted) and ``identity`` (``id``/
 ``name``). Optional: ``viewpoint`` (``flank``/``side``/``orientation``: left/right), ``bbox``
 (``x y w h`` normalised, space/comma separated or a JSON list), ``date`` (a date or
 date-time; a ``time`` column is joined to it), ``location`` (``station``/``site``). Station and
-date-time define the encounters that honest evaluations leave out (:mod:`wildspace.reid.events`). Unreadable images become failures; the rest of the gallery is built.
+date-time define the encounters that honest evaluations leave out (:mod:`wildspace.reid.events`).
+Unreadable images become failures; the rest of the gallery is built.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def read_identity_table(path: Path) -> list[TableRow]:
     rows = []
     for n, raw in enumerate(reader, start=2):
         where = f"{path.name} line {n}"
-        get = lambda k: (raw.get(cols[k]) or "").strip() if cols[k] else ""  # noqa: E731
+        get = lambda k, raw=raw: (raw.get(cols[k]) or "").strip() if cols[k] else ""  # noqa: E731
         if not get("file"):
             continue
         if not get("identity"):

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wildspace.reid.calibration import (CalibrationError, brier_score, fit_calibration,
-                                        reliability_curve)
+from wildspace.reid.calibration import CalibrationError, brier_score, fit_calibration, reliability_curve
 from wildspace.reid.events import DEFAULT_GAP_MINUTES, event_labels
 from wildspace.reid.gallery import GalleryData
 from wildspace.reid.matching import Matcher, flank_mask

@@ -14,8 +14,9 @@ coat would otherwise get few keypoints), SIFT keypoints, RootSIFT descriptors.
    (exact for small galleries, a faiss inverted file for large ones).
 2. Scene background: fixed cameras see the same rocks in every frame. A keypoint one of whose
    ``static_k`` nearest neighbours (counted over non-excluded frames) lies at the same place
-   (``static_px``) of another same-size frame is background; for a query it is removed if that holds in *any* usable gallery frame (or, for a
-   gallery keypoint, against the query or any usable gallery frame). This is what keeps two
+   (``static_px``) of another same-size frame is background; for a query it is removed if that
+   holds in *any* usable gallery frame (or, for a gallery keypoint, against the query or any
+   usable gallery frame). This is what keeps two
    animals photographed by the same camera apart. A gallery frame in which almost all of the
    query is static is a copy of the query and is not used as background evidence.
 3. LNBNN (local naive-Bayes nearest neighbour): each query descriptor votes for the frames of

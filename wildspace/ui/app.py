@@ -9,9 +9,8 @@ import gradio as gr
 
 from wildspace.disk import DiskBudget
 from wildspace.services import DetectorService
+from wildspace.ui import batch_tab, jobs_tab, lookup_tab, models_tab, products_tab, single_image, train_tab, video_tab
 from wildspace.ui.fair_use import AppGuard, FairUse
-from wildspace.ui import (batch_tab, jobs_tab, lookup_tab, models_tab, products_tab, single_image, train_tab,
-                          video_tab)
 from wildspace.ui.identity import owner_state
 
 INTRO = """# wildspace
@@ -37,7 +36,6 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
 
     from wildspace.classify.feedback import FeedbackStore
     from wildspace.classify.service import ClassifierService
-
     from wildspace.ui import mcp_schema
 
     mcp_schema.install()

@@ -159,5 +159,6 @@ def build_tab(service: DetectorService, out_root: Path, owner_state=None, queue=
         yield from run_batch_tab(service, file_list, model_name, conf, out_root, progress, queue, owner,
                                  queue_above, classifiers, classifier_name, species_conf, guard, request)
 
-    inputs = [files, model, threshold, classifier, species_threshold] + ([owner_state] if owner_state is not None else [])
+    inputs = [files, model, threshold, classifier, species_threshold]
+    inputs += [owner_state] if owner_state is not None else []
     button.click(detect_batch, inputs, [summary, gallery, table, downloads], api_name="detect_batch")

@@ -185,10 +185,8 @@ class AppGuard:
               extensions: frozenset[str] | None = None) -> Iterator[Watch]:
         """One heavy request: admitted by :meth:`FairUse.heavy`, then by the disk quotas for
         what its upload will write (``DiskFull``, a user error, otherwise)."""
-        from wildspace.disk import upload_need
+        from wildspace.disk import DiskFull, upload_need
         from wildspace.media.images import IMAGE_EXTENSIONS
-
-        from wildspace.disk import DiskFull
 
         with self.fair.heavy(request, what) as watch:
             try:

@@ -40,7 +40,8 @@ def job_results(queue, job_id: str | None, owner: str, out_root: Path, threshold
         raise gr.Error("Choose one of your jobs first.")
     try:
         if queue.store.spec(job_id, owner).kind != "detect-images":
-            raise gr.Error("This is a training job: follow it in the Train tab; its model appears in the app when done.")
+            raise gr.Error("This is a training job: follow it in the Train tab; "
+                           "its model appears in the app when done.")
         out = job_output(queue.store, job_id, owner, new_work_dir(out_root), threshold,
                          exports=("md-json", "csv", "coco", "camtrap-dp"))
     except JobNotFound:
