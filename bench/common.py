@@ -76,7 +76,6 @@ def calibrated_ultralytics_checkpoint(cfg: str, path: Path, images: list[Path], 
     if path.is_file():
         return path
     import cv2
-    import numpy as np
     import torch
     from ultralytics import YOLO
     from ultralytics.nn.tasks import DetectionModel
@@ -107,3 +106,42 @@ def calibrated_ultralytics_checkpoint(cfg: str, path: Path, images: list[Path], 
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper.save(str(path))
     return path
+
+
+class Measured:
+    """One whole-process run: wall seconds, CPU seconds (user + system, the child and the
+    children it waited for), peak RSS in MiB, and the 1-minute load average at its start
+    and end; ``stderr`` is the text it wrote there."""
+
+    def __init__(self, wall: float, cpu: float, rss_mib: float, load: tuple[float, float], stderr: str):
+        self.wall, self.cpu, self.rss_mib, self.load, self.stderr = wall, cpu, rss_mib, load, stderr
+
+
+def _load1() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def measured_run(cmd: list[str], env: dict | None = None) -> Measured:
+    """Run ``cmd`` from the repository root and measure it from the kernel's accounting
+    (``wait4``: this child's own rusage, so concurrent jobs do not count).
+
+    Raises:
+        SystemExit: the command failed (its stderr tail is in the message).
+    """
+    import tempfile
+    import time
+
+    with tempfile.TemporaryFile() as err:
+        load0, t0 = _load1(), time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        text = err.read().decode(errors="replace")
+    if proc.returncode:
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{text[-2000:]}")
+    return Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, (load0, _load1()), text)
