@@ -40,8 +40,9 @@ def _key(page, key: str) -> None:
 
 
 def test_review_a_batch_with_the_keyboard_and_download_the_corrections(running_app, upload_zip, tmp_path):
-    from megadetector.postprocessing.validate_batch_results import validate_batch_results
     from playwright.sync_api import sync_playwright
+
+    from tests.review.md_validator import md_validation_errors
 
     from wildspace.formats.megadetector import read_results
 
@@ -116,7 +117,7 @@ def test_review_a_batch_with_the_keyboard_and_download_the_corrections(running_a
 
     md = tmp_path / "reviewed.json"
     md.write_text(text)
-    assert validate_batch_results(str(md))["validation_results"]["errors"] == []
+    assert md_validation_errors(md) == []
     doc = read_results(md)
     zebra = next(im for im in doc["images"] if im["file"].endswith(ZEBRA))
     assert zebra["review"]["status"] == "reviewed" and zebra["review"]["reviewer"] == "Ann"
