@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
-from typing import Mapping
+from typing import Any, Mapping
 
 MB = 2**20
 
@@ -57,7 +57,7 @@ class Guards:
     def from_env(cls, env: Mapping[str, str] | None = None, public: bool = False) -> Guards:
         """The guards from ``WILDSPACE_*`` variables; unset ones keep the local or Space default."""
         env = os.environ if env is None else env
-        values: dict[str, float | int] = dict(SPACE_DEFAULTS) if public else {}
+        values: dict[str, Any] = dict(SPACE_DEFAULTS) if public else {}
         for name, var in ENV_VARS.items():
             raw = (env.get(var) or "").strip()
             if not raw:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 MB = 2**20
 
@@ -62,7 +62,7 @@ class Limits:
             LimitError: a variable is not a positive number.
         """
         env = os.environ if env is None else env
-        values: dict[str, float | int] = {}
+        values: dict[str, Any] = {}
         for name, var in ENV_VARS.items():
             raw = (env.get(var) or "").strip()
             if not raw:

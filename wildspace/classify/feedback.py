@@ -195,7 +195,8 @@ class FeedbackStore:
     # -- reading ------------------------------------------------------------------------
     def records(self, owner: str | None = None, model: str | None = None) -> list[FeedbackRecord]:
         """Stored feedback, oldest first (optionally one owner's or one model's)."""
-        sql, args = f"SELECT {_COLUMNS} FROM feedback WHERE 1=1", []
+        sql = f"SELECT {_COLUMNS} FROM feedback WHERE 1=1"
+        args: list[str] = []
         if owner is not None:
             sql, args = sql + " AND owner = ?", args + [owner]
         if model is not None:

@@ -35,6 +35,7 @@ NON_WILDLIFE = "non_wildlife"
 PRODUCT_LABELS: tuple[str, ...] = tuple(
     f"{group}_{cls}" for group, classes in PRODUCT_TAXONOMY.items() for cls in classes) + (NON_WILDLIFE,)
 LOCALIZER_KIND = "products-localizer"
+Box = tuple[float, float, float, float]  # ``(x, y, w, h)`` normalised to the image
 
 
 def product_group(label: str) -> str:
@@ -68,7 +69,7 @@ class ProductRegion:
     """One item: where it is (whole image when the localiser is off or found nothing) and the
     classifier's best answers for it, best first."""
 
-    bbox_xywh_norm: tuple[float, float, float, float]
+    bbox_xywh_norm: Box
     top: tuple[tuple[str, float], ...]
     localizer_conf: float | None = None
 
@@ -95,8 +96,7 @@ class ProductLocalizer:
         self.net = net.eval().to(device)
         self.name, self.labels, self.device = name, labels, device
 
-    def find(self, image: np.ndarray, min_conf: float = 0.5,
-             max_items: int = 5) -> list[tuple[tuple[float, ...], float]]:
+    def find(self, image: np.ndarray, min_conf: float = 0.5, max_items: int = 5) -> list[tuple[Box, float]]:
         """``(bbox_xywh_norm, conf)`` of the items above ``min_conf``, most confident first."""
         import torch
 
@@ -104,7 +104,7 @@ class ProductLocalizer:
         x = torch.from_numpy(image.transpose(2, 0, 1).copy()).float().div(255.0).to(self.device)
         with torch.inference_mode():
             (out,) = self.net([x])
-        items = []
+        items: list[tuple[Box, float]] = []
         for (x1, y1, x2, y2), score in zip(out["boxes"].tolist(), out["scores"].tolist()):
             if score >= min_conf and x2 > x1 and y2 > y1:
                 items.append(((x1 / w, y1 / h, (x2 - x1) / w, (y2 - y1) / h), float(score)))
@@ -157,7 +157,7 @@ def answer_product(classifier: Classifier, image: np.ndarray, localizer: Product
         min_item_conf: localiser confidence below which a box is ignored.
     """
     h, w = image.shape[:2]
-    boxes = localizer.find(image, min_item_conf) if localizer is not None else []
+    boxes: list[tuple[Box, float | None]] = list(localizer.find(image, min_item_conf)) if localizer is not None else []
     if not boxes:
         boxes = [((0.0, 0.0, 1.0, 1.0), None)]
     crops = [image if conf is None else crop_box(image, bbox, margin) for bbox, conf in boxes]
@@ -166,8 +166,9 @@ def answer_product(classifier: Classifier, image: np.ndarray, localizer: Product
     regions = []
     for (bbox, conf), p in zip(boxes, probs):
         order = np.argsort(-p, kind="stable")[:top_k]
-        regions.append(ProductRegion(tuple(float(v) for v in bbox), tuple((labels[i], float(p[i])) for i in order),
-                                     conf))
+        x, y, bw, bh = bbox
+        regions.append(ProductRegion((float(x), float(y), float(bw), float(bh)),
+                                     tuple((labels[i], float(p[i])) for i in order), conf))
     main_box, main_conf = boxes[0]
     cam, k = grad_cam(classifier, crops[0])
     heat = np.zeros((h, w), np.float32)

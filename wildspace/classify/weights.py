@@ -12,7 +12,7 @@ and the file is loaded with PyTorch's restricted ``weights_only`` unpickler. Any
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from wildspace.hub.safe_pickle import UnsafeCheckpoint, check_globals
 
@@ -66,8 +66,11 @@ def _load_pickle(path: Path) -> Any:
     import torch
 
     names = check_globals(path, lambda n: n.startswith(METADATA_PREFIXES))
-    mapping = [(dict if n.rsplit(".", 1)[-1] in _DICT_LIKE else type(n.rsplit(".", 1)[-1], (_Inert,), {}), n)
-               for n in sorted(names) if n.startswith(METADATA_PREFIXES)]
+    mapping: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = []
+    for n in sorted(names):
+        if n.startswith(METADATA_PREFIXES):
+            short = n.rsplit(".", 1)[-1]
+            mapping.append((dict if short in _DICT_LIKE else type(short, (_Inert,), {}), n))
     try:
         with torch.serialization.safe_globals(mapping):
             return torch.load(path, map_location="cpu", weights_only=True)

@@ -58,7 +58,8 @@ def set_torch_threads(threads: int) -> None:
 
 @lru_cache(maxsize=1)
 def _cpuinfo() -> tuple[str, frozenset[str]]:
-    model, flags = "", frozenset()
+    model = ""
+    flags: frozenset[str] = frozenset()
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

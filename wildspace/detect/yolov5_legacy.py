@@ -10,9 +10,11 @@ PyTorch's restricted ``weights_only`` unpickler, with each pickled name (``model
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
+from numpy._core import multiarray as _multiarray
 from torch import nn
 
 from wildspace.detect import yolov5_modules as ym
@@ -40,11 +42,11 @@ TORCH_LAYERS: dict[str, type] = {
         "linear.Identity": nn.Identity,
     }.items()
 }
-_NUMPY = {
-    "numpy.core.multiarray.scalar": np._core.multiarray.scalar,
-    "numpy._core.multiarray.scalar": np._core.multiarray.scalar,
-    "numpy.core.multiarray._reconstruct": np._core.multiarray._reconstruct,
-    "numpy._core.multiarray._reconstruct": np._core.multiarray._reconstruct,
+_NUMPY: dict[str, Callable[..., Any]] = {
+    "numpy.core.multiarray.scalar": _multiarray.scalar,
+    "numpy._core.multiarray.scalar": _multiarray.scalar,
+    "numpy.core.multiarray._reconstruct": _multiarray._reconstruct,
+    "numpy._core.multiarray._reconstruct": _multiarray._reconstruct,
     "numpy.ndarray": np.ndarray,
     "numpy.dtype": np.dtype,
 }
@@ -54,7 +56,7 @@ def is_yolov5_checkpoint(names: set[str]) -> bool:
     return any(n.startswith("models.yolo.") for n in names)
 
 
-def _resolve(name: str):
+def _resolve(name: str) -> Callable[..., Any] | None:
     if name in YOLOV5_CLASSES:
         return YOLOV5_CLASSES[name]
     if name in TORCH_LAYERS:
@@ -77,7 +79,8 @@ def load_yolov5_checkpoint(path: str | Path) -> tuple[ym.Model, tuple[str, ...]]
     names = check_globals(path, lambda n: n in YOLOV5_CLASSES or n in TORCH_LAYERS)
     if not is_yolov5_checkpoint(names):
         raise UnsafeCheckpoint(f"{path.name}: not a YOLOv5 checkpoint (no models.yolo classes)")
-    mapping = [(obj, n) for n in sorted(names) if (obj := _resolve(n)) is not None]
+    mapping: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
+        (obj, n) for n in sorted(names) if (obj := _resolve(n)) is not None]
     with torch.serialization.safe_globals(mapping):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     model = ckpt.get("ema") or ckpt.get("model") if isinstance(ckpt, dict) else ckpt

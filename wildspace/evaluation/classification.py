@@ -25,32 +25,32 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
     """
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
-    if y_true.shape != y_pred.shape or y_true.ndim != 1:
-        raise ValueError(f"y_true and y_pred must be 1-d and the same length, got {y_true.shape} and {y_pred.shape}")
-    if len(y_true) == 0:
+    true, pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+    if true.shape != pred.shape or true.ndim != 1:
+        raise ValueError(f"y_true and y_pred must be 1-d and the same length, got {true.shape} and {pred.shape}")
+    if len(true) == 0:
         raise ValueError("no samples to evaluate")
     k = len(labels)
-    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+    for name, y in (("y_true", true), ("y_pred", pred)):
         if y.min() < 0 or y.max() >= k:
             raise ValueError(f"{name} has class indexes outside 0..{k - 1} ({k} labels)")
     idx = list(range(k))
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=idx, zero_division=0)
+    p, r, f, s = precision_recall_fscore_support(true, pred, labels=idx, zero_division=0)
     present = s > 0
     out = {
-        "samples": int(len(y_true)),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "samples": int(len(true)),
+        "accuracy": float(accuracy_score(true, pred)),
         "macro_accuracy": float(np.mean(r[present])) if present.any() else 0.0,
         "per_class": {labels[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                                   "support": int(s[i])} for i in idx},
-        "confusion": confusion_matrix(y_true, y_pred, labels=idx).tolist(),
+        "confusion": confusion_matrix(true, pred, labels=idx).tolist(),
         "labels": list(labels),
     }
     for avg in ("weighted", "macro"):
-        pa, ra, fa, _ = precision_recall_fscore_support(y_true, y_pred, labels=idx, average=avg,
+        pa, ra, fa, _ = precision_recall_fscore_support(true, pred, labels=idx, average=avg,
                                                         zero_division=0)
         out[avg] = {"precision": float(pa), "recall": float(ra), "f1": float(fa)}
-    out["chance_accuracy"] = float(np.max(np.bincount(y_true, minlength=k)) / len(y_true))
+    out["chance_accuracy"] = float(np.max(np.bincount(true, minlength=k)) / len(true))
     return out
 
 

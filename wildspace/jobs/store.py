@@ -23,6 +23,7 @@ the same item.
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 import json
 import os
@@ -344,7 +345,7 @@ class JobStore:
         det = self.detector(job_id) or {"labels": [], "detector": spec.model or "unknown", "metadata": {}}
         return build_results(self.results(job_id), det["labels"], det["detector"], det["metadata"])
 
-    def results(self, job_id: str) -> list[ImageResult]:
+    def results(self, job_id: str) -> builtins.list[ImageResult]:  # ``list`` is a method here
         images = [rec["image"] for rec in self.items(job_id)]
         det = self.detector(job_id) or {"labels": []}
         cats = {str(i + 1): n for i, n in enumerate(det["labels"])} or {"1": "animal"}
