@@ -74,6 +74,16 @@ class GalleryData:
     def __len__(self) -> int:
         return len(self.records)
 
+    def embedder_name(self) -> str:
+        """The name of the embedder that made :attr:`embeddings`.
+
+        Raises:
+            GalleryError: the gallery names no embedder.
+        """
+        if self.embedder is None:
+            raise GalleryError(f"gallery '{self.name}' has embeddings but names no embedder")
+        return self.embedder
+
     @property
     def identities(self) -> np.ndarray:
         return np.array([r.identity for r in self.records])
@@ -83,9 +93,10 @@ class GalleryData:
         return np.array([r.viewpoint for r in self.records])
 
     def image(self, i: int) -> np.ndarray:
-        from PIL import Image
+        """A stored image (a gallery from the Hub is data from elsewhere: same format allowlist)."""
+        from wildspace.media.images import open_image
 
-        with Image.open(io.BytesIO(self.images[i])) as im:
+        with open_image(io.BytesIO(self.images[i]), check_shape=False) as im:
             return np.asarray(im.convert("RGB"))
 
 
@@ -95,7 +106,7 @@ def encode_jpeg(rgb: np.ndarray, max_side: int = 1280, quality: int = 92) -> byt
 
     im = Image.fromarray(rgb)
     if max(im.size) > max_side:
-        im.thumbnail((max_side, max_side), Image.LANCZOS)
+        im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
@@ -143,7 +154,7 @@ def write_version(folder: Path, gallery: GalleryData) -> None:
                       "viewpoint": Value("string"), "bbox": Sequence(Value("float32")),
                       "date": Value("string"), "location": Value("string"),
                       "file": Value("string"), "image": Image()})
-    rows = {k: [] for k in feats}
+    rows: dict[str, list[object]] = {k: [] for k in feats}
     for rec, img in zip(gallery.records, gallery.images):
         rows["image_id"].append(rec.image_id)
         rows["identity"].append(rec.identity)
