@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import camera_trap_images, machine, setup_env
 
 setup_env()

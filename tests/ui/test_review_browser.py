@@ -43,7 +43,6 @@ def test_review_a_batch_with_the_keyboard_and_download_the_corrections(running_a
     from playwright.sync_api import sync_playwright
 
     from tests.review.md_validator import md_validation_errors
-
     from wildspace.formats.megadetector import read_results
 
     with sync_playwright() as p:
@@ -99,8 +98,8 @@ def test_review_a_batch_with_the_keyboard_and_download_the_corrections(running_a
             _key(page, "a")
             _where_has(page, "reviewed")
             page.wait_for_function(
-                "n => (document.querySelector('#review-progress')?.innerText || '').includes(`Reviewed 2/${n}`)", arg=total,
-                timeout=TIMEOUT_MS)
+                "n => (document.querySelector('#review-progress')?.innerText || '').includes(`Reviewed 2/${n}`)",
+                arg=total, timeout=TIMEOUT_MS)
 
             page.click("#review-export")
             page.wait_for_selector("#review-downloads a", timeout=TIMEOUT_MS)

@@ -59,7 +59,7 @@ def kept(state: ImageState) -> list[Box]:
 def _box_dict(b: Box, ids: dict[str, str]) -> dict:
     if b.status == PENDING and b.original is not None:
         d = detection_to_dict(replace(b.original, class_id=b.class_id))
-        if b.species_by == "human":
+        if b.species_by == "human" and b.species:
             d["classifications"] = [[ids[b.species], 1.0]]
     else:
         d = {"category": str(b.class_id + 1), "conf": 1.0, "bbox": [round(float(v), 4) for v in b.bbox]}
@@ -133,7 +133,7 @@ def camtrap_tables(opened: OpenSource, threshold: float, reviewer: str,
     tables = camtrap_dp.build_tables(replace(rs, results=results, files=_files(opened)), threshold, options)
     by_media = {m["mediaID"]: m["filePath"] for m in tables["media"]}
     for obs in tables["observations"]:
-        file = by_media.get(obs["mediaID"])
+        file = by_media.get(obs["mediaID"], "")
         s = opened.states.states.get(file)
         if s is None or file not in pairs:
             continue

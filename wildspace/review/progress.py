@@ -22,7 +22,8 @@ def summary(opened: OpenSource) -> dict:
     """Reviewed/total, images per status, accepted boxes per class and per species."""
     states = [s for s in opened.states.states.values() if not s.result.failed]
     labels = opened.source.results.labels
-    classes, species = Counter(), Counter()
+    classes: Counter[str] = Counter()
+    species: Counter[str] = Counter()
     for s in states:
         if s.status != "reviewed":
             continue

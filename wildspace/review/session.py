@@ -119,7 +119,7 @@ class ReviewService:
         c.selected = candidates[0].key if candidates else None
 
     def _save(self, owner: str, c: Cursor, changes: list[Change], reviewer: str) -> None:
-        if changes:
+        if changes and c.source_id is not None:
             self.stores.of(owner).save(c.source_id, changes, reviewer)
 
     # -- what the tab calls ----------------------------------------------------------------
@@ -217,7 +217,8 @@ class ReviewService:
             if value is not None and len(value) > 200:
                 raise ValueError(f"a {action} name is at most 200 characters")
             changes = [box_change(s, key, action, value)]
-            if s.box(key).status == PENDING:  # naming a box says it is a real one
+            named = s.box(key)
+            if named is not None and named.status == PENDING:  # naming a box says it is a real one
                 changes.insert(0, box_change(s, key, "accept"))
             return changes, False
         raise ValueError(f"unknown review action '{action}'")

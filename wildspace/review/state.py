@@ -78,7 +78,7 @@ def model_species(d: Detection, categories: Mapping[str, str]) -> str | None:
 
 def initial(result: ImageResult, categories: Mapping[str, str]) -> ImageState:
     """An image as the model left it."""
-    boxes = tuple(Box(f"d{k}", d.class_id, float(d.conf), tuple(d.bbox_xywh_norm),
+    boxes = tuple(Box(f"d{k}", d.class_id, float(d.conf), _bbox(d.bbox_xywh_norm),
                       species=model_species(d, categories), species_by="model" if d.classifications else "",
                       original=d)
                   for k, d in enumerate(result.detections or ()))

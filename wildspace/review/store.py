@@ -111,7 +111,7 @@ class ReviewStore:
                 for row in rows:
                     cur.execute("INSERT INTO corrections (source, file, target, action, value, original, reviewer, at)"
                                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
-                    ids.append(cur.lastrowid)
+                    ids.append(int(cur.lastrowid or 0))
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")

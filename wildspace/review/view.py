@@ -56,8 +56,8 @@ def keep(state: ImageState, threshold: float, f: Filters, labels) -> bool:
             return False
     if f.category != ALL or f.species != ALL:
         shown = state.shown(threshold)
-        if f.category != ALL and not any(f.category in (label(labels, b.class_id), label_kind(label(labels, b.class_id)))
-                                         for b in shown):
+        names = [label(labels, b.class_id) for b in shown]
+        if f.category != ALL and not any(f.category in (n, label_kind(n)) for n in names):
             return False
         if f.species != ALL and not any(b.species == f.species for b in shown):
             return False

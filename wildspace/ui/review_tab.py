@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -294,7 +295,7 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
             source_id = f"run:review/{work.name}"
         return gr.update(choices=choices(owner), value=source_id)
 
-    ui = {"api_visibility": "undocumented", "show_progress": "hidden", "trigger_mode": "multiple"}
+    ui: dict[str, Any] = {"api_visibility": "undocumented", "show_progress": "hidden", "trigger_mode": "multiple"}
     refresh.click(review_sources, [owner_state], [source], api_name="review_sources")
     opened_outputs = view_outputs + [category, species_filter, add_class, species]
     open_btn.click(review_open, [source, threshold, owner_state], opened_outputs, api_name="review_open")
@@ -355,7 +356,9 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
 
         train_btn.click(review_train, [train_name, train_epochs, owner_state], [train_note],
                         api_name="review_train")
-    gr.context.Context.root_block.load(None, None, None, js=KEYS_JS, api_name=False)
+    root = gr.context.Context.root_block
+    if root is not None:  # the keys work wherever the tab is built inside a Blocks
+        root.load(None, None, None, js=KEYS_JS, api_name=False)
     return backend
 
 
@@ -366,10 +369,10 @@ def export_all(o, work: Path, threshold: float, reviewer: str, max_pixels: int) 
              review_exports.write_camtrap(o, work / f"{stem}_camtrap_dp", threshold, reviewer,
                                           zip_path=work / f"{stem}_camtrap_dp.zip")]
     notes = []
-    for what, fn in (("class folders", lambda: review_exports.write_class_folders(o, work / f"{stem}_species_folders.zip",
-                                                                                   max_pixels)),
-                     ("identities", lambda: review_exports.write_identities(o, work / f"{stem}_identities.zip",
-                                                                             max_pixels))):
+    crops = {"class folders": lambda: review_exports.write_class_folders(o, work / f"{stem}_species_folders.zip",
+                                                                          max_pixels),
+             "identities": lambda: review_exports.write_identities(o, work / f"{stem}_identities.zip", max_pixels)}
+    for what, fn in crops.items():
         try:
             path, counts = fn()
             files.append(path)
