@@ -329,7 +329,7 @@ class GalleryService:
         feats = extract(crop) if gallery.features is not None else None
         emb = None
         if gallery.embeddings is not None and method in ("embed", "fused"):
-            emb = self.embedder(gallery.embedder).embed([crop])[0]
+            emb = self.embedder(gallery.embedder_name()).embed([crop])[0]
         matcher = Matcher(gallery, method)
         try:
             matcher.calibration()
@@ -386,7 +386,7 @@ class GalleryService:
                 previous: dict = {}
             else:
                 current = self._load(root, name)
-                emb = self.embedder(current.embedder) if current.embeddings is not None else None
+                emb = self.embedder(current.embedder_name()) if current.embeddings is not None else None
                 gallery = enrol(current, crop, identity, viewpoint=viewpoint, bbox=bbox,
                                 embedder=emb)
                 previous = current.calibrations

@@ -164,7 +164,8 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 def cmd_reid(args: argparse.Namespace) -> int:
     from wildspace.cli import CliError
     from wildspace.reid.build import build_gallery, read_identity_table
-    from wildspace.reid.evaluate import gallery_encounters, group_labels, leave_one_out, open_set_split
+    from wildspace.reid.evaluate import group_labels, leave_one_out, open_set_split
+    from wildspace.reid.events import gallery_encounters
     from wildspace.reid.matching import DEFAULT_POOLING
 
     if args.method in ("embed", "fused") and not args.model:
@@ -179,6 +180,7 @@ def cmd_reid(args: argparse.Namespace) -> int:
                                       local=args.method != "embed",
                                       max_pixels=svc.settings.max_pixels)
     pooling = args.pooling or DEFAULT_POOLING
+    groups: list[str] | None
     if args.group_by:
         try:
             groups = group_labels(gallery.records, [c.strip() for c in args.group_by.split(",")],

@@ -111,6 +111,7 @@ class DetectorService:
                                               backend=self.backend, export_dir=self.export_dir,
                                               threads=self.settings.threads, precision=self.precision)
             else:
+                assert weights is not None  # exactly one of name / weights, checked above
                 if not Path(weights).is_file():
                     raise FileNotFoundError(f"weights file not found: {weights}")
                 det = build_detector(weights, input_size=image_size, device=self.device,

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from wildspace.config import Settings
-from wildspace.hub.specs import ModelSpec
+from wildspace.hub.specs import HubSource, ModelSpec
 
 _CHUNK = 1 << 20
 
@@ -149,14 +149,14 @@ class ModelStore:
         if not self.settings.offline:
             if spec.weights.hub:
                 try:
-                    return self.verify(spec, self._download_hub(spec))
+                    return self.verify(spec, self._download_hub(spec.weights.hub))
                 except HashMismatch:
                     raise
                 except Exception as exc:  # network, auth, missing file: try the next source
                     errors.append(f"Hub: {type(exc).__name__}")
             if spec.weights.url:
                 try:
-                    return self._download_url(spec)
+                    return self._download_url(spec, spec.weights.url)
                 except HashMismatch:
                     raise
                 except OSError as exc:
@@ -166,22 +166,21 @@ class ModelStore:
         raise ModelUnavailable(f"model '{spec.name}' is not on this machine and {state}{detail}; "
                                + import_hint(spec))
 
-    def _download_hub(self, spec: ModelSpec) -> Path:
+    def _download_hub(self, hub: HubSource) -> Path:
         from huggingface_hub import hf_hub_download
 
-        hub = spec.weights.hub
         return Path(hf_hub_download(
             hub.repo_id, hub.path_in_repo, revision=hub.revision, repo_type=hub.repo_type,
             cache_dir=self.settings.hf_cache,
         ))
 
-    def _download_url(self, spec: ModelSpec) -> Path:
+    def _download_url(self, spec: ModelSpec, url: str) -> Path:
         dest = self.imported_path(spec)
         dest.parent.mkdir(parents=True, exist_ok=True)
         h, h_md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".download-")
         try:
-            req = urllib.request.Request(spec.weights.url, headers={"User-Agent": "wildspace"})
+            req = urllib.request.Request(url, headers={"User-Agent": "wildspace"})
             with urllib.request.urlopen(req, timeout=60) as resp, os.fdopen(fd, "wb") as out:
                 for chunk in iter(lambda: resp.read(_CHUNK), b""):
                     h.update(chunk)
@@ -193,7 +192,7 @@ class ModelStore:
                                    f"expected {spec.weights.md5}; refusing it")
             expected = spec.weights.sha256 or self._recorded().get(spec.name)
             if expected and digest != expected:
-                raise HashMismatch(f"download of '{spec.name}' from {spec.weights.url} has sha256 "
+                raise HashMismatch(f"download of '{spec.name}' from {url} has sha256 "
                                    f"{digest}, expected {expected}; refusing it")
             os.replace(tmp, dest)
         finally:

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from wildspace.reid.calibration import CalibrationError, brier_score, fit_calibration, reliability_curve
-from wildspace.reid.events import DEFAULT_GAP_MINUTES, event_labels
 from wildspace.reid.gallery import GalleryData
 from wildspace.reid.matching import Matcher, flank_mask
 from wildspace.reid.metrics import evaluate
@@ -37,22 +36,8 @@ def exclusion_mask(gallery: GalleryData, groups: list[str] | None = None) -> np.
     return mask
 
 
-def gallery_encounters(gallery: GalleryData, gap_minutes: float = DEFAULT_GAP_MINUTES
-                       ) -> tuple[list[str] | None, str]:
-    """Encounter label per gallery image from its station (``location``) and date-time, and a
-    sentence saying what is left out; ``(None, …)`` when no image has both."""
-    stations = [r.location for r in gallery.records]
-    dates = [r.date for r in gallery.records]
-    if not any(s and d for s, d in zip(stations, dates)):
-        return None, ("left out: the query image only (the table has no station and date, so "
-                      "encounters are unknown; leave-one-image-out is optimistic)")
-    labels = event_labels(stations, dates, gap_minutes)
-    timed = any(":" in d for d in dates)
-    how = f"same station within {gap_minutes:g} min" if timed else "same station and date"
-    return labels, f"left out: the query's whole encounter ({how}; {len(set(labels))} encounters)"
-
-
-def _pairs(best: np.ndarray, labels: np.ndarray, ids: np.ndarray, rows: np.ndarray):
+def _pairs(best: np.ndarray, labels: np.ndarray, ids: np.ndarray, rows: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
     """(score, same?) for each query row and each identity it was compared with."""
     b = best[rows]
     finite = np.isfinite(b)

@@ -34,7 +34,7 @@ def feature_key(rgb: np.ndarray, config: LocalFeatureConfig, bbox=None, mirror: 
     rgb = np.ascontiguousarray(rgb)
     h = hashlib.sha256()
     h.update(repr((rgb.shape, str(rgb.dtype))).encode())
-    h.update(memoryview(rgb).cast("B"))
+    h.update(rgb.data.cast("B"))
     settings = {k: v for k, v in asdict(config).items() if k in _EXTRACT_FIELDS}
     box = None if bbox is None else [round(float(v), 6) for v in bbox]
     h.update(json.dumps([VERSION, settings, box, bool(mirror)], sort_keys=True).encode())
@@ -69,7 +69,7 @@ class FeatureCache:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
         try:
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **feats.to_arrays())
+                np.savez(fh, **feats.to_arrays())  # type: ignore[arg-type]  # stubs match ** to allow_pickle
             os.replace(tmp, folder / f"{key}.npz")
         except OSError:
             Path(tmp).unlink(missing_ok=True)  # a full disk only costs the cache
@@ -89,14 +89,16 @@ class FeatureCache:
         return feats
 
 
-def default_cache() -> FeatureCache:
-    """The cache under ``$WILDSPACE_HOME/cache/reid-features`` (``WILDSPACE_FEATURE_CACHE=0``
-    turns it off)."""
-    if os.environ.get("WILDSPACE_FEATURE_CACHE", "1") == "0":
-        return FeatureCache(None)
-    from wildspace.config import load_settings
+def default_cache(settings=None) -> FeatureCache:
+    """The cache under ``$WILDSPACE_HOME/cache/reid-features`` (``WILDSPACE_FEATURE_CACHE=0``,
+    i.e. ``Settings.feature_cache`` off, turns it off)."""
+    if settings is None:
+        from wildspace.config import load_settings
 
-    return FeatureCache(load_settings().home / "cache" / "reid-features")
+        settings = load_settings()
+    if not settings.feature_cache:
+        return FeatureCache(None)
+    return FeatureCache(settings.home / "cache" / "reid-features")
 
 
 def extract_many(images, config: LocalFeatureConfig = LocalFeatureConfig(), bboxes=None,

@@ -61,16 +61,18 @@ class VectorIndex:
         n, dim = v.shape
         if kind == "auto":
             kind = "ivf" if n >= ANN_THRESHOLD else "exact"
+        index: faiss.Index
         if kind == "exact":
             index = faiss.IndexFlatIP(dim)
         else:
             nlist = ivf_lists(n)
             quantizer = faiss.IndexFlatIP(dim)
-            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
             rng = np.random.default_rng(seed)
             train = v[np.sort(rng.choice(n, size=min(n, nlist * 64), replace=False))]
-            index.train(train)
-            index.nprobe = nprobe or max(16, nlist // 6)
+            ivf.train(train)
+            ivf.nprobe = nprobe or max(16, nlist // 6)
+            index = ivf
         index.add(v)
         return cls(index, kind)
 

@@ -113,9 +113,10 @@ class LocalFeatures:
 
     @classmethod
     def from_arrays(cls, arrays) -> "LocalFeatures":
+        width, height = (int(v) for v in arrays["size"])
         return cls(xy=np.asarray(arrays["xy"], dtype=np.float32).reshape(-1, 2),
                    descriptors=np.asarray(arrays["descriptors"], dtype=np.float32).reshape(-1, 128),
-                   size=tuple(int(v) for v in arrays["size"]))
+                   size=(width, height))
 
 
 def extract(rgb: np.ndarray, config: LocalFeatureConfig = LocalFeatureConfig(),
@@ -164,18 +165,18 @@ def extract(rgb: np.ndarray, config: LocalFeatureConfig = LocalFeatureConfig(),
     mask[(rows < band) | (rows > fh - band)] = 0
     if config.clahe_clip > 0:
         gray = cv2.createCLAHE(clipLimit=config.clahe_clip, tileGridSize=(8, 8)).apply(gray)
-    keypoints, desc = cv2.SIFT_create(nfeatures=config.n_features).detectAndCompute(gray, mask)
+    keypoints, desc = cv2.SIFT.create(nfeatures=config.n_features).detectAndCompute(gray, mask)
     size = (max(1, round(fw * frame_scale)), max(1, round(fh * frame_scale)))
     if desc is None or not keypoints:
         return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), size)
-    desc = desc.astype(np.float32)
-    desc /= desc.sum(axis=1, keepdims=True) + 1e-7
-    desc = np.sqrt(desc)
-    xy = np.array([k.pt for k in keypoints], dtype=np.float32) / scale + np.float32([x0, y0])
+    root = np.array(desc, dtype=np.float32)  # RootSIFT: L1-normalise, then square root
+    root /= root.sum(axis=1, keepdims=True) + 1e-7
+    root = np.sqrt(root)
+    xy = np.array([k.pt for k in keypoints], dtype=np.float32) / scale + np.array([x0, y0], dtype=np.float32)
     if mirror:
         xy[:, 0] = fw - xy[:, 0]
     xy *= frame_scale
-    return LocalFeatures(xy=xy.astype(np.float32), descriptors=desc, size=size)
+    return LocalFeatures(xy=xy.astype(np.float32), descriptors=root, size=size)
 
 
 def _knn(base: np.ndarray, queries: np.ndarray, k: int,
@@ -185,20 +186,22 @@ def _knn(base: np.ndarray, queries: np.ndarray, k: int,
 
     base = np.ascontiguousarray(base, dtype=np.float32)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
+    index: faiss.Index
     if len(base) <= config.exact_search_max:
         index = faiss.IndexFlatIP(128)
     else:  # inverted file: ~40x less work than exact search, same votes in practice
         n_lists = int(4 * np.sqrt(len(base)))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(128), 128, n_lists, faiss.METRIC_INNER_PRODUCT)
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(128), 128, n_lists, faiss.METRIC_INNER_PRODUCT)
         sample = np.random.default_rng(0).choice(len(base), min(len(base), 40 * n_lists), False)
-        index.train(base[np.sort(sample)])
-        index.nprobe = config.ivf_probe
+        ivf.train(base[np.sort(sample)])
+        ivf.nprobe = config.ivf_probe
+        index = ivf
     index.add(base)
     sim, idx = index.search(queries, k)
     return np.sqrt(np.maximum(2.0 - 2.0 * sim, 0.0)).astype(np.float32), idx
 
 
-_SELF_KNN: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+_SELF_KNN: "OrderedDict[tuple, tuple[np.ndarray, np.ndarray]]" = OrderedDict()
 _SELF_KNN_LOCK = threading.Lock()
 _SELF_KNN_MAX = 400_000  # descriptors (~1.2 GB for two remembered galleries at depth 100)
 
@@ -210,7 +213,7 @@ def _gallery_knn(g_desc: np.ndarray, depth: int, config: LocalFeatureConfig
     ``_SELF_KNN_MAX`` descriptors: lookups against an unchanged gallery do not search it again."""
     if len(g_desc) > _SELF_KNN_MAX:
         return _knn(g_desc, g_desc, depth, config)
-    key = (hashlib.sha1(np.ascontiguousarray(g_desc, np.float32)).hexdigest(), len(g_desc), depth,
+    key = (hashlib.sha1(np.ascontiguousarray(g_desc, np.float32).data).hexdigest(), len(g_desc), depth,
            config.exact_search_max, config.ivf_probe)
     with _SELF_KNN_LOCK:
         hit = _SELF_KNN.get(key)
@@ -243,7 +246,8 @@ def _static_hits(frames: np.ndarray, same: np.ndarray, usable_frame: np.ndarray,
     """``(row, col)`` of same-place neighbours among each row's ``static_k`` nearest neighbours
     in usable frames (ranks skip excluded frames, so those take no part)."""
     ok = (frames >= 0) & usable_frame[np.maximum(frames, 0)]
-    return np.nonzero(same & ok & (np.cumsum(ok, axis=1) <= static_k))
+    rows, cols = np.nonzero(same & ok & (np.cumsum(ok, axis=1) <= static_k))
+    return rows, cols
 
 
 def score_matrix(queries: list[LocalFeatures], gallery: list[LocalFeatures],
@@ -317,9 +321,9 @@ def score_matrix(queries: list[LocalFeatures], gallery: list[LocalFeatures],
         qr, qc = _static_hits(q_frames[rows], q_same[rows], allowed, config.static_k)
         st_q = np.zeros((len(rows), ng), bool)
         st_q[qr, q_frames[rows][qr, qc]] = True
-        duplicate = st_q.mean(axis=0) >= config.duplicate_frac
+        duplicate = np.asarray(st_q.mean(axis=0) >= config.duplicate_frac)
         evidence = allowed & ~duplicate
-        q_bg = st_q[:, evidence].any(axis=1)
+        q_bg = np.asarray(st_q[:, evidence].any(axis=1))
         # Gallery keypoints static against an evidence frame or the query are background.
         gr, gc = _static_hits(g_frames, g_same, allowed, config.static_k)
         g_bg = np.zeros(len(g_xy), bool)

@@ -70,6 +70,18 @@ def _check(gallery: GalleryData, method: str) -> None:
                             f"{', '.join(available_methods(gallery)) or 'nothing to match'}")
 
 
+def _features(gallery: GalleryData) -> list[LocalFeatures]:
+    if gallery.features is None:
+        raise MatchingError(f"gallery '{gallery.name}' has no local features")
+    return gallery.features
+
+
+def _embeddings(gallery: GalleryData) -> np.ndarray:
+    if gallery.embeddings is None:
+        raise MatchingError(f"gallery '{gallery.name}' has no embeddings")
+    return gallery.embeddings
+
+
 def _context(gallery: GalleryData) -> dict:
     """What the local matcher's cross-identity background check needs about the gallery."""
     return {"gallery_ids": gallery.identities,
@@ -88,13 +100,13 @@ def score_against(gallery: GalleryData, method: str, *, query_features=None,
     """
     n_g = len(gallery)
     if method == "local":
-        s, votes = score_matrix(query_features, gallery.features, local_config, exclude,
+        s, votes = score_matrix(query_features, _features(gallery), local_config, exclude,
                                 return_votes=True, **_context(gallery))
         s = s.astype(np.float64)
         if exclude is not None:
             s[exclude] = -np.inf
         return (s, votes) if with_votes else s
-    emb = query_embeddings @ gallery.embeddings.T
+    emb = query_embeddings @ _embeddings(gallery).T
     emb = emb.astype(np.float64)
     if exclude is not None:
         emb[exclude] = -np.inf
@@ -106,7 +118,7 @@ def score_against(gallery: GalleryData, method: str, *, query_features=None,
     top = np.argsort(-emb, axis=1)[:, :k]
     np.put_along_axis(skip, top, False, axis=1)
     skip |= ~np.isfinite(emb)
-    local = score_matrix(query_features, gallery.features, local_config, skip,
+    local = score_matrix(query_features, _features(gallery), local_config, skip,
                          **_context(gallery)).astype(np.float64)
     local[skip] = -np.inf
     return local
@@ -164,11 +176,11 @@ class Matcher:
                         events=None) -> tuple[np.ndarray, np.ndarray]:
         """``(labels, (Q, I) scores)`` pooled per identity by :attr:`pooling` (keypoint
         pooling needs votes: other methods pool ``max``)."""
-        mode = self.pooling
+        mode = self.pooling or DEFAULT_POOLING  # set by __post_init__
         if mode == "keypoints" and votes is None:
             mode = "max"
         if events is None and mode == "events":
-            from wildspace.reid.evaluate import gallery_encounters
+            from wildspace.reid.events import gallery_encounters
 
             events = gallery_encounters(self.gallery)[0]
         compared = None if exclude is None else ~np.asarray(exclude, bool)
@@ -202,7 +214,7 @@ class Matcher:
         exclude = np.zeros((len(rows), n), dtype=bool)
         exclude[np.arange(len(rows)), rows] = True
         if groups is None:
-            from wildspace.reid.evaluate import gallery_encounters
+            from wildspace.reid.events import gallery_encounters
 
             groups = gallery_encounters(self.gallery)[0]
         if groups is not None:
