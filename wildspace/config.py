@@ -74,6 +74,7 @@ class Settings:
     device: str = "cpu"  # ``WILDSPACE_DEVICE``: the app's device
     secret: str | None = None  # ``WILDSPACE_SECRET``: signs browser tokens (else a file in ``home``)
     hf_token: str | None = None  # ``HF_TOKEN``: Hub pushes (galleries, trained models)
+    feature_cache: bool = True  # ``WILDSPACE_FEATURE_CACHE=0`` turns the re-ID feature cache off
 
     @property
     def max_pixels(self) -> int:
@@ -139,6 +140,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         device=(env.get("WILDSPACE_DEVICE") or "cpu").strip(),
         secret=env.get("WILDSPACE_SECRET") or None,
         hf_token=env.get("HF_TOKEN") or None,
+        feature_cache=(env.get("WILDSPACE_FEATURE_CACHE") or "1").strip() != "0",
     )
 
 

@@ -224,3 +224,20 @@ def test_letterboxes_never_resize_to_zero_pixels(shape):
     assert np.isfinite(boxes).all()
     with pytest.raises(ValueError, match="empty image"):
         letterbox(np.zeros((0, 5, 3), np.uint8), 640)
+
+
+def test_a_truncated_jpeg_fails_even_if_another_library_allowed_truncated_images(tmp_path):
+    from PIL import ImageFile
+
+    from wildspace.media.images import ImageReadError, load_image
+
+    good = tmp_path / "good.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(good, quality=95)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(good.read_bytes()[:3000])
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # what `import megadetector` does to the whole process
+    try:
+        with pytest.raises(ImageReadError, match="truncated"):
+            load_image(cut)
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False

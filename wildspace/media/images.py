@@ -97,6 +97,9 @@ def open_image(source: str | Path | IO[bytes], max_pixels: int = DEFAULT_MAX_PIX
             impossible metadata, or (``check_shape``) a degenerate shape.
     """
     _allow_pixels(max_pixels)
+    # never let a truncated file silently become a grey-bottomed image, whatever another
+    # library in this process set (megadetector-utils turns this on at import)
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         if isinstance(source, (str, Path)):
             try:

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wildspace.reid.gallery import GalleryData
 
 DEFAULT_GAP_MINUTES = 30.0
 _DATE = re.compile(r"^(\d{4})[-/:](\d{1,2})[-/:](\d{1,2})")
@@ -82,3 +86,18 @@ def describe(labels, stations_known: bool, times_known: bool, gap_minutes: float
     how = (f"same station within {gap_minutes:g} min" if times_known
            else "same station and date")
     return f"left out: the query's whole encounter ({how}; {n} encounters)"
+
+
+def gallery_encounters(gallery: GalleryData, gap_minutes: float = DEFAULT_GAP_MINUTES
+                       ) -> tuple[list[str] | None, str]:
+    """Encounter label per gallery image from its station (``location``) and date-time, and a
+    sentence saying what is left out; ``(None, …)`` when no image has both."""
+    stations = [r.location for r in gallery.records]
+    dates = [r.date for r in gallery.records]
+    if not any(s and d for s, d in zip(stations, dates)):
+        return None, ("left out: the query image only (the table has no station and date, so "
+                      "encounters are unknown; leave-one-image-out is optimistic)")
+    labels = event_labels(stations, dates, gap_minutes)
+    timed = any(":" in d for d in dates)
+    how = f"same station within {gap_minutes:g} min" if timed else "same station and date"
+    return labels, f"left out: the query's whole encounter ({how}; {len(set(labels))} encounters)"
