@@ -33,6 +33,14 @@ class Detector(Protocol):
         """Detections for each prepared image, ``conf >= conf_threshold``, by descending conf."""
 
 
+class BuiltDetector(Detector, Protocol):
+    """A detector built from a weight file by :mod:`wildspace.detect.factory`."""
+
+    labels: tuple[str, ...]
+    precision: str  # ``fp32`` or ``bf16``
+    precision_reason: str  # set by the factory: why that precision
+
+
 def detect_images(detector: Detector, images: Sequence[np.ndarray],
                   conf_threshold: float) -> list[tuple[Detection, ...]]:
     """Convenience: prepare and run a list of images, grouping those that share a shape."""

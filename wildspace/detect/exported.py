@@ -83,6 +83,7 @@ class ExportedYoloDetector:
 
     backend = "onnx"
     precision = "fp32"
+    precision_reason: str  # set by wildspace.detect.factory
     rtdetr = False
 
     def __init__(self, onnx_path: str | Path, meta: dict, info: DetectorInfo, threads: int | None = None):

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Callable
 
-from wildspace.detect.base import Detector
+from wildspace.detect.base import BuiltDetector, Detector
 from wildspace.hub.safe_pickle import UnsafeCheckpoint, checkpoint_globals, is_data_global
 from wildspace.hub.specs import ModelSpec
 from wildspace.types import DetectorInfo
@@ -33,19 +33,19 @@ def detect_family(path: str | Path) -> str:
                            f"({', '.join(DETECTOR_FAMILIES)})")
 
 
-def _build_yolov5(path: Path, info: DetectorInfo, device: str, **runtime) -> Detector:
+def _build_yolov5(path: Path, info: DetectorInfo, device: str, **runtime) -> BuiltDetector:
     from wildspace.detect.yolov5_detector import YOLOv5Detector
 
     return YOLOv5Detector(path, info, device=device, **runtime)
 
 
-def _build_ultralytics(path: Path, info: DetectorInfo, device: str, **runtime) -> Detector:
+def _build_ultralytics(path: Path, info: DetectorInfo, device: str, **runtime) -> BuiltDetector:
     from wildspace.detect.ultralytics_detector import UltralyticsDetector
 
     return UltralyticsDetector(path, info, device=device, **runtime)
 
 
-_BUILDERS: dict[str, Callable[..., Detector]] = {
+_BUILDERS: dict[str, Callable[..., BuiltDetector]] = {
     "yolov5-legacy": _build_yolov5,
     "ultralytics": _build_ultralytics,
 }
@@ -99,7 +99,7 @@ def build_detector(path: str | Path, *, family: str | None = None, name: str | N
 
 
 def _exported(path: Path, family: str, info: DetectorInfo, device: str, backend: str,
-              export_dir: str | Path | None, threads: int | None) -> Detector | None:
+              export_dir: str | Path | None, threads: int | None) -> BuiltDetector | None:
     """The torch-free detector over this checkpoint's cached export, when there is one."""
     from wildspace.detect.exported import ExportedYoloDetector, find_export
     from wildspace.detect.onnx_backend import default_export_dir

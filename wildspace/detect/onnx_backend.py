@@ -215,7 +215,7 @@ def measure_speed(net: OnnxNetwork, torch_forward: Callable[[np.ndarray], object
     x = probe_batch(*hw, batch=1)
     walls: dict[str, list[float]] = {"torch": [], "onnx": []}
     cpus: dict[str, list[float]] = {"torch": [], "onnx": []}
-    sides = {"torch": torch_forward, "onnx": net}
+    sides: dict[str, Callable[[np.ndarray], object]] = {"torch": torch_forward, "onnx": net}
     for fn in sides.values():
         fn(x)
     for _ in range(max(1, rounds)):
@@ -320,8 +320,8 @@ def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int],
 
 
 def _record_speed(meta: dict, net: OnnxNetwork, torch_forward: Callable, stride: int) -> None:
-    hw = tuple(-(-v // stride) * stride for v in SPEED_PROBE_HW)
-    meta["speed"] = measure_speed(net, torch_forward, hw)
+    h, w = (-(-v // stride) * stride for v in SPEED_PROBE_HW)  # rounded up to whole strides
+    meta["speed"] = measure_speed(net, torch_forward, (h, w))
     meta["speedup_vs_torch"] = meta["speed"]["speedup"]  # the figure, for people reading the report
     log.info("export vs eager torch: %s", meta["speed"])
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence, cast
 
 import numpy as np
 
@@ -20,6 +20,11 @@ from wildspace.detect.cpu import set_torch_threads
 from wildspace.detect.onnx_backend import BackendUnavailable, choose_network, eager_precision
 from wildspace.hub.safe_pickle import UnsafeCheckpoint, check_globals
 from wildspace.types import Detection, DetectorInfo
+
+if TYPE_CHECKING:
+    import torch
+    from ultralytics.engine.results import Boxes, Results
+    from ultralytics.nn.autobackend import AutoBackend
 
 ALLOWED_PREFIXES = (
     "ultralytics.nn.modules.",
@@ -95,6 +100,8 @@ class UltralyticsDetector:
             head in fp32; :mod:`wildspace.detect.precision`). RT-DETR runs fp32.
     """
 
+    precision_reason: str  # set by wildspace.detect.factory
+
     def __init__(self, weights: str | Path, info: DetectorInfo, device: str = "cpu",
                  backend: str = "torch", export_dir: str | Path | None = None,
                  half: bool | None = None, threads: int | None = None, precision: str = "fp32"):
@@ -110,10 +117,7 @@ class UltralyticsDetector:
         from ultralytics import RTDETR, YOLO
 
         self.rtdetr = "ultralytics.nn.tasks.RTDETRDetectionModel" in names
-        if self.rtdetr:
-            self.model = RTDETR(str(weights))
-        else:
-            self.model = YOLO(str(weights), task="detect")
+        self.model = RTDETR(str(weights)) if self.rtdetr else YOLO(str(weights), task="detect")
         self.device = device
         raw = self.model.names
         self.labels = tuple(str(raw[k]) for k in sorted(raw)) if isinstance(raw, dict) else tuple(raw)
@@ -122,7 +126,7 @@ class UltralyticsDetector:
         self._onnx = None
         self.export_meta: dict | None = None
         self.precision = "fp32"
-        self.network = None
+        self.network: AutoBackend | None = None  # the eager network (every model but RT-DETR)
         self.stride = 32
         if self.rtdetr:
             set_torch_threads(self.threads)
@@ -136,21 +140,28 @@ class UltralyticsDetector:
         from ultralytics.utils.torch_utils import select_device
 
         cuda = str(device).startswith("cuda")
-        self.network = AutoBackend(model=self.model.model, device=select_device(device, verbose=False),
-                                   fp16=cuda if half is None else (half and cuda), fuse=True,
-                                   verbose=False, channels_last=True if cuda else None)  # None: as the predictor
-        self.network.eval()
+        network = AutoBackend(model=self.model.model, device=select_device(device, verbose=False),
+                              fp16=cuda if half is None else (half and cuda), fuse=True,
+                              verbose=False, channels_last=True if cuda else None)  # None: as the predictor
+        network.eval()
+        self.network = network
         set_torch_threads(self.threads)  # select_device chose min(8, cores - 1)
-        self.stride = int(self.network.stride)
+        self.stride = int(network.stride)
         self._torch = torch
         self.precision = eager_precision(precision, backend, device)
         if self.precision == "bf16":
             from wildspace.detect.precision import prepare_bf16
 
-            prepare_bf16(self.network.model, self.network.model.model[-1])
+            prepare_bf16(network.model, network.model.model[-1])
             return
         self._onnx, self.backend, self.export_meta = choose_network(
             backend, device, lambda: self._export(source, export_dir, remeasure=backend == "auto"))
+
+    def _eager(self) -> AutoBackend:
+        """The eager network; RT-DETR has none (it runs ultralytics' predictor)."""
+        if self.network is None:
+            raise RuntimeError("this RT-DETR detector runs through ultralytics' predictor only")
+        return self.network
 
     def _export(self, weights: Path, export_dir: str | Path | None, remeasure: bool = False):
         import copy
@@ -158,7 +169,8 @@ class UltralyticsDetector:
         from wildspace.detect.onnx_backend import cache_key, default_export_dir, load_or_export, no_grad, single_output
         from wildspace.hub.fetch import sha256_file
 
-        net = copy.deepcopy(self.network.model)
+        network = self._eager()
+        net = copy.deepcopy(network.model)
         for m in net.modules():  # as ultralytics' exporter: anchors computed in the graph
             if hasattr(m, "export") and hasattr(m, "dynamic"):
                 m.export, m.dynamic, m.format = True, True, "onnx"
@@ -171,9 +183,9 @@ class UltralyticsDetector:
         key = cache_key(sha256_file(weights), "ultralytics")
         return load_or_export(net, Path(export_dir or default_export_dir()), key,
                               (4 * self.stride, 5 * self.stride), self.stride,
-                              torch_forward=no_grad(lambda x: self.network(self._torch.from_numpy(x))),
+                              torch_forward=no_grad(lambda x: network(self._torch.from_numpy(x))),
                               runtime=runtime_record("ultralytics", self.labels, self.stride,
-                                                     getattr(self.network, "end2end", False),
+                                                     getattr(network, "end2end", False),
                                                      self.trained_image_size(), DEFAULT_CFG.iou,
                                                      DEFAULT_CFG.max_det, DEFAULT_CFG.agnostic_nms),
                               threads=self.threads, remeasure=remeasure)
@@ -192,7 +204,7 @@ class UltralyticsDetector:
 
         size = check_imgsz(self.info.input_size, stride=self.stride, min_dim=2)
         # the letterbox treats channels alike: RGB in, RGB out (the predictor flips BGR later)
-        padded = LetterBox(size, auto=True, stride=self.stride)(image=image)
+        padded = cast(np.ndarray, LetterBox(size, auto=True, stride=self.stride)(image=image))  # no labels: array
         return Prepared(key=padded.shape[:2], data=padded, orig_hw=image.shape[:2])
 
     def forward(self, arr: np.ndarray):
@@ -200,17 +212,18 @@ class UltralyticsDetector:
         torch = self._torch
         if self._onnx is not None:
             return torch.from_numpy(self._onnx.on_images(arr))
+        network = self._eager()
         x = torch.from_numpy(arr)
-        if self.network.device.type == "cuda":
-            x = x.pin_memory().to(self.network.device, non_blocking=True)
+        if network.device.type == "cuda":
+            x = x.pin_memory().to(network.device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).contiguous()
         if self.precision == "bf16":
             from wildspace.detect.precision import bf16_autocast
 
             with torch.inference_mode(), bf16_autocast():
-                return self.network(x.float().div_(255).contiguous(memory_format=torch.channels_last))
+                return network(x.float().div_(255).contiguous(memory_format=torch.channels_last))
         with torch.inference_mode():
-            return self.network((x.half() if self.network.fp16 else x.float()).div_(255))
+            return network((x.half() if network.fp16 else x.float()).div_(255))
 
     def run(self, batch: Sequence[Prepared], conf_threshold: float) -> list[tuple[Detection, ...]]:
         if not batch:
@@ -227,17 +240,23 @@ class UltralyticsDetector:
             out = []
             for p, det in zip(batch, kept):
                 xyxy = ops.scale_boxes(arr.shape[1:3], det[:, :4].clone(), p.orig_hw)
-                out.append(xyxy_to_detections(xyxy.cpu().numpy(), det[:, 4].cpu().numpy(),
+                out.append(xyxy_to_detections(_to_numpy(xyxy), det[:, 4].cpu().numpy(),
                                               det[:, 5].cpu().numpy(), p.orig_hw, conf_threshold))
         return out
 
     def _run_predictor(self, batch: Sequence[Prepared], conf_threshold: float) -> list[tuple[Detection, ...]]:
-        results = self.model.predict([p.data for p in batch], imgsz=self.info.input_size,
-                                     conf=conf_threshold, device=self.device, verbose=False)
+        results = cast("list[Results]", self.model.predict(  # stream=False: a list of Results
+            [p.data for p in batch], imgsz=self.info.input_size, conf=conf_threshold, device=self.device,
+            verbose=False))
         set_torch_threads(self.threads)  # the predictor's first call ran select_device again
         out = []
         for p, r in zip(batch, results):
-            b = r.boxes
-            out.append(xyxy_to_detections(b.xyxy.cpu().numpy(), b.conf.cpu().numpy(),
-                                          b.cls.cpu().numpy(), p.orig_hw, conf_threshold))
+            b = cast("Boxes", r.boxes)  # set on every detection result
+            out.append(xyxy_to_detections(_to_numpy(b.xyxy), _to_numpy(b.conf), _to_numpy(b.cls),
+                                          p.orig_hw, conf_threshold))
         return out
+
+
+def _to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Host values of a tensor (ultralytics types its boxes as tensor or array)."""
+    return x if isinstance(x, np.ndarray) else x.cpu().numpy()

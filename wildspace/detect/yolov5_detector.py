@@ -61,6 +61,8 @@ class YOLOv5Detector:
             head in fp32; :mod:`wildspace.detect.precision`).
     """
 
+    precision_reason: str  # set by wildspace.detect.factory
+
     def __init__(self, weights: str | Path, info: DetectorInfo, stride: int | None = None,
                  device: str = "cpu", iou_threshold: float = 0.45, backend: str = "torch",
                  export_dir: str | Path | None = None, half: bool | None = None,
@@ -132,8 +134,8 @@ class YOLOv5Detector:
             return []
         pred = self.forward(np.stack([p.data for p in batch]))  # NMS runs where pred is
         results = []
-        for p, det in zip(batch, yolov5_nms(pred, min(conf_threshold, 0.999), self.iou_threshold)):
-            det = det.cpu().numpy()
+        for p, kept in zip(batch, yolov5_nms(pred, min(conf_threshold, 0.999), self.iou_threshold)):
+            det = kept.cpu().numpy()
             xyxy = boxes_to_original(det[:, :4], p.meta) if len(det) else det[:, :4]
             results.append(xyxy_to_detections(xyxy, det[:, 4], det[:, 5], p.orig_hw, conf_threshold))
         return results

@@ -13,7 +13,7 @@ so random-weight models of the real architectures can be built for tests and tra
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -128,6 +128,8 @@ class Detect(nn.Module):
     ``[cx, cy, w, h`` (input px)``, objectness, class probabilities...]``.
     """
 
+    anchors: torch.Tensor  # a registered buffer
+
     def __init__(self, nc: int = 80, anchors: tuple = (), ch: tuple[int, ...] = ()):
         super().__init__()
         self.nc = nc
@@ -173,14 +175,14 @@ class Model(nn.Module):
         self.model, self.save = parse_model(self.yaml, ch)
         self.names = [str(i) for i in range(self.yaml["nc"])]
         self.inplace = True
-        head = self.model[-1]
+        head = cast(Detect, self.model[-1])  # parse_model ends every model with its Detect head
         s = 256
         with torch.no_grad():
             head.stride = torch.tensor([s / x.shape[-2] for x in self.forward_train(torch.zeros(1, ch, s, s))])
         head.anchors /= head.stride.view(-1, 1, 1)
         self.stride = head.stride
         for mi, st in zip(head.m, head.stride):  # YOLOv5's prior for objectness/class biases
-            b = mi.bias.view(head.na, -1)
+            b = cast(torch.Tensor, mi.bias).view(head.na, -1)  # the head's 1x1 convs have biases
             b.data[:, 4] += math.log(8 / (640 / st) ** 2)
             b.data[:, 5:] += math.log(0.6 / (head.nc - 0.99))
 
@@ -194,12 +196,14 @@ class Model(nn.Module):
 
     def _run(self, x: torch.Tensor):
         y: list[torch.Tensor | None] = []
+        out: Any = x  # a layer's input: a tensor, or the list of tensors Concat / Detect take
         for m in self.model:
-            if m.f != -1:
-                x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
-            x = m(x)
-            y.append(x if m.i in self.save else None)
-        return x
+            if m.f != -1:  # ``f``/``i``: set on every layer by parse_model or the pickle
+                out = (y[m.f] if isinstance(m.f, int)  # type: ignore[index]
+                       else [out if j == -1 else y[j] for j in m.f])  # type: ignore[union-attr]
+            out = m(out)
+            y.append(out if m.i in self.save else None)
+        return out
 
     def forward(self, x: torch.Tensor):
         return self._run(x)
@@ -217,7 +221,8 @@ def parse_model(cfg: dict[str, Any], ch_in: int = 3) -> tuple[nn.Sequential, lis
     nc, gd, gw = cfg["nc"], cfg["depth_multiple"], cfg["width_multiple"]
     anchors = cfg["anchors"]
     ch = [ch_in]
-    layers, save = [], []
+    layers: list[nn.Module] = []
+    save: list[int] = []
     for i, (f, n, name, args) in enumerate(cfg["backbone"] + cfg["head"]):
         n = max(round(n * gd), 1) if n > 1 else n
         args = list(args)
@@ -239,13 +244,13 @@ def parse_model(cfg: dict[str, Any], ch_in: int = 3) -> tuple[nn.Sequential, lis
             raise ValueError(f"unsupported YOLOv5 layer '{name}'; supported: "
                              f"{', '.join([*_BLOCKS, 'Upsample', 'Concat', 'Detect'])}")
         m = nn.Sequential(*(cls(*args) for _ in range(n))) if n > 1 else cls(*args)
-        m.i, m.f, m.type = i, f, name
+        m.i, m.f, m.type = i, f, name  # type: ignore[method-assign]  # upstream's layer attributes
         m.np = sum(p.numel() for p in m.parameters())
         save.extend(x % i for x in ([f] if isinstance(f, int) else f) if x != -1)
         layers.append(m)
         if i == 0:
             ch = []
-        ch.append(c2)
+        ch.append(c2)  # type: ignore[arg-type]  # None only for Detect, the last layer
     return nn.Sequential(*layers), sorted(save)
 
 
@@ -311,11 +316,16 @@ def fuse(model: nn.Module) -> nn.Module:
 
 
 def _fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                      conv.padding, conv.dilation, conv.groups, bias=True).to(conv.weight.device)
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("cannot fold a BatchNorm without running statistics into its convolution")
+    # Conv2d's attributes are typed tuple[int, ...]; its constructor wants tuple[int, int]
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,  # type: ignore[arg-type]
+                      conv.stride, conv.padding, conv.dilation,  # type: ignore[arg-type]
+                      conv.groups, bias=True).to(conv.weight.device)
     w = conv.weight.detach().reshape(conv.out_channels, -1)
     scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
     fused.weight.data.copy_((torch.diag(scale) @ w).view(fused.weight.shape))
     b = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels, device=w.device)
-    fused.bias.data.copy_(bn.bias.detach() + scale * (b - bn.running_mean))
+    fused_bias = cast(torch.Tensor, fused.bias)  # made with bias=True
+    fused_bias.data.copy_(bn.bias.detach() + scale * (b - bn.running_mean))
     return fused
