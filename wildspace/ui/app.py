@@ -107,7 +107,7 @@ def start_housekeeping(demo: gr.Blocks, stop: threading.Event | None = None,
     """Delete stale runs, cache entries and finished jobs now and periodically (``app.py``
     does this at start: a restart cleans what is stale). Returns the event that stops it."""
     stop = stop or threading.Event()
-    demo.wildspace_guard.disk.start_sweeper(stop, every)
+    demo.wildspace_guard.disk.start_sweeper(stop, every)  # type: ignore[attr-defined]  # set by build_app
     return stop
 
 

@@ -140,7 +140,7 @@ def build_tab(service: DetectorService, out_root: Path, owner_state=None, queue=
 
     @gpu
     def detect_batch(file_list, model_name, conf, classifier_name="none", species_conf=0.5, token=None,
-                     request: gr.Request = None, progress=gr.Progress()):
+                     request: gr.Request | None = None, progress=gr.Progress()):
         """Find animals, people and vehicles in many camera-trap images or zip files.
 
         Args:

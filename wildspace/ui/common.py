@@ -29,7 +29,7 @@ def model_controls(service: DetectorService, prefix: str) -> tuple[gr.Dropdown, 
                           label="Confidence threshold",
                           info="Boxes below this confidence are ignored. Starts at the model's typical threshold.",
                           elem_id=f"{prefix}-threshold")
-    model.change(lambda m: gr.update(value=threshold_for(m)), model, threshold, api_name=False)
+    model.change(lambda m: gr.update(value=threshold_for(m)), model, threshold, api_name=False)  # type: ignore[arg-type]  # gradio takes False: private
     return model, threshold
 
 
@@ -49,7 +49,7 @@ def classifier_controls(classifiers, prefix: str) -> tuple[gr.Dropdown, gr.Slide
     def typical(name: str):
         return gr.update(value=classifiers.spec(name).typical_threshold if name in names else 0.5)
 
-    choice.change(typical, choice, threshold, api_name=False)
+    choice.change(typical, choice, threshold, api_name=False)  # type: ignore[arg-type]  # gradio takes False: private
     return choice, threshold
 
 

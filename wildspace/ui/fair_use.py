@@ -20,11 +20,14 @@ import hashlib
 import threading
 import time
 from collections import Counter
-from typing import Iterator, Mapping
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 import gradio as gr
 
 from wildspace.guards import Guards
+
+if TYPE_CHECKING:
+    from gradio.queueing import Queue
 
 TOKEN_HEADER = "x-wildspace-token"
 UI_EVENTS_PER_VISITOR = 24  # page loads, timers, dropdown changes: cheap, but they fill the queue too
@@ -65,7 +68,7 @@ class FairUse:
         self.guards = guards
         self._lock = threading.Lock()
         self._heavy: Counter[str] = Counter()
-        self._queue = None
+        self._queue: Queue | None = None
 
     # -- the Gradio queue ----------------------------------------------------------------
     def install(self, demo: gr.Blocks) -> None:
@@ -92,7 +95,7 @@ class FairUse:
                     event._wildspace_named = named
             return ok, event_id, state
 
-        queue.push = push
+        queue.push = push  # type: ignore[method-assign]  # wrapping Gradio's queue is the point
 
     @staticmethod
     def _is_named(demo: gr.Blocks, body) -> bool:

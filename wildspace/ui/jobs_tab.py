@@ -63,7 +63,7 @@ def build_tab(queue, out_root: Path, owner_state) -> None:
     files = gr.File(file_count="multiple", label="Results so far (MegaDetector JSON, CSV, COCO, Camtrap DP)")
     timer = gr.Timer(3.0)
 
-    def jobs_list(token=None, request: gr.Request = None):
+    def jobs_list(token=None, request: gr.Request | None = None):
         """Your queued jobs (id, state, done, total, failed, created, model).
 
         Returns:
@@ -76,7 +76,7 @@ def build_tab(queue, out_root: Path, owner_state) -> None:
             return gr.update(), gr.update()  # page still loading: no owner yet
         return jobs_list(token, request)
 
-    def jobs_cancel(job_id, token=None, request: gr.Request = None):
+    def jobs_cancel(job_id, token=None, request: gr.Request | None = None):
         """Cancel one of your queued jobs.
 
         Args:
@@ -86,7 +86,7 @@ def build_tab(queue, out_root: Path, owner_state) -> None:
         """
         return cancel_job(queue, job_id, private_owner(request, token))
 
-    def jobs_results(job_id, conf, token=None, request: gr.Request = None):
+    def jobs_results(job_id, conf, token=None, request: gr.Request | None = None):
         """The results of one of your queued jobs so far (MegaDetector JSON, CSV, COCO, Camtrap DP).
 
         Args:
@@ -98,6 +98,6 @@ def build_tab(queue, out_root: Path, owner_state) -> None:
         return job_results(queue, job_id, private_owner(request, token), out_root, conf)
 
     refresh.click(jobs_list, [owner_state], [table, job], api_name="list_jobs")
-    timer.tick(_tick, [owner_state], [table, job], api_name=False, show_progress="hidden")
+    timer.tick(_tick, [owner_state], [table, job], api_name=False, show_progress="hidden")  # type: ignore[arg-type]  # gradio takes False: private
     cancel.click(jobs_cancel, [job, owner_state], [table, job], api_name="cancel_job")
     download.click(jobs_results, [job, threshold, owner_state], [files], api_name="job_results")

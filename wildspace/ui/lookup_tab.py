@@ -116,7 +116,7 @@ def build_tab(galleries, detectors, out_dir: Path | None = None, owner_state=Non
 
     @gpu
     def lookup_individual(gallery_name, image_path, flank_shown="unknown", detector=NO_DETECTOR,
-                          match_method=AUTO, token=None, request: gr.Request = None):
+                          match_method=AUTO, token=None, request: gr.Request | None = None):
         """Identify an individual animal against a gallery of known animals.
 
         Args:
@@ -146,7 +146,7 @@ def build_tab(galleries, detectors, out_dir: Path | None = None, owner_state=Non
         return _verdict_text(r), image_file(_thumb(ans.crop, 512), folder, "query"), thumbs, rows
 
     def enrol_individual(gallery_name, image_path, identity, flank_shown="unknown",
-                         detector=NO_DETECTOR, token=None, request: gr.Request = None):
+                         detector=NO_DETECTOR, token=None, request: gr.Request | None = None):
         """Add a photo of an animal to a gallery under a name (a new name enrols a new animal).
 
         Args:
@@ -172,7 +172,7 @@ def build_tab(galleries, detectors, out_dir: Path | None = None, owner_state=Non
         return (f"Enrolled **{identity.strip()}** in gallery '{gallery_name}': {len(g)} photos of "
                 f"{animals} animals.")
 
-    def _choices(current, token=None, request: gr.Request = None):
+    def _choices(current, token=None, request: gr.Request | None = None):
         return gr.update(choices=galleries.names(owner_of(request, token)), value=current)
 
     button.click(lookup_individual, [gallery_in, image, flank, crop_with, method, owner_state],

@@ -59,8 +59,9 @@ def install() -> None:
         return convert(self, expand_positions(value, filedata_positions, exact), exact)
 
     setattr(get_input_schema, _PATCHED, True)
-    GradioMCPServer.get_input_schema = get_input_schema
-    GradioMCPServer.convert_strings_to_filedata = convert_strings_to_filedata
+    # patching Gradio's MCP server in place is the point of this module
+    GradioMCPServer.get_input_schema = get_input_schema  # type: ignore[method-assign]
+    GradioMCPServer.convert_strings_to_filedata = convert_strings_to_filedata  # type: ignore[method-assign]
 
 
 ANY = "*"  # a list index in a file position

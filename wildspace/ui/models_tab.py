@@ -91,7 +91,7 @@ def build_tab(service: DetectorService, pickers: list[gr.Dropdown], owner_state=
     add = gr.Button("Add detector", variant="primary", elem_id="models-add")
     status = gr.Markdown(elem_id="models-status")
 
-    def import_detector(file, model_name_text, token=None, request: gr.Request = None):
+    def import_detector(file, model_name_text, token=None, request: gr.Request | None = None):
         """Add a detector checkpoint (YOLOv5 / MegaDetector v5, ultralytics YOLO or RT-DETR) under a name.
 
         Args:

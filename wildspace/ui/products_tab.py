@@ -122,7 +122,8 @@ def submit_product_feedback(store: FeedbackStore, pending: PendingAnswers, answe
                             verdict: str | None, right_label: str | None, comment: str | None,
                             owner: str) -> str:
     """Store a verdict on an answer; returns a confirmation."""
-    answer = pending.get(answer_id or "")
+    key = answer_id or ""
+    answer = pending.get(key)
     if answer is None:
         raise gr.Error("Identify a photo first, then give feedback on the answer (answers are kept "
                        "until the app restarts).")
@@ -131,7 +132,7 @@ def submit_product_feedback(store: FeedbackStore, pending: PendingAnswers, answe
     if not Path(answer.image_path).is_file():
         raise gr.Error("The photo is no longer available; please identify it again.")
     label = _label_from_choice(right_label, answer.labels)
-    earlier = store.answer(owner, answer_id)
+    earlier = store.answer(owner, key)
     with user_errors():  # one verdict per answer: a second submission replaces the first
         rec = store.add(answer.image_path, answer.model, answer.top, verdict or "", label,
                         comment or "", owner=owner, labels=answer.labels, answer_id=answer_id)
@@ -184,7 +185,7 @@ def build_tab(classifiers, store: FeedbackStore, owner_state=None, max_pixels: i
         thanks = gr.Markdown(elem_id="products-thanks")
 
     @gpu
-    def classify_product(image_path, model_name, find_items=True, token=None, request: gr.Request = None):
+    def classify_product(image_path, model_name, find_items=True, token=None, request: gr.Request | None = None):
         """Identify a wildlife-trade product (elephant ivory, pangolin scales, tiger parts …) in a photo.
 
         Args:
@@ -198,7 +199,8 @@ def build_tab(classifiers, store: FeedbackStore, owner_state=None, max_pixels: i
         return classify_product_photo(classifiers, pending, image_path, model_name, bool(find_items),
                                       owner_of(request, token), max_pixels)
 
-    def submit_feedback(answer, verdict_value, right_label, comment_text, token=None, request: gr.Request = None):
+    def submit_feedback(answer, verdict_value, right_label, comment_text, token=None,
+                        request: gr.Request | None = None):
         """Say whether a product answer was right; give the right label and a comment.
 
         Args:
@@ -216,7 +218,7 @@ def build_tab(classifiers, store: FeedbackStore, owner_state=None, max_pixels: i
         labels = classifiers.spec(model_name).labels if model_name in names else PRODUCT_LABELS
         return gr.update(choices=[display_name(x) for x in labels], value=None)
 
-    model.change(labels_of, model, right, api_name=False)
+    model.change(labels_of, model, right, api_name=False)  # type: ignore[arg-type]  # gradio takes False: private
     extra = [owner_state] if owner_state is not None else []
     button.click(classify_product, [image, model, localize] + extra, [top, heat, details, answer_id],
                  api_name="classify_product")

@@ -28,7 +28,7 @@ def summary_rows(out: RunOutput) -> list[list]:
     for r in sorted(out.results, key=lambda r: r.file):
         dets = [d for d in r.detections or () if d.conf >= out.threshold]
         best = {k: round(v, 3) for k, v in best_by_kind(dets, out.info.labels).items()}
-        frames = sorted({d.frame_number for d in dets})
+        frames = sorted({d.frame_number for d in dets if d.frame_number is not None})  # video: all have one
         rows.append([r.file, r.frame_rate, len(r.frames_processed or ()),
                      ", ".join(map(str, frames[:40])) + (" …" if len(frames) > 40 else ""),
                      best.get("animal"), best.get("human"), best.get("vehicle"), r.failure or "",
@@ -100,7 +100,7 @@ def build_tab(service: DetectorService, out_root: Path, classifiers=None, guard:
 
     @gpu
     def detect_video(file_list, model_name, conf, sample_mode, sample_step, classifier_name="none",
-                     species_conf=0.5, token=None, request: gr.Request = None, progress=gr.Progress()):
+                     species_conf=0.5, token=None, request: gr.Request | None = None, progress=gr.Progress()):
         """Find animals, people and vehicles in camera-trap videos.
 
         Args:
