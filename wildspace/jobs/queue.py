@@ -29,10 +29,14 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wildspace.config import Settings, load_settings
 from wildspace.jobs.leases import Leases, RedisLeases, SqliteLeases
 from wildspace.jobs.store import TRAIN_KINDS, JobSpec, JobStore
+
+if TYPE_CHECKING:
+    from huey.consumer import Consumer
 
 log = logging.getLogger("wildspace.jobs")
 MAX_ATTEMPTS = 3  # tries at a chunk in a row without progress before its items are failures
@@ -46,7 +50,7 @@ class WorkerContext:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     stop: threading.Event = field(default_factory=threading.Event)
     batch_size: int = 4
-    consumer: object = None
+    consumer: Consumer | None = None
 
     def shutdown(self) -> None:
         """Stop after the items in hand (used by in-process workers)."""
@@ -74,7 +78,7 @@ class JobQueue:
         self.max_attempts = max_attempts
         self.settings = settings or load_settings()
         self.url = queue_url(self.settings, url)
-        self.lease_ttl = float(lease_ttl or os.environ.get("WILDSPACE_LEASE_TTL", 30))
+        self.lease_ttl = float(lease_ttl or os.environ.get("WILDSPACE_LEASE_TTL", "30"))
         self.store = store or JobStore(storage_root(self.settings))
         if self.url.startswith(("redis://", "rediss://", "unix://")):
             import redis

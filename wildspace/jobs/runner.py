@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Generator, cast
 
 from wildspace.formats.megadetector import detector_metadata
 from wildspace.jobs.store import JobStore
 from wildspace.pipeline import detect_files
+from wildspace.types import ImageResult
 
 
 def run_chunk(store: JobStore, job_id: str, chunk: int, ctx, renew: Callable[[], bool]) -> int:
@@ -34,9 +35,10 @@ def run_chunk(store: JobStore, job_id: str, chunk: int, ctx, renew: Callable[[],
     files = [(store.local_input(job_id, spec.inputs[i]["path"], cache), spec.inputs[i]["name"])
              for i in indexes]
     recorded = 0
-    results = detect_files(detector, files, spec.threshold, batch_size=ctx.batch_size,
-                           max_pixels=service.settings.max_pixels,
-                           fast_decode=service.settings.fast_decode)
+    # detect_files is a generator function (its annotation says Iterator): closed below
+    results = cast(Generator[ImageResult, None, None], detect_files(
+        detector, files, spec.threshold, batch_size=ctx.batch_size, max_pixels=service.settings.max_pixels,
+        fast_decode=service.settings.fast_decode))
     try:
         for result in results:
             if store.put_item(job_id, by_name[result.file], result, ctx.worker_id):
