@@ -187,9 +187,9 @@ def train_classifier(config: TrainConfig, hooks: Hooks | None = None) -> TrainOu
     config.check()
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    samples, split = _prepare(config, out)
     init = saved_or_resolved(out, config.init, config.arch, load_settings())  # fails fast, before decoding
     check_input_size(init, config.input_size)
-    samples, split = _prepare(config, out)
     labels = D.class_names(samples)
     images, failures = decode_all(samples, config.input_size, hooks.tick)
     keep = lambda idx: [i for i in idx if i in images]  # noqa: E731
