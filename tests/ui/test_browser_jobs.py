@@ -3,6 +3,7 @@ there after a page reload and after an app restart (the owner token lives in the
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -22,7 +23,8 @@ def _start(service, tmp_path, port=None):
     from wildspace.jobs.queue import JobQueue, start_local_worker
     from wildspace.ui.app import build_app
 
-    queue = JobQueue(service.settings, url=f"sqlite:///{tmp_path / 'q.db'}")
+    queue = JobQueue(dataclasses.replace(service.settings, storage=tmp_path / "storage"),
+                     url=f"sqlite:///{tmp_path / 'q.db'}")
     ctx = start_local_worker(queue, service)
     demo = build_app(service, tmp_path / "out", queue=queue, queue_above=1)
     demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)

@@ -3,6 +3,8 @@ listed, downloaded and cancelled only by their owner, and survive an app restart
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests.ui.conftest import MODEL
@@ -17,7 +19,8 @@ def queued_app(app_service, tmp_path, monkeypatch):
     from wildspace.ui.app import build_app
 
     monkeypatch.setenv("WILDSPACE_STORAGE", str(tmp_path / "storage"))
-    queue = JobQueue(app_service.settings, url=f"sqlite:///{tmp_path / 'q.db'}")
+    queue = JobQueue(dataclasses.replace(app_service.settings, storage=tmp_path / "storage"),
+                     url=f"sqlite:///{tmp_path / 'q.db'}")
     ctx = start_local_worker(queue, app_service)
     demo = build_app(app_service, tmp_path / "out", queue=queue, queue_above=2)
     demo.queue().launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)

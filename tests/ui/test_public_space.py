@@ -38,11 +38,11 @@ def _space_settings(base, work: Path, **changes):
 @pytest.fixture
 def space(app_service, tmp_path, monkeypatch):
     """A public Space (what hf_oauth provides, offline), embedded queue, MCP on."""
+    import gradio.http_server
+
     from wildspace.jobs.queue import JobQueue, start_local_worker
     from wildspace.services import DetectorService
     from wildspace.ui.app import build_app
-
-    import gradio.http_server
 
     for key, value in SPACE_ENV.items():
         monkeypatch.setenv(key, value)
@@ -54,7 +54,8 @@ def space(app_service, tmp_path, monkeypatch):
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(work / "gradio"))  # this app's own upload cache
     monkeypatch.setenv("WILDSPACE_STORAGE", str(tmp_path / "storage"))
     service = DetectorService(_space_settings(app_service.settings, work))
-    queue = JobQueue(service.settings, url=f"sqlite:///{tmp_path / 'q.db'}")
+    queue = JobQueue(dataclasses.replace(service.settings, storage=tmp_path / "storage"),
+                     url=f"sqlite:///{tmp_path / 'q.db'}")
     ctx = start_local_worker(queue, service)
     demo = build_app(service, work, queue=queue, queue_above=3)
     demo.queue(default_concurrency_limit=2, max_size=20).launch(
@@ -199,10 +200,9 @@ def test_anonymous_training_and_imports_are_refused_over_api_and_mcp(space, tmp_
 
 
 def test_without_the_owners_opt_in_there_is_no_training_or_upload_endpoint(app_service, tmp_path, monkeypatch):
+    from wildspace.jobs.queue import JobQueue
     from wildspace.services import DetectorService
     from wildspace.ui.app import build_app
-
-    from wildspace.jobs.queue import JobQueue
 
     for key, value in SPACE_ENV.items():
         monkeypatch.setenv(key, value)
