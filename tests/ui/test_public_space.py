@@ -150,7 +150,8 @@ def test_after_expiry_runs_jobs_and_gradios_cache_are_gone(space, shared_data, t
     demo, queue = space
     src = shared_data / "camera-trap"
     small, big = tmp_path / "small.zip", tmp_path / "big.zip"
-    names = ["ena24-small/2480.jpg", "ena24-small/352.jpg", "ena24-small/49.jpg", "megadetector-test/snapshot_serengeti_S5_U10_U10_R4_S5_U10_R4_IMAG3595.JPG"]
+    names = ["ena24-small/2480.jpg", "ena24-small/352.jpg", "ena24-small/49.jpg",
+             "megadetector-test/snapshot_serengeti_S5_U10_U10_R4_S5_U10_R4_IMAG3595.JPG"]
     for z, members in ((small, names[:2]), (big, names)):
         with zipfile.ZipFile(z, "w") as f:
             for name in members:
