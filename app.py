@@ -13,14 +13,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from wildspace.config import load_settings  # noqa: E402
+from wildspace.settings import load_settings  # noqa: E402
 
 SETTINGS = load_settings()
 # Gradio's upload cache lives under the work dir too, so one budget and one expiry cover it
 os.environ.setdefault("GRADIO_TEMP_DIR", str(SETTINGS.work_dir / "gradio"))
 
 from wildspace.jobs.queue import JobQueue, start_local_worker  # noqa: E402
-from wildspace.services import DetectorService  # noqa: E402
+from wildspace.services.detectors import DetectorService  # noqa: E402
 from wildspace.ui.app import build_app, launch_options, mcp_available, queue_options, start_housekeeping  # noqa: E402
 
 
@@ -35,15 +35,15 @@ def start_training_worker(queue: JobQueue) -> None:
 
 
 def main() -> None:
-    service = DetectorService(SETTINGS, device=os.environ.get("WILDSPACE_DEVICE", "cpu"))
+    service = DetectorService(SETTINGS, device=SETTINGS.device)
     queue = JobQueue(service.settings)
-    if queue.url.startswith("sqlite") or os.environ.get("WILDSPACE_LOCAL_WORKER") == "1":
+    if queue.url.startswith("sqlite") or SETTINGS.local_worker:
         start_local_worker(queue, service, only="detect")  # training never runs in this process
         if SETTINGS.allow_training:
             start_training_worker(queue)
-    demo = build_app(service, queue=queue, queue_above=int(os.environ.get("WILDSPACE_QUEUE_ABOVE", 50)))
+    demo = build_app(service, queue=queue, queue_above=SETTINGS.queue_above)
     start_housekeeping(demo)  # a restart first deletes what is stale
-    demo.queue(**queue_options()).launch(
+    demo.queue(**queue_options(SETTINGS)).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         **launch_options(service),
         mcp_server=mcp_available(),  # the same functions become tools for AI assistants

@@ -27,8 +27,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (SCRATCH, SHARED, calibrated_ultralytics_checkpoint, camera_trap_images,  # noqa: E402
-                    load_average, machine, setup_env)
+from common import (  # noqa: E402
+    SCRATCH,
+    SHARED,
+    calibrated_ultralytics_checkpoint,
+    camera_trap_images,
+    load_average,
+    machine,
+    setup_env,
+)
 
 
 def reference_legacy(det, files, threshold):
@@ -84,7 +91,7 @@ def main() -> int:
 
     from wildspace.detect.factory import build_detector
     from wildspace.detect.parity import box_agreement, detections_within_tolerance, identical_detections
-    from wildspace.pipeline import detect_files
+    from wildspace.detect.pipeline import detect_files
 
     images = camera_trap_images()
     files = [(p, f"{i}/{p.name}") for i in range(args.repeat) for p in images]

@@ -15,7 +15,6 @@ import argparse
 import time
 
 import numpy as np
-
 from common import machine, setup_env
 
 setup_env()

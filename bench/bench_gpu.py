@@ -85,12 +85,12 @@ def main() -> int:
     setup_env()
     import torch
 
-    from wildspace.detect.batch_size import auto_batch_size
     from wildspace.detect.base import detect_images
+    from wildspace.detect.batch_size import auto_batch_size
     from wildspace.detect.factory import build_detector
     from wildspace.detect.parity import detections_within_tolerance
+    from wildspace.detect.pipeline import detect_files
     from wildspace.media.images import load_image
-    from wildspace.pipeline import detect_files
 
     weights = mdv5_shaped(SCRATCH / f"mdv5-shaped-yolov5{args.variant}.pt", args.variant)
     images = camera_trap_images()

@@ -24,12 +24,12 @@ from common import camera_trap_images, machine, setup_env
 
 setup_env()
 
-from wildspace.disk import owner_tag  # noqa: E402
 from wildspace.formats.megadetector import write_results  # noqa: E402
 from wildspace.review.session import ReviewService  # noqa: E402
 from wildspace.review.sources import MANIFEST, Sources  # noqa: E402
 from wildspace.review.store import ReviewStores  # noqa: E402
 from wildspace.review.view import Filters  # noqa: E402
+from wildspace.runs.disk import owner_tag  # noqa: E402
 
 
 def make_source(root: Path, n: int, boxes: int, rng: np.random.Generator) -> str:

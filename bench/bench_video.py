@@ -49,8 +49,8 @@ def main() -> int:
 
     from wildspace.detect.factory import build_detector
     from wildspace.detect.parity import identical_detections
+    from wildspace.detect.video import detect_video
     from wildspace.media.video import Sampling
-    from wildspace.video_pipeline import detect_video
 
     det = build_detector(args.weights, input_size=args.size, backend=args.backend)
     print(f"machine: {machine()}; load average {load_average()}")

@@ -25,7 +25,6 @@ from wildspace.media.images import load_image
 from wildspace.reid.events import event_labels
 from wildspace.reid.feature_cache import FeatureCache, extract_many
 from wildspace.reid.local_features import LocalFeatureConfig, score_matrix
-from wildspace.reid.metrics import rank_identities
 from wildspace.reid.pooling import pooled_scores
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "reid" / "snow-leopard-dev"

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from wildspace.detect.batch_size import CPU_BATCH_SIZE, auto_batch_size, batch_size_for_memory
+from wildspace.detect.pipeline import detect_files, prefetched
 from wildspace.media.images import load_image, load_image_sized
-from wildspace.pipeline import detect_files, prefetched
-from wildspace.services import DetectorService
+from wildspace.services.detectors import DetectorService
 
 
 def _jpeg(path, w, h, orientation=None):

@@ -1,16 +1,27 @@
-"""The errors a user can cause (bad names, missing or tampered models, bad files).
+"""The errors a user can cause: bad names, settings, files or data; missing or tampered models.
 
-Front ends (CLI, app) show these as one clear line; anything else is a bug.
+Every one derives from :class:`WildspaceError` (and from the built-in it behaves like, so
+``except ValueError`` still catches a :class:`UsageError`). Front ends (CLI, app, job runner)
+catch :data:`USER_ERRORS` and show one clear line; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
-from wildspace.formats.megadetector import FormatError
-from wildspace.hub.fetch import HashMismatch, ModelUnavailable
-from wildspace.hub.safe_pickle import UnsafeCheckpoint
-from wildspace.hub.specs import SpecError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ModelUnavailable, HashMismatch, UnsafeCheckpoint, SpecError, FormatError,
-    KeyError, FileNotFoundError, ValueError,
-)
+class WildspaceError(Exception):
+    """Base of every user-facing error; its message is what the user reads."""
+
+
+class UsageError(WildspaceError, ValueError):
+    """A value the user gave (argument, setting, file content) is not acceptable."""
+
+
+class NotFound(WildspaceError, FileNotFoundError):
+    """A file or folder the user named does not exist."""
+
+
+class UnknownName(WildspaceError, KeyError):
+    """A name the user gave (model, classifier, …) is not known; the message lists the known ones."""
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (WildspaceError,)

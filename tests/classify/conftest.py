@@ -11,8 +11,8 @@ from tests.classify.factories import SERENGETI, install_classifier
 def classifiers(specs_dir, hub_cache):
     """A ClassifierService over the production registry/store, with two species classifiers:
     ``tiny-timm`` (timm test_resnet, safetensors) and ``tiny-tv`` (torchvision resnet18)."""
-    from wildspace.classify.service import ClassifierService
-    from wildspace.config import load_settings
+    from wildspace.services.classifiers import ClassifierService
+    from wildspace.settings import load_settings
 
     install_classifier(specs_dir, hub_cache, "tiny-timm", "timm", "test_resnet", SERENGETI, 64)
     install_classifier(specs_dir, hub_cache, "tiny-tv", "torchvision", "resnet18", SERENGETI, 64, seed=1)

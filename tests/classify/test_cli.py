@@ -80,7 +80,7 @@ def test_feedback_export_from_the_cli(tmp_path):
     from datasets import load_from_disk
 
     from wildspace.classify.feedback import FeedbackStore
-    from wildspace.config import load_settings
+    from wildspace.settings import load_settings
 
     Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(tmp_path / "tusk.png")
     FeedbackStore(load_settings().home / "feedback").add(

@@ -46,8 +46,8 @@ def _make_texture_detector(clf) -> None:
 def texture_classifier(request, specs_dir, hub_cache):
     """A 128 px classifier (a 4x4 feature grid) through the production loader, turned into a
     texture detector."""
-    from wildspace.classify.service import ClassifierService
-    from wildspace.config import load_settings
+    from wildspace.services.classifiers import ClassifierService
+    from wildspace.settings import load_settings
 
     family, arch = request.param
     install_classifier(specs_dir, hub_cache, "cam-test", family, arch, SERENGETI, 128, seed=2)
@@ -86,8 +86,8 @@ def test_explains_a_chosen_class_and_refuses_unknown_ones(classifiers):
 
 
 def test_vision_transformer_tokens_become_a_grid(specs_dir, hub_cache):
-    from wildspace.classify.service import ClassifierService
-    from wildspace.config import load_settings
+    from wildspace.services.classifiers import ClassifierService
+    from wildspace.settings import load_settings
 
     install_classifier(specs_dir, hub_cache, "tiny-vit", "timm", "test_vit", SERENGETI, 160, seed=5)
     heat, _ = grad_cam(ClassifierService(load_settings()).load("tiny-vit"), _scene(PATCH_B))

@@ -54,8 +54,8 @@ def test_names_and_availability_by_kind(classifiers, specs_dir, hub_cache):
     write_spec(specs_dir, "absent-clf", "timm", "absent.safetensors", None, url="https://example.org/a.safetensors",
                task="classify", arch="test_resnet", labels=SERENGETI, input_size=64,
                thresholds={"typical": 0.5, "conservative": 0.3})
-    from wildspace.classify.service import ClassifierService
-    from wildspace.config import load_settings
+    from wildspace.services.classifiers import ClassifierService
+    from wildspace.settings import load_settings
 
     svc = ClassifierService(load_settings())
     assert "absent-clf" in svc.names() and "absent-clf" not in svc.available()
@@ -66,8 +66,8 @@ def test_names_and_availability_by_kind(classifiers, specs_dir, hub_cache):
 def test_pytorch_wildlife_style_checkpoint_with_key_map_and_lightning_metadata(specs_dir, hub_cache):
     """Pytorch-Wildlife publishes Lightning .ckpt files: tensors under state_dict, keys
     net.feature.* / net.classifier.*, hyper-parameters in an AttributeDict."""
-    from wildspace.classify.service import ClassifierService
-    from wildspace.config import load_settings
+    from wildspace.services.classifiers import ClassifierService
+    from wildspace.settings import load_settings
 
     install_classifier(specs_dir, hub_cache, "pw-style", "torchvision", "resnet18", SERENGETI, 64, seed=3,
                        filename="PWStyle.ckpt", _prefix_map={"fc.": "net.classifier.", "": "net.feature."},
@@ -80,8 +80,8 @@ def test_pytorch_wildlife_style_checkpoint_with_key_map_and_lightning_metadata(s
 
 
 def test_binary_sigmoid_classifier_reports_both_classes(specs_dir, hub_cache):
-    from wildspace.classify.service import ClassifierService
-    from wildspace.config import load_settings
+    from wildspace.services.classifiers import ClassifierService
+    from wildspace.settings import load_settings
 
     install_classifier(specs_dir, hub_cache, "opossum-like", "timm", "test_resnet", ["Non-opossum", "Opossum"], 64,
                        seed=4, num_outputs=1, activation="sigmoid")
@@ -154,8 +154,8 @@ def test_spec_fields_are_checked():
     import dataclasses
 
     from wildspace.classify.models import info_from_spec
-    from wildspace.config import BUILTIN_SPECS_DIR
     from wildspace.hub.specs import load_spec_file
+    from wildspace.settings import BUILTIN_SPECS_DIR
 
     det = load_spec_file(BUILTIN_SPECS_DIR / "megadetector-v5a.yaml")
     with pytest.raises(ValueError, match="not a classifier"):
@@ -168,8 +168,8 @@ def test_spec_fields_are_checked():
 
 
 def test_vit_from_timm_loads(specs_dir, hub_cache):
-    from wildspace.classify.service import ClassifierService
-    from wildspace.config import load_settings
+    from wildspace.services.classifiers import ClassifierService
+    from wildspace.settings import load_settings
 
     install_classifier(specs_dir, hub_cache, "tiny-vit", "timm", "test_vit", SERENGETI, 160, seed=5)
     probs = ClassifierService(load_settings()).load("tiny-vit").predict(_images(1))
@@ -189,8 +189,8 @@ def test_safetensors_written_for_training_round_trip(tmp_path):
 def test_pytorch_wildlife_specs_load_a_checkpoint_of_their_layout(tmp_path, name, arch, n_out):
     """The shipped specs (URL, no published hash) read a file laid out as Pytorch-Wildlife's
     are, once imported by hand: its hash is recorded, a different file is refused later."""
-    from wildspace.classify.service import ClassifierService
-    from wildspace.services import DetectorService
+    from wildspace.services.classifiers import ClassifierService
+    from wildspace.services.detectors import DetectorService
 
     ckpt = make_classifier_file(tmp_path / "pw.ckpt", "torchvision", arch, n_out, seed=6, lightning=True,
                                 prefix_map={"fc.": "net.classifier.", "": "net.feature."})

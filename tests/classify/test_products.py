@@ -7,8 +7,13 @@ import pytest
 
 from tests.classify.factories import install_classifier
 from tests.factories import seed_hub_cache, sha256, write_spec
-from wildspace.classify.products import (PRODUCT_LABELS, answer_product, check_product_labels, display_name,
-                                         product_group)
+from wildspace.classify.products import (
+    PRODUCT_LABELS,
+    answer_product,
+    check_product_labels,
+    display_name,
+    product_group,
+)
 
 
 def test_taxonomy_is_the_seed_projects():
@@ -27,8 +32,8 @@ def test_taxonomy_is_the_seed_projects():
 
 @pytest.fixture
 def products(specs_dir, hub_cache):
-    from wildspace.classify.service import ClassifierService
-    from wildspace.config import load_settings
+    from wildspace.services.classifiers import ClassifierService
+    from wildspace.settings import load_settings
 
     install_classifier(specs_dir, hub_cache, "tiny-products", "timm", "test_resnet", list(PRODUCT_LABELS), 96,
                        kind="products", seed=11)
@@ -60,8 +65,8 @@ def test_answer_whole_photo_with_heatmap(products):
 
 
 def test_species_labels_are_refused_for_a_products_model(specs_dir, hub_cache):
-    from wildspace.classify.service import ClassifierService
-    from wildspace.config import load_settings
+    from wildspace.services.classifiers import ClassifierService
+    from wildspace.settings import load_settings
 
     install_classifier(specs_dir, hub_cache, "bad-products", "timm", "test_resnet", ["zebra", "ivory"], 64,
                        kind="products")
@@ -77,8 +82,8 @@ def localizer(specs_dir, hub_cache, products):
 
     from wildspace.classify.models import save_classifier_weights
     from wildspace.classify.products import create_localizer_network
-    from wildspace.classify.service import ClassifierService
-    from wildspace.config import load_settings
+    from wildspace.services.classifiers import ClassifierService
+    from wildspace.settings import load_settings
 
     torch.manual_seed(0)
     net = create_localizer_network("fasterrcnn_mobilenet_v3_large_320_fpn", 1, 320)
@@ -119,7 +124,7 @@ def test_a_classifier_is_not_a_localizer(products):
 
 
 def test_localizer_is_not_offered_as_a_camera_trap_detector(localizer):
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
 
     names = DetectorService().detector_names()
     assert "tiny-localizer" not in names and "megadetector-v5a" in names

@@ -29,8 +29,8 @@ class FixedDetector:
 
 
 def test_video_frames_get_species_and_an_annotated_video(classifiers, shared_data, tmp_path):
+    from wildspace.detect.video import detect_video
     from wildspace.media.video import Sampling
-    from wildspace.video_pipeline import detect_video
 
     step = SpeciesStep(classifiers.load("tiny-timm"), SpeciesOptions(threshold=0.0))
     r = detect_video(FixedDetector(), shared_data / "video" / "chimp.mp4", "chimp.mp4", 0.1,
@@ -46,8 +46,8 @@ def test_video_frames_get_species_and_an_annotated_video(classifiers, shared_dat
 
 @pytest.fixture(scope="module")
 def yolov5n_service(tmp_path_factory, shared_data):
-    from wildspace.config import BUILTIN_SPECS_DIR, Settings
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
+    from wildspace.settings import BUILTIN_SPECS_DIR, Settings
 
     home = tmp_path_factory.mktemp("runs-home")
     settings = Settings(home=home, spec_dirs=(BUILTIN_SPECS_DIR, home / "specs"), offline=True,
@@ -59,7 +59,7 @@ def yolov5n_service(tmp_path_factory, shared_data):
 
 @pytest.mark.slow
 def test_image_batch_exports_carry_species(yolov5n_service, classifiers, shared_data, tmp_path):
-    from wildspace.batch import run_image_batch
+    from wildspace.runs.batch import run_image_batch
 
     zebra = tmp_path / ZEBRA
     zebra.write_bytes((shared_data / "camera-trap" / "megadetector-test" / ZEBRA).read_bytes())

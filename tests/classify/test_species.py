@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 
 from tests.classify.factories import SERENGETI
-from wildspace.classify.species import (SpeciesOptions, classify_detections, classify_results, species_of,
-                                        top_classifications)
+from wildspace.classify.species import (
+    SpeciesOptions,
+    classify_detections,
+    classify_results,
+    species_of,
+    top_classifications,
+)
 from wildspace.types import Detection, ImageResult
 
 MD = ("animal", "person", "vehicle")

@@ -6,12 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.factories import (MD_LABELS, make_malicious_checkpoint, make_yolov5_checkpoint,
-                             seed_hub_cache, sha256, write_spec)
+from tests.factories import (
+    MD_LABELS,
+    make_malicious_checkpoint,
+    make_yolov5_checkpoint,
+    seed_hub_cache,
+    sha256,
+    write_spec,
+)
 from wildspace.detect.base import detect_images
 from wildspace.detect.factory import detect_family
 from wildspace.hub.safe_pickle import UnsafeCheckpoint, checkpoint_globals
-from wildspace.services import DetectorService
+from wildspace.services.detectors import DetectorService
 
 
 def _image(h=360, w=480, seed=0):

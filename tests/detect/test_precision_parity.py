@@ -39,7 +39,7 @@ def _parity(det, golden, images, size):
 def test_default_path_matches_the_reference(shared_data, golden, images, tmp_path, monkeypatch, size):
     monkeypatch.delenv("WILDSPACE_BACKEND")  # the settings' defaults, as the CLI/app/workers get them
     monkeypatch.delenv("WILDSPACE_PRECISION")
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
 
     service = DetectorService()
     assert (service.backend, service.precision) == ("auto", "auto")

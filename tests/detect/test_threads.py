@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wildspace.config import load_settings
 from wildspace.detect.cpu import available_cores, machine_fingerprint, resolve_threads
 from wildspace.detect.factory import build_detector
+from wildspace.settings import load_settings
 
 
 @pytest.fixture(autouse=True)

@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wildspace.detect.base import detect_images
+from wildspace.detect.base import detect_images, xyxy_to_detections
 from wildspace.detect.factory import build_detector
 from wildspace.detect.parity import detections_within_tolerance, identical_detections
-from wildspace.detect.base import xyxy_to_detections
 
 
 def _images():

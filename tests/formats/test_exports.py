@@ -197,10 +197,9 @@ def test_csv_exports_neutralise_formula_cells(tmp_path):
 
 
 def test_camtrap_dp_cells_are_neutralised_and_the_package_still_validates(tmp_path):
-    from wildspace.formats.csv_export import FORMULA_STARTS
-
     import datetime as dt
 
+    from wildspace.formats.csv_export import FORMULA_STARTS
     from wildspace.formats.timestamps import CaptureTime
 
     rs = _nasty_results()

@@ -96,8 +96,8 @@ CSV_CELL = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_siz
 def test_identity_csv_reader(tmp_path_factory, rows, header):
     import csv
 
-    from wildspace.reid.gallery import GalleryError
     from wildspace.reid.build import read_identity_table
+    from wildspace.reid.gallery import GalleryError
 
     buf = io.StringIO()
     buf.write(header + "\n")

@@ -7,8 +7,14 @@ import json
 
 import pytest
 
-from wildspace.formats.megadetector import (FormatError, build_results, parse_results,
-                                            read_results, validate, write_results)
+from wildspace.formats.megadetector import (
+    FormatError,
+    build_results,
+    parse_results,
+    read_results,
+    validate,
+    write_results,
+)
 from wildspace.types import Detection, ImageResult
 
 

@@ -16,8 +16,7 @@ import pytest
 from PIL import Image
 
 from wildspace.formats import camtrap_dp
-from wildspace.formats.events import (DeploymentsError, assign, folder_deployment, group_events,
-                                      read_deployments_csv)
+from wildspace.formats.events import DeploymentsError, assign, folder_deployment, group_events, read_deployments_csv
 from wildspace.formats.exports import EXPORT_KINDS, DuplicateNamesError, ResultSet, write_exports
 from wildspace.formats.megadetector import build_results
 from wildspace.formats.taxonomy import parse_taxonomy, taxa_for

@@ -9,9 +9,9 @@ from functools import partial
 import pytest
 
 from tests.factories import seed_hub_cache, sha256, write_spec
-from wildspace.config import load_settings
 from wildspace.hub.fetch import HashMismatch, ModelStore, ModelUnavailable
 from wildspace.hub.specs import SpecRegistry
+from wildspace.settings import load_settings
 
 
 def _registry():

@@ -7,8 +7,8 @@ import re
 import pytest
 import yaml
 
-from wildspace.config import BUILTIN_SPECS_DIR
 from wildspace.hub.specs import SpecError, SpecRegistry, load_spec_file, parse_spec
+from wildspace.settings import BUILTIN_SPECS_DIR
 
 SPEC_FILES = sorted(BUILTIN_SPECS_DIR.glob("*.yaml"))
 

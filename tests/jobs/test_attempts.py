@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from wildspace.config import load_settings
 from wildspace.jobs.queue import MAX_ATTEMPTS, JobQueue, WorkerContext
 from wildspace.jobs.store import JobSpec
+from wildspace.settings import load_settings
 
 
 class BrokenService:
@@ -138,7 +138,7 @@ def test_deterministic_failure_in_a_real_worker(tmp_path, monkeypatch, workers):
 
 
 def test_training_jobs_fail_after_bounded_errors(queue_url, monkeypatch):
-    import wildspace.train.job as train_job
+    import wildspace.jobs.training as train_job
 
     queue = JobQueue(load_settings(), lease_ttl=30)
     spec = JobSpec(owner="alice", kind="train-classifier", inputs=[{"name": "data.zip", "path": "/x/data.zip"}],

@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from wildspace.config import load_settings
+from wildspace.cli.jobs import unique_inputs
+from wildspace.detect.pipeline import detect_files
 from wildspace.formats.megadetector import image_to_dict
-from wildspace.jobs.cli import unique_inputs
 from wildspace.jobs.queue import JobQueue
 from wildspace.jobs.store import JobNotFound, JobSpec
 from wildspace.media.images import list_images
-from wildspace.pipeline import detect_files
+from wildspace.settings import load_settings
 
 pytestmark = pytest.mark.slow
 SIZE = 320
@@ -38,8 +38,9 @@ def _wait(queue, job_id, until, timeout=240, owner="alice"):
 
 def _reference(weights, spec) -> dict:
     """What an uninterrupted run in one process gives (same weights, size, batch size 1)."""
-    from wildspace.services import DetectorService
     from pathlib import Path
+
+    from wildspace.services.detectors import DetectorService
 
     det = DetectorService().load(weights=weights, image_size=SIZE)
     files = [(Path(i["path"]), i["name"]) for i in spec.inputs]

@@ -6,9 +6,9 @@ reach the windows a SIGKILL can hit, which the end-to-end kill test only reaches
 
 from __future__ import annotations
 
-from wildspace.config import load_settings
 from wildspace.jobs.queue import JobQueue
 from wildspace.jobs.store import JobSpec
+from wildspace.settings import load_settings
 
 
 def _submit(queue: JobQueue, n=6, chunk_size=2) -> str:

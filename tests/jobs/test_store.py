@@ -67,8 +67,8 @@ def test_cancel(store):
 def test_queue_over_fsspec_storage(app_like_service, tmp_path, shared_data):
     """App and worker sharing a non-local storage root: uploads are copied into it, the
     worker reads them back from it, and results come back through it."""
-    from wildspace.batch import job_output, submit_image_batch
     from wildspace.jobs.queue import JobQueue, start_local_worker
+    from wildspace.runs.batch import job_output, submit_image_batch
 
     store = JobStore(f"memory://shared-{time.time_ns()}")
     queue = JobQueue(app_like_service.settings, url=f"sqlite:///{tmp_path / 'q.db'}", store=store)
@@ -90,8 +90,8 @@ def test_queue_over_fsspec_storage(app_like_service, tmp_path, shared_data):
 
 @pytest.fixture
 def app_like_service(tmp_path, shared_data):
-    from wildspace.config import BUILTIN_SPECS_DIR, Settings
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
+    from wildspace.settings import BUILTIN_SPECS_DIR, Settings
 
     home = tmp_path / "home"
     service = DetectorService(Settings(home=home, spec_dirs=(BUILTIN_SPECS_DIR, home / "specs"),

@@ -12,16 +12,16 @@ from wildspace.jobs.store import JobSpec
 
 
 def _training_job(queue, tmp_path) -> str:
+    from wildspace.jobs.training import training_spec
     from wildspace.train.classifier import TrainConfig
-    from wildspace.train.job import training_spec
 
     config = TrainConfig(data=str(tmp_path / "none"), out_dir="", name="never-trained", arch="resnet18", epochs=1)
     return queue.submit(training_spec("cli:test", str(tmp_path / "none"), config))
 
 
 def test_training_goes_to_its_own_queue_and_a_detect_only_worker_leaves_it(queue_url, tmp_path):
-    from wildspace.config import load_settings
     from wildspace.jobs.queue import JobQueue, start_local_worker
+    from wildspace.settings import load_settings
 
     queue = JobQueue(load_settings(), url=queue_url)
     train_id = _training_job(queue, tmp_path)

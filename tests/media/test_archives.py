@@ -9,7 +9,8 @@ import zipfile
 import pytest
 from PIL import Image
 
-from wildspace.media.archives import UploadLimits, unpack_uploads
+from wildspace.media.archives import unpack_uploads
+from wildspace.settings.limits import UploadLimits
 
 
 def _jpeg() -> bytes:
@@ -132,7 +133,7 @@ def test_a_member_that_cannot_be_written_at_all_is_its_failure(tmp_path, monkeyp
 
 
 def test_an_upload_refused_as_a_whole_leaves_nothing_behind(tmp_path):
-    from wildspace.limits import LimitError
+    from wildspace.settings.limits import LimitError
 
     first = _zip(tmp_path / "first.zip", [(f"a{i}.jpg", _jpeg()) for i in range(3)])
     many = _zip(tmp_path / "many.zip", [(f"b{i}.jpg", _jpeg()) for i in range(10)])

@@ -14,8 +14,14 @@ from PIL import Image
 
 from tests.corpus import LOOPING_EPS, overlapping_tags, png_bomb, tiff_tag_bomb
 from wildspace.media import exif as exif_mod
-from wildspace.media.images import (IMAGE_FORMATS, MAX_EXIF_BYTES, ImageReadError, load_image, load_image_sized,
-                                    open_image)
+from wildspace.media.images import (
+    IMAGE_FORMATS,
+    MAX_EXIF_BYTES,
+    ImageReadError,
+    load_image,
+    load_image_sized,
+    open_image,
+)
 
 
 @pytest.fixture
@@ -211,8 +217,7 @@ def test_an_unknown_file_never_reaches_the_heif_plugin_install(tmp_path, monkeyp
 
 @pytest.mark.parametrize("shape", [(2, 65000, 3), (65000, 2, 3), (1, 1, 3), (1, 5000, 3)])
 def test_letterboxes_never_resize_to_zero_pixels(shape):
-    from wildspace.detect.letterbox import (letterbox, letterbox_shape, stride_letterbox,
-                                            unletterbox_boxes)
+    from wildspace.detect.letterbox import letterbox, letterbox_shape, stride_letterbox, unletterbox_boxes
 
     image = np.full(shape, 7, np.uint8)
     padded, geom = letterbox(image, 640, 32)

@@ -8,9 +8,9 @@ import av
 import numpy as np
 import pytest
 
+from wildspace.detect.video import detect_video
 from wildspace.formats.megadetector import build_results, validate
 from wildspace.media.video import Sampling, VideoReadError, read_frames, video_fps, write_h264
-from wildspace.video_pipeline import detect_video
 
 VIDEO_EXT = (".mp4", ".avi", ".asf")
 
@@ -40,7 +40,7 @@ def test_write_h264_is_browser_playable(tmp_path):
 
 
 def test_bad_videos_are_failures(tmp_path, model_files, shared_data):
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
 
     det = DetectorService().load(weights=model_files["mdv5_p6"], image_size=128)
     junk = tmp_path / "junk.mp4"
@@ -69,7 +69,7 @@ def test_bad_videos_are_failures(tmp_path, model_files, shared_data):
 
 @pytest.mark.slow
 def test_every_shared_video_is_processed(shared_data, model_files, tmp_path):
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
 
     det = DetectorService().load(weights=model_files["mdv5_p6"], image_size=128)
     results = []

@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wildspace.reid.calibration import (Calibration, CalibrationError, calibrate_gallery,
-                                        calibration_pairs, fit_calibration)
+from wildspace.reid.calibration import (
+    Calibration,
+    CalibrationError,
+    calibrate_gallery,
+    calibration_pairs,
+    fit_calibration,
+)
 
 
 def test_pairs_from_a_hand_made_gallery():

@@ -15,9 +15,9 @@ import time
 import pytest
 
 from tests.reid.synthetic import coat, photo
-from wildspace.config import load_settings
-from wildspace.lookup import GalleryService, hide_paths
 from wildspace.reid.gallery import GalleryError, version_dir
+from wildspace.services.galleries import GalleryService, hide_paths
+from wildspace.settings import load_settings
 
 SLOW = 3.0
 

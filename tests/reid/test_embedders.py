@@ -10,10 +10,10 @@ import torch
 
 from tests.factories import seed_hub_cache, sha256, write_spec
 from tests.reid.synthetic import coat, photo
-from wildspace.config import load_settings
-from wildspace.lookup import GalleryService
-from wildspace.reid.embedders import EmbedderError, _GemBnHead, build_embedder, load_embedder
 from wildspace.hub.specs import load_spec_file
+from wildspace.reid.embedders import EmbedderError, _GemBnHead, build_embedder, load_embedder
+from wildspace.services.galleries import GalleryService
+from wildspace.settings import load_settings
 
 
 def _save(state: dict, path):

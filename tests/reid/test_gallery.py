@@ -12,12 +12,12 @@ import pytest
 
 from tests.factories import seed_hub_cache
 from tests.reid.synthetic import coat, photo
-from wildspace.config import load_settings
-from wildspace.lookup import GalleryService
 from wildspace.reid import gallery as gallery_mod
 from wildspace.reid.build import read_identity_table
 from wildspace.reid.gallery import GalleryError, open_gallery, pull_gallery, push_gallery, version_dir
 from wildspace.reid.matching import Matcher, MatchingError, flank_mask
+from wildspace.services.galleries import GalleryService
+from wildspace.settings import load_settings
 
 
 @pytest.fixture

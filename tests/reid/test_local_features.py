@@ -8,8 +8,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("faiss")
 
-from wildspace.reid.local_features import (  # noqa: E402
-    LocalFeatureConfig, LocalFeatures, extract, match_score, score_matrix)
+from wildspace.reid.local_features import LocalFeatureConfig, LocalFeatures, extract, match_score, score_matrix  # noqa: E402
 
 H, W = 360, 480
 CONFIG = LocalFeatureConfig(search_depth=300)

@@ -44,7 +44,7 @@ def corpus(tmp_path_factory, shared_data):
 
 @pytest.fixture
 def imported(shared_data):
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
 
     DetectorService().import_model(shared_data / "weights" / "yolov5n.pt", MODEL)
 
@@ -79,11 +79,11 @@ def test_cli_detect_and_convert_on_the_corpus(corpus, imported, tmp_path):
 
 
 def test_worker_job_on_the_corpus(corpus, imported, tmp_path, monkeypatch, workers):
-    from wildspace.batch import submit_image_batch
+    from wildspace.detect.pipeline import detect_files
     from wildspace.formats.megadetector import image_to_dict
     from wildspace.jobs.queue import JobQueue
-    from wildspace.pipeline import detect_files
-    from wildspace.services import DetectorService
+    from wildspace.runs.batch import submit_image_batch
+    from wildspace.services.detectors import DetectorService
 
     root, cases = corpus
     monkeypatch.setenv("WILDSPACE_QUEUE", f"sqlite:///{tmp_path / 'queue' / 'huey.db'}")

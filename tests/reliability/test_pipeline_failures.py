@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from wildspace.detect.base import Prepared
-from wildspace.pipeline import INFERENCE_FAILURE, detect_files
+from wildspace.detect.pipeline import INFERENCE_FAILURE, detect_files
 from wildspace.types import Detection, DetectorInfo
 
 

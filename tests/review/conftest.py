@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wildspace.limits import Limits
+from wildspace.settings.limits import Limits
 
 # file -> [(category, conf, bbox, species id or None)]
 BOXES = {

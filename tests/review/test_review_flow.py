@@ -164,8 +164,8 @@ def test_another_owner_sees_no_source_and_no_corrections(review):
 
 def test_a_bad_upload_is_a_clear_error(tmp_path):
     from wildspace.formats.megadetector import FormatError
-    from wildspace.limits import Limits
     from wildspace.review.sources import save_upload
+    from wildspace.settings.limits import Limits
 
     bad = tmp_path / "x.json"
     bad.write_text('{"images": []}')

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wildspace.limits import Limits
+from wildspace.settings.limits import Limits
 
 
 @pytest.fixture
@@ -58,11 +58,11 @@ def colours_review(tmp_path):
 
 
 def test_class_folder_zip_trains_a_classifier_through_the_train_tab(colours_review, tmp_path, monkeypatch):
-    from wildspace.config import load_settings
     from wildspace.jobs.queue import JobQueue
+    from wildspace.jobs.training import run_training
     from wildspace.review.exports import write_class_folders
-    from wildspace.services import DetectorService
-    from wildspace.train.job import run_training
+    from wildspace.services.detectors import DetectorService
+    from wildspace.settings import load_settings
     from wildspace.ui.train_tab import submit_training, training_status
 
     path, counts = write_class_folders(colours_review, tmp_path / "species.zip", 10**7)
@@ -83,8 +83,8 @@ def test_class_folder_zip_trains_a_classifier_through_the_train_tab(colours_revi
 
 
 def test_identities_and_yolo_zips(colours_review, tmp_path):
+    from wildspace.jobs.training import find_identity_table
     from wildspace.review.exports import write_identities, write_yolo
-    from wildspace.train.job import find_identity_table
 
     path, counts = write_identities(colours_review, tmp_path / "ids.zip", 10**7)
     assert counts == {"Z0": 4, "Z1": 4, "Z2": 4}

@@ -76,9 +76,9 @@ def test_init_loads_matching_tensors_and_refuses_unrelated_files(image_folder, t
 
 
 def test_exported_products_model_loads_in_the_products_service(image_folder, tmp_path):
-    from wildspace.classify.service import ClassifierService
-    from wildspace.config import load_settings
     from wildspace.media.images import load_image
+    from wildspace.services.classifiers import ClassifierService
+    from wildspace.settings import load_settings
     from wildspace.train.runs import run_classifier
 
     settings = load_settings()
@@ -107,7 +107,7 @@ def test_exported_products_model_loads_in_the_products_service(image_folder, tmp
 
 
 def test_products_labels_must_come_from_the_taxonomy(image_folder, tmp_path):
-    from wildspace.config import load_settings
+    from wildspace.settings import load_settings
     from wildspace.train.runs import run_classifier
 
     with pytest.raises(ValueError, match="not in the product taxonomy"):

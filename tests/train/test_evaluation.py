@@ -64,7 +64,7 @@ def test_ground_truth_readers(tmp_path):
 
 def test_detection_report_on_squirrels(shared_data, tmp_path):
     """The human YOLO boxes of squirrels-gt against a results file built from them: every box found."""
-    from wildspace.evaluation.runs import evaluate_detection
+    from wildspace.runs.evaluation import evaluate_detection
 
     labels = shared_data / "camera-trap" / "squirrels-gt" / "data_example" / "labels"
     keys, gt = read_yolo(labels)

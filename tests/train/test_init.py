@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from tests.factories import sha256
 from tests.train.backbones import MEAN, STD, seed_backbone
 from tests.train.conftest import tiny_config
-from wildspace.config import load_settings
+from wildspace.settings import load_settings
 
 
 @pytest.fixture
@@ -119,10 +119,9 @@ def test_offline_without_the_weights_is_one_line_naming_models_import(specs_dir,
 def test_models_import_of_a_backbone_file_then_training_uses_it(specs_dir, hub_cache, image_folder, tmp_path,
                                                                 capsys):
     from wildspace.cli import main
-    from wildspace.train.init import resolve_init
-
     from wildspace.hub.fetch import ModelStore
     from wildspace.hub.specs import SpecRegistry
+    from wildspace.train.init import resolve_init
 
     b = seed_backbone(hub_cache, specs_dir, tmp_path, seed_cache=False)
     bad = tmp_path / "other" / "model.safetensors"

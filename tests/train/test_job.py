@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.train.conftest import kill_and_resume, make_image_folder, tiny_config
-from wildspace.config import load_settings
 from wildspace.jobs.store import JobStore
-from wildspace.train.job import run_training, training_spec
+from wildspace.jobs.training import run_training, training_spec
+from wildspace.settings import load_settings
 
 
 @dataclass
@@ -22,7 +22,7 @@ class _Ctx:
 
 
 def _service():
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
 
     return DetectorService(load_settings())
 
@@ -36,7 +36,7 @@ def test_job_runs_in_process_with_progress_and_installs_the_model(tmp_path, imag
     s = store.status(spec.id, "alice")
     assert (s.state, s.done, s.total, s.model) == ("done", 2, 2, "tiny-colours")
     assert store.progress(spec.id)["epoch"] == 2
-    from wildspace.classify.service import ClassifierService
+    from wildspace.services.classifiers import ClassifierService
 
     assert "tiny-colours" in ClassifierService(load_settings()).names("species")
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from wildspace.config import load_settings
+from wildspace.settings import load_settings
 
 
 @pytest.mark.slow
 def test_short_met_ivory_run_loads_in_products(shared_data, tmp_path):
-    from wildspace.classify.service import ClassifierService
     from wildspace.media.images import load_image
+    from wildspace.services.classifiers import ClassifierService
     from wildspace.train.classifier import TrainConfig
     from wildspace.train.runs import run_classifier
 

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 
 from tests.train.conftest import TINY_ARCH, kill_and_resume
-from wildspace.config import load_settings
 from wildspace.jobs.store import KINDS, JobStore
-from wildspace.train.job import REID_KIND, TRAIN_KINDS, reid_training_spec, run_training
+from wildspace.jobs.training import REID_KIND, TRAIN_KINDS, reid_training_spec, run_training
+from wildspace.settings import load_settings
 
 COLOURS = [(200, 40, 40), (40, 40, 200), (40, 200, 40), (200, 200, 40)]
 
 
 def _service():
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
 
     return DetectorService(load_settings())
 
@@ -208,12 +208,11 @@ def test_train_tab_reid_submit_checks_and_status(tmp_path, monkeypatch):
 def test_train_reid_through_the_api_of_a_launched_app(tmp_path, monkeypatch):
     from gradio_client import Client, handle_file
 
+    import wildspace.ui.train_tab as train_tab
     from wildspace.jobs.queue import JobQueue, start_local_worker
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
     from wildspace.ui.app import build_app
     from wildspace.ui.train_tab import training_status
-
-    import wildspace.ui.train_tab as train_tab
 
     monkeypatch.setenv("WILDSPACE_STORAGE", str(tmp_path / "storage"))
     # the app accepts only its listed backbones; this test's tiny one is added to the list

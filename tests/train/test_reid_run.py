@@ -61,6 +61,6 @@ def test_train_reid_cli_installs_an_embedder(tmp_path, monkeypatch):
     assert main(args + ["--token", "tok"]) == 0  # the run is complete: resumed, same weights re-installed
     assert uploads[0][0] == "me/tiny-reid" and {"knn_head.json", "tiny-reid.yaml", "README.md"} <= set(uploads[0][1])
     from wildspace.hub.specs import SpecRegistry
-    from wildspace.config import load_settings
+    from wildspace.settings import load_settings
 
     assert SpecRegistry(load_settings().spec_dirs).get("tiny-reid").weights.hub.revision == "b" * 40

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from wildspace.config import load_settings
+from wildspace.settings import load_settings
 
 
 def _hand_ntxent(z1: np.ndarray, z2: np.ndarray, t: float) -> float:

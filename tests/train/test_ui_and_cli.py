@@ -8,14 +8,14 @@ import zipfile
 import gradio as gr
 import pytest
 
-from wildspace.config import load_settings
+from wildspace.settings import load_settings
 
 
 def test_train_tab_submit_status_and_products_registration(tmp_path, image_folder, monkeypatch):
-    from wildspace.classify.service import ClassifierService
     from wildspace.jobs.queue import JobQueue
-    from wildspace.services import DetectorService
-    from wildspace.train.job import run_training
+    from wildspace.jobs.training import run_training
+    from wildspace.services.classifiers import ClassifierService
+    from wildspace.services.detectors import DetectorService
     from wildspace.ui.train_tab import parse_label_map, submit_training, training_status
 
     monkeypatch.setenv("WILDSPACE_QUEUE", f"sqlite:///{tmp_path / 'q.db'}")
@@ -46,7 +46,7 @@ def test_train_tab_submit_status_and_products_registration(tmp_path, image_folde
 
 def test_train_tab_is_in_the_app_with_a_queue(tmp_path, monkeypatch):
     from wildspace.jobs.queue import JobQueue
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
     from wildspace.ui.app import build_app
 
     monkeypatch.setenv("WILDSPACE_QUEUE", f"sqlite:///{tmp_path / 'q.db'}")
@@ -72,10 +72,10 @@ def test_cli_train_then_evaluate(tmp_path, image_folder, capsys):
 
 
 def test_push_to_hub_with_a_fake_api(tmp_path, image_folder):
+    from tests.train.conftest import tiny_config
     from wildspace.hub.specs import load_spec_file
     from wildspace.train.export import ExportedModel, push_to_hub
     from wildspace.train.runs import run_classifier
-    from tests.train.conftest import tiny_config
 
     settings = load_settings()
     s = run_classifier(tiny_config(image_folder, tmp_path / "run", epochs=1, name="pushed"), settings)

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from wildspace.config import BUILTIN_SPECS_DIR, Settings
+from wildspace.settings import BUILTIN_SPECS_DIR, Settings
 
 MODEL = "coco-yolov5n"
 
 
 @pytest.fixture(scope="module")
 def app_service(tmp_path_factory, shared_data):
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
 
     home = tmp_path_factory.mktemp("app-home")
     settings = Settings(home=home, spec_dirs=(BUILTIN_SPECS_DIR, home / "specs"), offline=True,

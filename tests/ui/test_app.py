@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wildspace.formats.megadetector import read_results
-from wildspace.services import DetectorService
+from wildspace.services.detectors import DetectorService
 
 ZEBRA = "snapshot_serengeti_S5_U10_U10_R4_S5_U10_R4_IMAG3595.JPG"
 

@@ -21,7 +21,7 @@ pytestmark = [
 def page(app_service, tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
-    from wildspace.lookup import GalleryService
+    from wildspace.services.galleries import GalleryService
     from wildspace.ui.app import build_app
 
     folder = tmp_path_factory.mktemp("cats")

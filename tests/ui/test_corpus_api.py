@@ -105,7 +105,7 @@ def test_detect_video_on_the_corpus(client, corpus):
 def test_video_length_limit(client, corpus, app_service):
     from gradio_client import handle_file
 
-    from wildspace.limits import Limits
+    from wildspace.settings.limits import Limits
 
     _, cases = corpus
     good = of_kind(cases, "video")["good.mp4"]  # 2 s at 5 fps

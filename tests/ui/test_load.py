@@ -25,8 +25,8 @@ NO_DETECTOR = "none (the photo is already a crop)"
 
 @pytest.fixture(scope="module")
 def loaded_app(app_service, tmp_path_factory, shared_data):
-    from wildspace.lookup import GalleryService
     from wildspace.media.images import load_image
+    from wildspace.services.galleries import GalleryService
     from wildspace.ui.app import build_app, queue_options
 
     cats = shared_data / "reid" / "leopard-cat-camtrapR"
@@ -39,7 +39,7 @@ def loaded_app(app_service, tmp_path_factory, shared_data):
     assert galleries.wait_calibrated(timeout=300)  # answers must not change mid-test
     query = cats / [r for r in rows if r["individual"] == "1"][3]["file"]
     demo = build_app(app_service, tmp_path_factory.mktemp("load-out"), galleries=galleries)
-    demo.queue(**queue_options()).launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    demo.queue(**queue_options(app_service.settings)).launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
     yield demo, query
     demo.close()
 

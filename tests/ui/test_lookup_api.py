@@ -22,7 +22,7 @@ def client(running_app):
 
 @pytest.fixture(scope="module")
 def cats_gallery(app_service, tmp_path_factory):
-    from wildspace.lookup import GalleryService
+    from wildspace.services.galleries import GalleryService
 
     folder = tmp_path_factory.mktemp("cats")
     GalleryService(app_service.settings).build("cats", folder, write_set(folder))
@@ -135,9 +135,9 @@ def test_no_message_or_answer_names_a_server_path(client, app_service, cats_gall
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
-    from wildspace.lookup import GalleryService
-    from wildspace.reid.gallery import version_dir
     from tests.reid.synthetic import write_set
+    from wildspace.reid.gallery import version_dir
+    from wildspace.services.galleries import GalleryService
 
     home = str(app_service.settings.home)
     server_dirs = (home, os.environ["GRADIO_TEMP_DIR"], str(tmp_path.parent.parent))

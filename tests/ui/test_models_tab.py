@@ -23,9 +23,9 @@ def _launch(service, out):
 def test_upload_a_detector_then_use_it(tmp_path, model_files, shared_data):
     from gradio_client import Client, handle_file
 
-    from wildspace.config import BUILTIN_SPECS_DIR, Settings
-    from wildspace.services import DetectorService
     from tests.factories import make_malicious_checkpoint
+    from wildspace.services.detectors import DetectorService
+    from wildspace.settings import BUILTIN_SPECS_DIR, Settings
 
     home = tmp_path / "home"
     service = DetectorService(Settings(home=home, spec_dirs=(BUILTIN_SPECS_DIR, home / "specs"), offline=True,
@@ -60,7 +60,7 @@ def test_upload_a_detector_then_use_it(tmp_path, model_files, shared_data):
 def test_no_upload_on_a_public_space_unless_allowed(app_service, tmp_path, monkeypatch):
     from gradio_client import Client
 
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
     from wildspace.ui.models_tab import UPLOAD_OFF, import_detector_file
 
     # what load_settings gives on a Space (SPACE_ID set) without WILDSPACE_ALLOW_CUSTOM_WEIGHTS;
@@ -80,7 +80,7 @@ def test_no_upload_on_a_public_space_unless_allowed(app_service, tmp_path, monke
     with pytest.raises(gr.Error) as err:  # the handler itself refuses too
         import_detector_file(public, str(tmp_path / "x.pt"), "x")
     assert UPLOAD_OFF in str(err.value.message) and MODEL in public.detector_names()
-    from wildspace.config import load_settings
+    from wildspace.settings import load_settings
 
     monkeypatch.setenv("SPACE_ID", "someone/wildspace")
     monkeypatch.delenv("WILDSPACE_ALLOW_CUSTOM_WEIGHTS", raising=False)

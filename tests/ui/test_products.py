@@ -10,8 +10,8 @@ from PIL import Image
 
 from tests.classify.factories import SERENGETI, install_classifier, make_classifier_file
 from wildspace.classify.products import PRODUCT_LABELS, display_name
-from wildspace.config import BUILTIN_SPECS_DIR, Settings
 from wildspace.formats.megadetector import read_results
+from wildspace.settings import BUILTIN_SPECS_DIR, Settings
 
 ZEBRA = "snapshot_serengeti_S5_U10_U10_R4_S5_U10_R4_IMAG3595.JPG"
 PRODUCTS = "local-products"
@@ -25,7 +25,7 @@ def _settings(home):
 def _add_locally_trained_products_model(home, tmp_dir):
     """What training will produce: a safetensors file plus a spec YAML in the user spec dir
     (sha256 recorded on import), brought in with `models import FILE --as NAME`."""
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
 
     weights = make_classifier_file(tmp_dir / "products.safetensors", "torchvision", "resnet18", len(PRODUCT_LABELS),
                                    seed=21)
@@ -42,7 +42,7 @@ def _add_locally_trained_products_model(home, tmp_dir):
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory, shared_data):
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
 
     home = tmp_path_factory.mktemp("products-home")
     _add_locally_trained_products_model(home, tmp_path_factory.mktemp("trained"))
@@ -53,7 +53,7 @@ def home(tmp_path_factory, shared_data):
 
 @pytest.fixture(scope="module")
 def app(home, tmp_path_factory):
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
     from wildspace.ui.app import build_app
 
     demo = build_app(DetectorService(_settings(home)), tmp_path_factory.mktemp("out"))
@@ -79,8 +79,8 @@ def photo(tmp_path):
 def test_without_a_products_model_the_tab_says_how_to_add_one(tmp_path, photo):
     import gradio as gr
 
-    from wildspace.classify.service import ClassifierService
-    from wildspace.services import DetectorService
+    from wildspace.services.classifiers import ClassifierService
+    from wildspace.services.detectors import DetectorService
     from wildspace.ui.app import build_app
     from wildspace.ui.products_tab import PendingAnswers, classify_product_photo
 
@@ -135,7 +135,7 @@ def test_feedback_survives_an_app_restart_and_exports(client, photo, home, tmp_p
     from gradio_client import handle_file
 
     from wildspace.classify.feedback import FeedbackStore
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
     from wildspace.ui.app import build_app
 
     top, _, _, answer_id = client.predict(handle_file(str(photo)), PRODUCTS, False, api_name="/classify_product")

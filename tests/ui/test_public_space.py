@@ -28,7 +28,7 @@ SPACE_ENV = {"SYSTEM": "spaces", "SPACE_ID": "org/wildspace", "OAUTH_CLIENT_ID":
 
 
 def _space_settings(base, work: Path, **changes):
-    from wildspace.guards import Guards
+    from wildspace.settings.guards import Guards
 
     guards = dataclasses.replace(Guards.from_env({}, public=True), **changes)
     return dataclasses.replace(base, public_space=True, allow_training=True, allow_custom_weights=True,
@@ -41,7 +41,7 @@ def space(app_service, tmp_path, monkeypatch):
     import gradio.http_server
 
     from wildspace.jobs.queue import JobQueue, start_local_worker
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
     from wildspace.ui.app import build_app
 
     for key, value in SPACE_ENV.items():
@@ -127,7 +127,7 @@ def _compressible_zip(path: Path, members: int = 8, mb: int = 100) -> Path:
 def test_a_disk_filling_zip_is_refused_and_nothing_is_kept(space, tmp_path):
     from gradio_client import Client, handle_file
 
-    from wildspace.disk import tree_size
+    from wildspace.runs.disk import tree_size
 
     demo, _ = space
     bomb = _compressible_zip(tmp_path / "bomb.zip")
@@ -202,7 +202,7 @@ def test_anonymous_training_and_imports_are_refused_over_api_and_mcp(space, tmp_
 
 def test_without_the_owners_opt_in_there_is_no_training_or_upload_endpoint(app_service, tmp_path, monkeypatch):
     from wildspace.jobs.queue import JobQueue
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
     from wildspace.ui.app import build_app
 
     for key, value in SPACE_ENV.items():

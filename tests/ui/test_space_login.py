@@ -12,8 +12,8 @@ def _login_buttons(demo) -> list:
 
 
 def test_login_button_only_on_a_public_space(tmp_path, monkeypatch):
-    from wildspace.config import load_settings
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
+    from wildspace.settings import load_settings
     from wildspace.ui.app import build_app
 
     settings = load_settings()

@@ -7,6 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from wildspace.errors import UsageError
+
 DEFAULT_MARGIN = 0.1
 
 
@@ -37,13 +39,13 @@ def crop_window(hw: tuple[int, int], bbox_xywh_norm: Sequence[float], margin: fl
             or a negative margin.
     """
     if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
+        raise UsageError(f"margin must be >= 0, got {margin}")
     if len(bbox_xywh_norm) != 4 or not all(math.isfinite(float(v)) for v in bbox_xywh_norm):
-        raise ValueError(f"bbox must be 4 finite numbers (x_min, y_min, width, height), got {bbox_xywh_norm}")
+        raise UsageError(f"bbox must be 4 finite numbers (x_min, y_min, width, height), got {bbox_xywh_norm}")
     h, w = hw
     x, y, bw, bh = (float(v) for v in bbox_xywh_norm)
     if bw < 0 or bh < 0:
-        raise ValueError(f"bbox width and height must be >= 0, got {bbox_xywh_norm}")
+        raise UsageError(f"bbox width and height must be >= 0, got {bbox_xywh_norm}")
     px, py, pw, ph = x * w, y * h, bw * w, bh * h
     if square:
         side = max(pw, ph)
@@ -55,5 +57,5 @@ def crop_window(hw: tuple[int, int], bbox_xywh_norm: Sequence[float], margin: fl
     x0, y0 = min(max(x0, 0), w - 1), min(max(y0, 0), h - 1)
     x1, y1 = min(max(x1, x0 + 1), w), min(max(y1, y0 + 1), h)
     if px >= w or py >= h or px + pw <= 0 or py + ph <= 0:
-        raise ValueError(f"bbox {tuple(bbox_xywh_norm)} lies outside the image")
+        raise UsageError(f"bbox {tuple(bbox_xywh_norm)} lies outside the image")
     return x0, y0, x1, y1

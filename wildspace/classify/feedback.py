@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from wildspace.errors import UsageError
 from wildspace.media.images import ImageReadError, load_image
 
 VERDICTS = ("right", "wrong")
@@ -120,21 +121,21 @@ class FeedbackStore:
             ValueError: a bad verdict, label or comment, or a file that is not an image.
         """
         if verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
+            raise UsageError(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
         if not top:
-            raise ValueError("there is no answer to give feedback on")
+            raise UsageError("there is no answer to give feedback on")
         predicted, conf = str(top[0][0]), float(top[0][1])
         right_label = (right_label or "").strip() or None
         if verdict == "right":
             if right_label not in (None, predicted):
-                raise ValueError(f"marked right, but the right label '{right_label}' differs from the "
+                raise UsageError(f"marked right, but the right label '{right_label}' differs from the "
                                  f"answer '{predicted}'; mark it wrong instead")
             right_label = predicted
         if right_label is not None and labels is not None and right_label not in labels:
-            raise ValueError(f"'{right_label}' is not a label of this model; choose from {', '.join(labels)}")
+            raise UsageError(f"'{right_label}' is not a label of this model; choose from {', '.join(labels)}")
         comment = (comment or "").strip()
         if len(comment) > MAX_COMMENT:
-            raise ValueError(f"the comment is {len(comment)} characters; at most {MAX_COMMENT} please")
+            raise UsageError(f"the comment is {len(comment)} characters; at most {MAX_COMMENT} please")
         rel, digest = self._save_image(Path(image_path))
         answer_id = (answer_id or "").strip() or None
         rec = FeedbackRecord(id=uuid.uuid4().hex, created=_dt.datetime.now(_dt.timezone.utc).isoformat(),
@@ -171,7 +172,7 @@ class FeedbackStore:
         try:
             load_image(src, max_pixels=self.max_pixels)
         except ImageReadError as exc:
-            raise ValueError(f"the photo cannot be stored: {exc}") from None
+            raise UsageError(f"the photo cannot be stored: {exc}") from None
         data = src.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         ext = src.suffix.lower() if src.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp", ".bmp",
@@ -231,11 +232,11 @@ class FeedbackStore:
 
         recs = self.records(model=model)
         if not recs:
-            raise ValueError("there is no feedback to export yet")
+            raise UsageError("there is no feedback to export yet")
         names = list(label_names) if label_names is not None else sorted({r.label for r in recs if r.label})
         missing = sorted({r.label for r in recs if r.label and r.label not in names})
         if missing:
-            raise ValueError(f"feedback labels {', '.join(missing)} are not in the label list given")
+            raise UsageError(f"feedback labels {', '.join(missing)} are not in the label list given")
         features = Features({"image": Image(), "label": ClassLabel(names=names or ["none"]),
                              "predicted": Value("string"), "predicted_conf": Value("float32"),
                              "verdict": Value("string"), "comment": Value("string"),

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from wildspace.classify.models import Classifier
+from wildspace.errors import UsageError
 
 
 def grad_cam(classifier: Classifier, image: np.ndarray, class_index: int | None = None) -> tuple[np.ndarray, int]:
@@ -38,7 +39,7 @@ def grad_cam(classifier: Classifier, image: np.ndarray, class_index: int | None 
         if class_index is None:
             class_index = int(classifier.probabilities_from_logits(logits.detach())[0].argmax())
         if not 0 <= class_index < n:
-            raise ValueError(f"class_index {class_index} is not in 0..{n - 1}")
+            raise UsageError(f"class_index {class_index} is not in 0..{n - 1}")
         (grads,) = torch.autograd.grad(classifier.score(logits, class_index).sum(), fmap)
     cam = _weighted_map(fmap.detach()[0], grads[0], classifier.prefix_tokens)
     return _to_image_size(cam, image.shape[:2]), class_index
@@ -51,11 +52,11 @@ def _weighted_map(fmap, grads, prefix_tokens: int) -> np.ndarray:
         fmap, grads = fmap[prefix_tokens:], grads[prefix_tokens:]
         side = math.isqrt(fmap.shape[0])
         if side * side != fmap.shape[0]:
-            raise ValueError(f"cannot arrange {fmap.shape[0]} tokens on a square grid for Grad-CAM")
+            raise UsageError(f"cannot arrange {fmap.shape[0]} tokens on a square grid for Grad-CAM")
         fmap = fmap.T.reshape(-1, side, side)
         grads = grads.T.reshape(-1, side, side)
     if fmap.ndim != 3:
-        raise ValueError(f"Grad-CAM needs a (C, h, w) feature map, got shape {tuple(fmap.shape)}")
+        raise UsageError(f"Grad-CAM needs a (C, h, w) feature map, got shape {tuple(fmap.shape)}")
     weights = grads.mean(dim=(1, 2))
     cam = torch.relu((weights[:, None, None] * fmap).sum(dim=0))
     return cam.float().cpu().numpy()
@@ -74,7 +75,7 @@ def _to_image_size(cam: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> Image.Image:
     """The image with the heat-map blended on top (blue = none … red = strongest)."""
     if heatmap.shape != image.shape[:2]:
-        raise ValueError(f"heat-map {heatmap.shape} does not match the image {image.shape[:2]}")
+        raise UsageError(f"heat-map {heatmap.shape} does not match the image {image.shape[:2]}")
     h = np.clip(heatmap, 0, 1)[..., None]
     colour = np.concatenate([h, 1 - np.abs(2 * h - 1), 1 - h], axis=2)  # red, green, blue ramps
     colour = (colour * 255).astype(np.float32)

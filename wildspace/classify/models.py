@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from wildspace.classify.weights import read_tensors, rename_keys
+from wildspace.errors import UsageError
 from wildspace.hub.specs import ModelSpec
 
 CLASSIFIER_FAMILIES = ("timm", "torchvision")
@@ -71,23 +72,23 @@ def info_from_spec(spec: ModelSpec) -> ClassifierInfo:
     """
     where = f"model '{spec.name}'"
     if spec.task != "classify":
-        raise ValueError(f"{where} is a '{spec.task}' model, not a classifier")
+        raise UsageError(f"{where} is a '{spec.task}' model, not a classifier")
     if spec.family not in CLASSIFIER_FAMILIES:
-        raise ValueError(f"{where}: family '{spec.family}' cannot classify; choose one of "
+        raise UsageError(f"{where}: family '{spec.family}' cannot classify; choose one of "
                          f"{', '.join(CLASSIFIER_FAMILIES)}")
     x = spec.extra
     arch = x.get("arch")
     if not arch:
-        raise ValueError(f"{where}: a classifier spec needs 'arch' (e.g. resnet50)")
+        raise UsageError(f"{where}: a classifier spec needs 'arch' (e.g. resnet50)")
     activation = str(x.get("activation", "softmax"))
     if activation not in ACTIVATIONS:
-        raise ValueError(f"{where}: activation '{activation}' is not one of {', '.join(ACTIVATIONS)}")
+        raise UsageError(f"{where}: activation '{activation}' is not one of {', '.join(ACTIVATIONS)}")
     kind = str(x.get("kind", "species"))
     if kind not in KINDS:
-        raise ValueError(f"{where}: kind '{kind}' is not one of {', '.join(KINDS)}")
+        raise UsageError(f"{where}: kind '{kind}' is not one of {', '.join(KINDS)}")
     mean, std = tuple(x.get("mean", IMAGENET_MEAN)), tuple(x.get("std", IMAGENET_STD))
     if len(mean) != 3 or len(std) != 3 or any(float(s) <= 0 for s in std):
-        raise ValueError(f"{where}: mean and std must be three numbers each (std > 0)")
+        raise UsageError(f"{where}: mean and std must be three numbers each (std > 0)")
     return ClassifierInfo(
         name=spec.name, family=spec.family, arch=str(arch), labels=spec.labels,
         input_size=spec.input_size, mean=tuple(map(float, mean)), std=tuple(map(float, std)),
@@ -111,7 +112,7 @@ def create_network(family: str, arch: str, n_outputs: int):
 
         if not timm.is_model(arch):
             close = difflib.get_close_matches(arch, timm.list_models(), n=5)
-            raise ValueError(f"unknown timm architecture '{arch}'"
+            raise UsageError(f"unknown timm architecture '{arch}'"
                              + (f"; did you mean {', '.join(close)}?" if close else
                                 "; see timm.list_models()"))
         return timm.create_model(arch, pretrained=False, num_classes=n_outputs)
@@ -121,10 +122,10 @@ def create_network(family: str, arch: str, n_outputs: int):
         known = torchvision.models.list_models(module=torchvision.models)
         if arch not in known:
             close = difflib.get_close_matches(arch, known, n=5)
-            raise ValueError(f"unknown torchvision classification architecture '{arch}'; "
+            raise UsageError(f"unknown torchvision classification architecture '{arch}'; "
                              f"choose one of: {', '.join(close or known[:20])}")
         return torchvision.models.get_model(arch, weights=None, num_classes=n_outputs)
-    raise ValueError(f"unknown classifier family '{family}'; choose one of {', '.join(CLASSIFIER_FAMILIES)}")
+    raise UsageError(f"unknown classifier family '{family}'; choose one of {', '.join(CLASSIFIER_FAMILIES)}")
 
 
 class Classifier:
@@ -176,7 +177,7 @@ class Classifier:
         import torch
 
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UsageError(f"batch_size must be >= 1, got {batch_size}")
         out = []
         with torch.inference_mode():
             for i in range(0, len(images), batch_size):
@@ -208,9 +209,9 @@ class Classifier:
 
 def _rgb(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
+        raise UsageError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
     if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"empty image {image.shape}")
+        raise UsageError(f"empty image {image.shape}")
     return np.ascontiguousarray(image)
 
 
@@ -219,7 +220,7 @@ def _cam_module(net, info: ClassifierInfo):
     name = info.extra.get("cam_layer") or next((n for n in ("layer4", "features", "trunk_output")
                                                 if n in modules), None)
     if name is None or name not in modules:
-        raise ValueError(f"model '{info.name}': set extra 'cam_layer' to the module Grad-CAM "
+        raise UsageError(f"model '{info.name}': set extra 'cam_layer' to the module Grad-CAM "
                          f"explains (e.g. one of {', '.join(list(modules)[1:8])} …)")
     return modules[name]
 
@@ -237,11 +238,11 @@ def load_weights(net, path: str | Path, info: ClassifierInfo) -> None:
     try:
         result = net.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatch
-        raise ValueError(f"weights {Path(path).name} do not fit {info.family} '{info.arch}' with "
+        raise UsageError(f"weights {Path(path).name} do not fit {info.family} '{info.arch}' with "
                          f"{num_outputs(info)} outputs: {_first_line(exc)}") from None
     missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
     if missing or unexpected:
-        raise ValueError(
+        raise UsageError(
             f"weights {Path(path).name} do not fit {info.family} '{info.arch}': "
             f"{len(missing)} missing keys ({', '.join(missing[:3])}), {len(unexpected)} unexpected "
             f"({', '.join(unexpected[:3])}); check 'arch', 'state_dict_key' and 'key_map'")

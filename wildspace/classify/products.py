@@ -24,6 +24,7 @@ from wildspace.classify.crops import crop_box, crop_window
 from wildspace.classify.gradcam import grad_cam
 from wildspace.classify.models import Classifier
 from wildspace.classify.weights import read_tensors, rename_keys
+from wildspace.errors import UsageError
 from wildspace.hub.specs import ModelSpec
 
 PRODUCT_TAXONOMY: dict[str, tuple[str, ...]] = {
@@ -44,7 +45,7 @@ def product_group(label: str) -> str:
         return NON_WILDLIFE
     group = label.split("_", 1)[0]
     if group not in PRODUCT_TAXONOMY or label not in PRODUCT_LABELS:
-        raise ValueError(f"'{label}' is not a product label; choose from {', '.join(PRODUCT_LABELS)}")
+        raise UsageError(f"'{label}' is not a product label; choose from {', '.join(PRODUCT_LABELS)}")
     return group
 
 
@@ -60,7 +61,7 @@ def check_product_labels(labels: Sequence[str], where: str = "products model") -
     """Raise ``ValueError`` unless every label belongs to the taxonomy (a subset is fine)."""
     bad = [x for x in labels if x not in PRODUCT_LABELS]
     if bad:
-        raise ValueError(f"{where}: labels {', '.join(bad[:5])} are not in the product taxonomy; "
+        raise UsageError(f"{where}: labels {', '.join(bad[:5])} are not in the product taxonomy; "
                          f"valid labels: {', '.join(PRODUCT_LABELS)}")
 
 
@@ -121,12 +122,12 @@ def build_localizer(spec: ModelSpec, path: str | Path, device: str = "cpu") -> P
     import torchvision
 
     if spec.extra.get("kind") != LOCALIZER_KIND or spec.family != "torchvision":
-        raise ValueError(f"model '{spec.name}' is not a torchvision product localiser "
+        raise UsageError(f"model '{spec.name}' is not a torchvision product localiser "
                          f"(family: torchvision, kind: {LOCALIZER_KIND})")
     arch = str(spec.extra.get("arch", ""))
     known = torchvision.models.list_models(module=torchvision.models.detection)
     if arch not in known:
-        raise ValueError(f"model '{spec.name}': localiser arch '{arch}' is not one of {', '.join(known)}")
+        raise UsageError(f"model '{spec.name}': localiser arch '{arch}' is not one of {', '.join(known)}")
     net = create_localizer_network(arch, len(spec.labels), spec.input_size)
     state = read_tensors(path, spec.extra.get("state_dict_key"))
     if spec.extra.get("key_map"):
@@ -134,7 +135,7 @@ def build_localizer(spec: ModelSpec, path: str | Path, device: str = "cpu") -> P
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"weights {Path(path).name} do not fit localiser '{arch}' with "
+        raise UsageError(f"weights {Path(path).name} do not fit localiser '{arch}' with "
                          f"{len(spec.labels)} classes: {str(exc).splitlines()[0]}") from None
     return ProductLocalizer(net, spec.name, spec.labels, device)
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from wildspace.classify.crops import DEFAULT_MARGIN, crop_box
 from wildspace.classify.models import Classifier
+from wildspace.errors import UsageError
 from wildspace.formats.categories import label_kind, label_of
 from wildspace.media.images import ImageReadError, load_image
 from wildspace.types import Detection, ImageResult
@@ -49,9 +50,9 @@ class SpeciesOptions:
         for name in ("threshold", "min_detection_conf"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1, got {v}")
+                raise UsageError(f"{name} must be between 0 and 1, got {v}")
         if self.top_k < 1 or self.batch_size < 1:
-            raise ValueError("top_k and batch_size must be >= 1")
+            raise UsageError("top_k and batch_size must be >= 1")
 
 
 def is_classifiable(d: Detection, detector_labels: Sequence[str], min_conf: float) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from wildspace.errors import UsageError
 from wildspace.hub.safe_pickle import UnsafeCheckpoint, check_globals
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
@@ -57,7 +58,7 @@ def read_tensors(path: str | Path, key: str | None = None) -> dict[str, Any]:
         except (SafetensorError, OSError) as exc:
             raise UnsafeCheckpoint(f"{path.name}: not a readable safetensors file ({exc})") from None
     if suffix not in PICKLE_SUFFIXES:
-        raise ValueError(f"{path.name}: unsupported weight file type '{suffix}'; use .safetensors "
+        raise UsageError(f"{path.name}: unsupported weight file type '{suffix}'; use .safetensors "
                          f"(preferred) or one of {', '.join(PICKLE_SUFFIXES)}")
     return _state_dict_of(_load_pickle(path), key, path.name)
 

@@ -17,6 +17,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from wildspace.errors import UsageError
+
 # flags that decide which arithmetic is fast (bf16 / int8 matrix units and dot products)
 SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16",
                "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve", "bf16", "i8mm")
@@ -38,13 +40,13 @@ def resolve_threads(threads: int | None = None) -> int:
         ValueError: a count below 1.
     """
     if threads is None:
-        from wildspace.config import load_settings
+        from wildspace.settings import load_settings
 
         threads = load_settings().threads
     if threads is None:
         return available_cores()
     if int(threads) < 1:
-        raise ValueError(f"thread count must be at least 1, got {threads}")
+        raise UsageError(f"thread count must be at least 1, got {threads}")
     return int(threads)
 
 

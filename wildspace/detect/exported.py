@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from wildspace.detect.base import Prepared, xyxy_to_detections
+from wildspace.errors import UsageError
 from wildspace.types import Detection, DetectorInfo
 
 RUNTIME_VERSION = 1
@@ -32,7 +33,7 @@ def runtime_record(family: str, labels: Sequence[str], stride: int, end2end: boo
                    iou: float, max_det: int, agnostic: bool) -> dict:
     """What a torch-free run of an exported YOLO network needs besides the network."""
     if family not in RUNTIME_FAMILIES:
-        raise ValueError(f"no torch-free runtime for family '{family}'")
+        raise UsageError(f"no torch-free runtime for family '{family}'")
     return {"version": RUNTIME_VERSION, "family": family, "labels": list(labels), "stride": int(stride),
             "end2end": bool(end2end), "trained_size": trained_size, "iou": float(iou), "max_det": int(max_det),
             "agnostic": bool(agnostic)}

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from wildspace.detect.base import BuiltDetector, Detector
+from wildspace.errors import UsageError
 from wildspace.hub.safe_pickle import UnsafeCheckpoint, checkpoint_globals, is_data_global
 from wildspace.hub.specs import ModelSpec
 from wildspace.types import DetectorInfo
@@ -75,7 +76,7 @@ def build_detector(path: str | Path, *, family: str | None = None, name: str | N
     path = Path(path)
     family = family or detect_family(path)
     if family not in _BUILDERS:
-        raise ValueError(f"family '{family}' cannot detect; choose from {', '.join(_BUILDERS)}")
+        raise UsageError(f"family '{family}' cannot detect; choose from {', '.join(_BUILDERS)}")
     thresholds = thresholds or {}
     info = DetectorInfo(
         name=name or path.stem, labels=tuple(labels), input_size=input_size or 0,
@@ -128,7 +129,7 @@ def build_detector_for_spec(spec: ModelSpec, path: str | Path, device: str = "cp
                             export_dir: str | Path | None = None, threads: int | None = None,
                             precision: str = "fp32") -> Detector:
     if spec.task != "detect":
-        raise ValueError(f"model '{spec.name}' is a {spec.task} model, not a detector")
+        raise UsageError(f"model '{spec.name}' is a {spec.task} model, not a detector")
     det = build_detector(path, family=spec.family, name=spec.name,
                          input_size=input_size or spec.input_size, labels=spec.labels,
                          thresholds=spec.thresholds, version=spec.version, device=device,

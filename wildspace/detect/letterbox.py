@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from wildspace.errors import UsageError
+
 PAD_VALUE = 114
 
 
@@ -43,7 +45,7 @@ def letterbox(image: np.ndarray, size: int, stride: int = 32) -> tuple[np.ndarra
     """
     h, w = image.shape[:2]
     if h < 1 or w < 1:
-        raise ValueError(f"cannot letterbox an empty image ({w}x{h} px)")
+        raise UsageError(f"cannot letterbox an empty image ({w}x{h} px)")
     H, W = letterbox_shape(h, w, size, stride)
     r = min(H / h, W / w)
     nw, nh = max(int(round(w * r)), 1), max(int(round(h * r)), 1)  # never a 0-pixel resize
@@ -80,7 +82,7 @@ def stride_letterbox(image: np.ndarray, size: int, stride: int) -> np.ndarray:
     size = -(-size // stride) * stride
     h, w = image.shape[:2]
     if h < 1 or w < 1:
-        raise ValueError(f"cannot letterbox an empty image ({w}x{h} px)")
+        raise UsageError(f"cannot letterbox an empty image ({w}x{h} px)")
     r = min(size / h, size / w)
     nw, nh = max(round(w * r), 1), max(round(h * r), 1)
     dw, dh = (size - nw) % stride / 2, (size - nh) % stride / 2

@@ -34,6 +34,7 @@ from typing import Callable
 import numpy as np
 
 from wildspace.atomic import write_text_atomic
+from wildspace.errors import UsageError, WildspaceError
 
 BACKENDS = ("torch", "onnx", "auto")
 ONNX_OPSET = 17
@@ -51,14 +52,14 @@ SPEED_RECORD_VERSION = 1
 log = logging.getLogger(__name__)
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(WildspaceError, RuntimeError):
     """The requested inference backend cannot be used for this model on this machine."""
 
 
 def check_backend(name: str) -> str:
     """Return ``name`` if it is a known backend, else raise ``ValueError`` listing the choices."""
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend '{name}'; choose from {', '.join(BACKENDS)}")
+        raise UsageError(f"unknown backend '{name}'; choose from {', '.join(BACKENDS)}")
     return name
 
 
@@ -344,7 +345,7 @@ def eager_precision(precision: str, backend: str, device: str) -> str:
     """The precision an eager detector runs: ``bf16`` (CPU, eager PyTorch only: raises
     :class:`BackendUnavailable` with ``backend="onnx"``) or ``fp32``."""
     if precision not in ("fp32", "bf16"):
-        raise ValueError(f"a detector runs fp32 or bf16, not '{precision}'")
+        raise UsageError(f"a detector runs fp32 or bf16, not '{precision}'")
     if precision == "bf16":
         if not str(device).startswith("cpu"):
             raise BackendUnavailable(f"precision bf16 is a CPU path (device is {device})")
@@ -395,7 +396,7 @@ def single_output(network):
 
 def default_export_dir() -> Path:
     """``<WILDSPACE_HOME>/exported``: where exported networks are cached by default."""
-    from wildspace.config import load_settings
+    from wildspace.settings import load_settings
 
     return load_settings().home / "exported"
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wildspace.errors import UsageError
+
 PRECISIONS = ("fp32", "bf16", "auto")
 PARITY_MIN_SHARE = 0.98
 
@@ -59,7 +61,7 @@ MEASURED_PARITY: dict[tuple[str, str], ParityResult] = {
 def check_precision(name: str) -> str:
     """``name`` if it is a known precision, else ``ValueError`` listing the choices."""
     if name not in PRECISIONS:
-        raise ValueError(f"unknown precision '{name}'; choose from {', '.join(PRECISIONS)}")
+        raise UsageError(f"unknown precision '{name}'; choose from {', '.join(PRECISIONS)}")
     return name
 
 

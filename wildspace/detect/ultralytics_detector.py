@@ -49,12 +49,12 @@ def is_ultralytics_checkpoint(names: set[str]) -> bool:
 
 
 def _configure_ultralytics() -> None:
-    """Keep ultralytics offline and its settings file out of the user's home."""
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    if "YOLO_CONFIG_DIR" not in os.environ:
-        from wildspace.config import load_settings
+    """Keep ultralytics offline and its settings file out of the user's home (set for the
+    library before it loads; nothing is read from the environment here)."""
+    from wildspace.settings import load_settings
 
-        os.environ["YOLO_CONFIG_DIR"] = str(load_settings().home / "ultralytics")
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(load_settings().home / "ultralytics"))
 
 
 def check_ultralytics_checkpoint(path: str | Path) -> set[str]:

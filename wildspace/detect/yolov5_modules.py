@@ -18,6 +18,8 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from wildspace.errors import UsageError
+
 
 def autopad(k: int, p: int | None = None) -> int:
     return k // 2 if p is None else p
@@ -241,7 +243,7 @@ def parse_model(cfg: dict[str, Any], ch_in: int = 3) -> tuple[nn.Sequential, lis
             cls, c2 = Detect, None
             args = [nc, anchors, [ch[x] for x in f]]
         else:
-            raise ValueError(f"unsupported YOLOv5 layer '{name}'; supported: "
+            raise UsageError(f"unsupported YOLOv5 layer '{name}'; supported: "
                              f"{', '.join([*_BLOCKS, 'Upsample', 'Concat', 'Detect'])}")
         m = nn.Sequential(*(cls(*args) for _ in range(n))) if n > 1 else cls(*args)
         m.i, m.f, m.type = i, f, name  # type: ignore[method-assign]  # upstream's layer attributes
@@ -298,7 +300,7 @@ def yolov5_config(variant: str, nc: int) -> dict[str, Any]:
     p6 = variant.endswith("6")
     scale = variant[:-1] if p6 else variant
     if scale not in SCALES:
-        raise ValueError(f"unknown YOLOv5 variant '{variant}'; choose from "
+        raise UsageError(f"unknown YOLOv5 variant '{variant}'; choose from "
                          f"{', '.join(list(SCALES) + [s + '6' for s in SCALES])}")
     gd, gw = SCALES[scale]
     backbone, head = _rows_p6() if p6 else _rows_p5()
@@ -317,7 +319,7 @@ def fuse(model: nn.Module) -> nn.Module:
 
 def _fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("cannot fold a BatchNorm without running statistics into its convolution")
+        raise UsageError("cannot fold a BatchNorm without running statistics into its convolution")
     # Conv2d's attributes are typed tuple[int, ...]; its constructor wants tuple[int, int]
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,  # type: ignore[arg-type]
                       conv.stride, conv.padding, conv.dilation,  # type: ignore[arg-type]

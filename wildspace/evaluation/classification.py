@@ -16,6 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
+from wildspace.errors import UsageError
+
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict:
     """Metrics for predicted class indexes against the true ones (indexes into ``labels``).
@@ -27,13 +29,13 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
 
     true, pred = np.asarray(y_true, int), np.asarray(y_pred, int)
     if true.shape != pred.shape or true.ndim != 1:
-        raise ValueError(f"y_true and y_pred must be 1-d and the same length, got {true.shape} and {pred.shape}")
+        raise UsageError(f"y_true and y_pred must be 1-d and the same length, got {true.shape} and {pred.shape}")
     if len(true) == 0:
-        raise ValueError("no samples to evaluate")
+        raise UsageError("no samples to evaluate")
     k = len(labels)
     for name, y in (("y_true", true), ("y_pred", pred)):
         if y.min() < 0 or y.max() >= k:
-            raise ValueError(f"{name} has class indexes outside 0..{k - 1} ({k} labels)")
+            raise UsageError(f"{name} has class indexes outside 0..{k - 1} ({k} labels)")
     idx = list(range(k))
     p, r, f, s = precision_recall_fscore_support(true, pred, labels=idx, zero_division=0)
     present = s > 0

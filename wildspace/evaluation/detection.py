@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from wildspace.errors import NotFound, UsageError
 from wildspace.formats.categories import label_kind
 
 CLASS_MODES = ("animal", "any", "same")
@@ -51,14 +52,14 @@ def read_coco(path: str | Path) -> tuple[list[str], list[Box]]:
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        raise UsageError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or not {"images", "annotations"} <= set(doc):
-        raise ValueError(f"{path}: not a COCO file (needs 'images' and 'annotations')")
+        raise UsageError(f"{path}: not a COCO file (needs 'images' and 'annotations')")
     cats = {c["id"]: str(c.get("name", c["id"])) for c in doc.get("categories", [])}
     images = {}
     for im in doc["images"]:
         if not im.get("width") or not im.get("height"):
-            raise ValueError(f"{path}: image {im.get('file_name')} has no width/height")
+            raise UsageError(f"{path}: image {im.get('file_name')} has no width/height")
         images[im["id"]] = im
     boxes = []
     for a in doc["annotations"]:
@@ -66,7 +67,7 @@ def read_coco(path: str | Path) -> tuple[list[str], list[Box]]:
             continue  # image-level labels (COCO Camera Traps 'empty') have no box
         im = images.get(a["image_id"])
         if im is None:
-            raise ValueError(f"{path}: annotation {a.get('id')} names unknown image {a['image_id']}")
+            raise UsageError(f"{path}: annotation {a.get('id')} names unknown image {a['image_id']}")
         x, y, w, h = (float(v) for v in a["bbox"])
         W, H = float(im["width"]), float(im["height"])
         boxes.append(Box(_stem(im["file_name"]), cats.get(a.get("category_id"), "animal"),
@@ -79,7 +80,7 @@ def read_yolo(labels_dir: str | Path, names: Sequence[str] | None = None) -> tup
     recursively under ``labels_dir``. ``names`` maps class ids to names (default ``animal``)."""
     root = Path(labels_dir)
     if not root.is_dir():
-        raise FileNotFoundError(f"YOLO labels folder not found: {root}")
+        raise NotFound(f"YOLO labels folder not found: {root}")
     keys, boxes = [], []
     for txt in sorted(root.rglob("*.txt")):
         keys.append(txt.stem)
@@ -88,12 +89,12 @@ def read_yolo(labels_dir: str | Path, names: Sequence[str] | None = None) -> tup
             if not parts:
                 continue
             if len(parts) != 5:
-                raise ValueError(f"{txt} line {n}: expected 'class cx cy w h', got {line!r}")
+                raise UsageError(f"{txt} line {n}: expected 'class cx cy w h', got {line!r}")
             c, cx, cy, w, h = int(float(parts[0])), *map(float, parts[1:])
             label = names[c] if names and 0 <= c < len(names) else "animal"
             boxes.append(Box(txt.stem, label, (cx - w / 2, cy - h / 2, w, h)))
     if not keys:
-        raise ValueError(f"{root}: no YOLO .txt label files found")
+        raise UsageError(f"{root}: no YOLO .txt label files found")
     return keys, boxes
 
 
@@ -104,7 +105,7 @@ def read_ground_truth(path: str | Path, names: Sequence[str] | None = None) -> t
         return read_yolo(p, names)
     if p.suffix.lower() == ".json":
         return read_coco(p)
-    raise ValueError(f"ground truth {p} must be a COCO .json file or a folder of YOLO .txt files")
+    raise UsageError(f"ground truth {p} must be a COCO .json file or a folder of YOLO .txt files")
 
 
 def read_predictions(md_json: str | Path | dict) -> list[Box]:
@@ -180,12 +181,12 @@ def detection_metrics(predictions: list[Box], ground_truth: list[Box], gt_images
         ValueError: an unknown class mode or no prediction for any ground-truth image.
     """
     if classes not in CLASS_MODES:
-        raise ValueError(f"classes '{classes}' is not one of {', '.join(CLASS_MODES)}")
+        raise UsageError(f"classes '{classes}' is not one of {', '.join(CLASS_MODES)}")
     keys = set(gt_images)
     preds = [p for p in predictions if p.image in keys]
     seen = {p.image for p in predictions}
     if not keys & seen and predictions:
-        raise ValueError("no prediction file name matches a ground-truth image (files are matched by "
+        raise UsageError("no prediction file name matches a ground-truth image (files are matched by "
                          f"name without folder/extension, e.g. {sorted(keys)[:2]} vs {sorted(seen)[:2]})")
     # a single greedy matching at the threshold (the headline numbers) ...
     at, n_gt = _match([p for p in preds if p.conf >= threshold], ground_truth, classes, min_iou)

@@ -37,8 +37,8 @@ from pathlib import Path, PurePosixPath
 from wildspace.atomic import atomic_path
 from wildspace.formats.categories import label_kind, label_of
 from wildspace.formats.csv_export import safe_row
-from wildspace.formats.megadetector import parse_time
 from wildspace.formats.events import DEFAULT_EVENT_GAP, Deployment, assign, group_events, parse_offset
+from wildspace.formats.megadetector import parse_time
 from wildspace.formats.offline_schemas import offline_session
 from wildspace.formats.taxonomy import taxa_for
 from wildspace.formats.timestamps import MissingTimesError, TimeOptions, file_time, find_times

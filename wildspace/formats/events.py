@@ -22,12 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Mapping
 
+from wildspace.errors import UsageError, WildspaceError
+
 DEFAULT_EVENT_GAP = 60.0
 FLAT_DEPLOYMENT = "deployment-1"
 _CAMERA_FOLDER = re.compile(r"^(DCIM|\d{3}[A-Z0-9_]{5})$", re.IGNORECASE)
 
 
-class DeploymentsError(ValueError):
+class DeploymentsError(WildspaceError, ValueError):
     """The deployments CSV is unreadable or wrong; the message says which row and why."""
 
 
@@ -165,7 +167,7 @@ def group_events(times: Mapping[str, _dt.datetime], deployment_of: Mapping[str, 
     """Events per deployment: a new one starts when the time since the previous media is
     more than ``gap`` seconds. Event IDs are stable (from the deployment and first file)."""
     if gap < 0:
-        raise ValueError("the event gap must be >= 0 seconds")
+        raise UsageError("the event gap must be >= 0 seconds")
     by_dep: dict[str, list[tuple[_dt.datetime, str]]] = {}
     for f, t in times.items():
         by_dep.setdefault(deployment_of[f], []).append((t, f))

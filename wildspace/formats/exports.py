@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from wildspace.errors import UsageError, WildspaceError
 from wildspace.formats import camtrap_dp, coco_ct, csv_export, image_bundles, megadetector
 from wildspace.types import ImageResult
 
@@ -49,7 +50,7 @@ class ResultSet:
             classification_descriptions=dict(self.classification_descriptions) or None)
 
 
-class DuplicateNamesError(ValueError):
+class DuplicateNamesError(WildspaceError, ValueError):
     """Two results have the same ``file`` name; exports would mix them up."""
 
 
@@ -107,10 +108,10 @@ def write_exports(rs: ResultSet, out_dir: str | Path, threshold: float,
     out = Path(out_dir)
     unknown = set(kinds) - set(EXPORT_KINDS)
     if unknown:
-        raise ValueError(f"unknown export {', '.join(sorted(unknown))}; choose from {', '.join(EXPORT_KINDS)}")
+        raise UsageError(f"unknown export {', '.join(sorted(unknown))}; choose from {', '.join(EXPORT_KINDS)}")
     for kind in kinds:
         if kind in NEEDS_IMAGES and not rs.files:
-            raise ValueError(f"the '{kind}' export needs the images (give the folder they are in)")
+            raise UsageError(f"the '{kind}' export needs the images (give the folder they are in)")
     check_unique_names(rs.results)
     package = package or camtrap_dp.PackageOptions(missing_times="leave-out")
     times = None

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from wildspace.atomic import atomic_path
+from wildspace.errors import WildspaceError
 from wildspace.types import Detection, DetectorInfo, ImageResult
 
 FORMAT_VERSION = "1.5"
@@ -31,7 +32,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mpeg", ".mpg", ".mov", ".mkv", ".flv")  # 
 WRITTEN_AS_VIDEO = VIDEO_EXTENSIONS + (".asf", ".wmv", ".m4v")
 
 
-class FormatError(ValueError):
+class FormatError(WildspaceError, ValueError):
     """A results file does not follow the format; the message says where and why."""
 
 

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Mapping
 
+from wildspace.errors import UsageError, WildspaceError
+
 SOURCES = ("exif", "video-metadata", "caption-ocr", "filename", "file-mtime")
 _FIELDS = {"%Y": r"\d{4}", "%y": r"\d{2}", "%m": r"\d{2}", "%d": r"\d{2}", "%H": r"\d{2}",
            "%I": r"\d{2}", "%M": r"\d{2}", "%S": r"\d{2}", "%p": r"[AaPp][Mm]", "%j": r"\d{3}",
            "%b": r"[A-Za-z]{3}", "%%": "%"}
 
 
-class MissingTimesError(ValueError):
+class MissingTimesError(WildspaceError, ValueError):
     """Some files have no capture time from any source; the message lists them."""
 
     def __init__(self, files: list[str]):
@@ -66,7 +68,7 @@ def pattern_regex(pattern: str) -> re.Pattern:
             out.append(_FIELDS[code])
             i += 2
         elif pattern[i] == "%":
-            raise ValueError(f"--time-from-filename: unsupported code {code!r} (use %Y %y %m %d %H %I %M %S %p %j %b)")
+            raise UsageError(f"--time-from-filename: unsupported code {code!r} (use %Y %y %m %d %H %I %M %S %p %j %b)")
         else:
             out.append(re.escape(pattern[i]))
             i += 1

@@ -16,17 +16,18 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from wildspace.config import Settings
+from wildspace.errors import NotFound, WildspaceError
 from wildspace.hub.specs import HubSource, ModelSpec
+from wildspace.settings import Settings
 
 _CHUNK = 1 << 20
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(WildspaceError, RuntimeError):
     """The weights are not on this machine and cannot be downloaded now."""
 
 
-class HashMismatch(RuntimeError):
+class HashMismatch(WildspaceError, RuntimeError):
     """A weight file's sha256 differs from the spec's (or from the one recorded before)."""
 
 
@@ -206,7 +207,7 @@ class ModelStore:
         """Copy a weight file brought in by hand into the store, after verifying it."""
         file = Path(file)
         if not file.is_file():
-            raise FileNotFoundError(f"{file} is not a file")
+            raise NotFound(f"{file} is not a file")
         self.verify(spec, file, record=False)
         dest = self.imported_path(spec)
         dest.parent.mkdir(parents=True, exist_ok=True)

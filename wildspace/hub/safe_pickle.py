@@ -16,8 +16,10 @@ import zipfile
 from pathlib import Path
 from typing import Iterable
 
+from wildspace.errors import WildspaceError
 
-class UnsafeCheckpoint(ValueError):
+
+class UnsafeCheckpoint(WildspaceError, ValueError):
     """A checkpoint names code outside the allowlist (or is not a readable checkpoint)."""
 
 

@@ -14,6 +14,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from wildspace.errors import UnknownName, UsageError, WildspaceError
+
 TASKS = ("detect", "classify", "embed", "backbone")
 FAMILIES = ("yolov5-legacy", "ultralytics", "timm", "torchvision", "transformers")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
@@ -24,7 +26,7 @@ INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 PRETRAINED = ("imagenet", "reid", "self-supervised")
 
 
-class SpecError(ValueError):
+class SpecError(WildspaceError, ValueError):
     """A model spec file is malformed; the message names the file and the field."""
 
 
@@ -295,7 +297,7 @@ class SpecRegistry:
         try:
             return self._specs[name]
         except KeyError:
-            raise KeyError(
+            raise UnknownName(
                 f"unknown model '{name}'; known models: {', '.join(self.names()) or 'none'}"
             ) from None
 
@@ -307,3 +309,11 @@ class SpecRegistry:
 
     def add(self, spec: ModelSpec) -> None:
         self._specs[spec.name] = spec
+
+
+def model_name(text: str) -> str:
+    """A spec name from free text: lowercase letters, digits, '-' and '.'."""
+    name = re.sub(r"[^a-z0-9.\-]+", "-", text.lower()).strip("-.")
+    if not name:
+        raise UsageError(f"cannot make a model name from {text!r}; pass --name")
+    return name

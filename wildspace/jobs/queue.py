@@ -15,7 +15,7 @@ without progress (errors, or a worker that died on the chunk), the chunk's missi
 recorded as failures ("failed 3 times while processing: <error>") and the job finishes. A
 training job fails the same way after ``max_attempts`` errors.
 
-    WILDSPACE_QUEUE    redis://host:6379/0 for Redis; default sqlite in the data dir
+    WILDSPACE_QUEUE    redis://host:6379/0 for Redis; default sqlite in the data dir (Settings.queue_url)
     WILDSPACE_STORAGE  job storage root (default <data dir>/storage); must be shared by the
                        app and the workers
 """
@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wildspace.config import Settings, load_settings
+from wildspace.errors import UsageError
 from wildspace.jobs.leases import Leases, RedisLeases, SqliteLeases
 from wildspace.jobs.store import TRAIN_KINDS, JobSpec, JobStore
+from wildspace.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from huey.consumer import Consumer
@@ -60,11 +61,11 @@ class WorkerContext:
 
 
 def queue_url(settings: Settings, url: str | None = None) -> str:
-    return url or os.environ.get("WILDSPACE_QUEUE") or f"sqlite:///{settings.home / 'queue.db'}"
+    return url or settings.queue_url or f"sqlite:///{settings.home / 'queue.db'}"
 
 
 def storage_root(settings: Settings) -> Path:
-    return Path(os.environ.get("WILDSPACE_STORAGE") or settings.home / "storage")
+    return settings.storage or settings.home / "storage"
 
 
 class JobQueue:
@@ -74,11 +75,11 @@ class JobQueue:
         from huey import RedisHuey, SqliteHuey
 
         if max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+            raise UsageError(f"max_attempts must be >= 1, got {max_attempts}")
         self.max_attempts = max_attempts
         self.settings = settings or load_settings()
         self.url = queue_url(self.settings, url)
-        self.lease_ttl = float(lease_ttl or os.environ.get("WILDSPACE_LEASE_TTL", "30"))
+        self.lease_ttl = float(lease_ttl or self.settings.lease_ttl)
         self.store = store or JobStore(storage_root(self.settings))
         if self.url.startswith(("redis://", "rediss://", "unix://")):
             import redis
@@ -93,7 +94,7 @@ class JobQueue:
             self.train_huey = SqliteHuey("wildspace-train", filename=str(path))
             self.leases = SqliteLeases(path.with_suffix(".leases.db"))
         else:
-            raise ValueError(f"queue URL '{self.url}' is not redis://… or sqlite:///…")
+            raise UsageError(f"queue URL '{self.url}' is not redis://… or sqlite:///…")
         self.context: WorkerContext | None = None
         self._run_chunk = self.huey.task(retries=2, retry_delay=2, name="wildspace.run_chunk")(self._task)
         # training has its own queue, so a worker can take detection only (the app's in-process
@@ -207,7 +208,7 @@ class JobQueue:
 
     def _train(self, job_id: str, ctx: WorkerContext, renew) -> None:
         """Run a training job; after ``max_attempts`` errors it is failed instead of retried."""
-        from wildspace.train.job import run_training
+        from wildspace.jobs.training import run_training
 
         try:
             run_training(self.store, job_id, ctx, renew)
@@ -233,7 +234,7 @@ class JobQueue:
                 pass
 
         if only not in (None, "detect", "train"):
-            raise ValueError(f"only must be 'detect' or 'train', got {only!r}")
+            raise UsageError(f"only must be 'detect' or 'train', got {only!r}")
         self.context = context
         hueys = [h for kind, h in (("detect", self.huey), ("train", self.train_huey)) if only in (None, kind)]
         return Consumers([_Consumer(h, workers=max(1, concurrency), worker_type="thread",

@@ -6,9 +6,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Generator, cast
 
+from wildspace.detect.pipeline import detect_files
 from wildspace.formats.megadetector import detector_metadata
 from wildspace.jobs.store import JobStore
-from wildspace.pipeline import detect_files
 from wildspace.types import ImageResult
 
 

@@ -34,10 +34,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from wildspace.errors import UsageError, WildspaceError
 from wildspace.formats.megadetector import FormatError, build_results, image_to_dict, parse_results
 from wildspace.types import ImageResult
 
-TRAIN_KINDS = ("train-classifier", "train-reid")  # run by wildspace.train.job, on the training queue
+TRAIN_KINDS = ("train-classifier", "train-reid")  # run by wildspace.jobs.training, on the training queue
 KINDS = ("detect-images", *TRAIN_KINDS)
 STATES = ("queued", "running", "done", "cancelled", "failed")
 
@@ -48,7 +49,7 @@ def new_job_id() -> str:
     return secrets.token_hex(16)
 
 
-class JobNotFound(KeyError):
+class JobNotFound(WildspaceError, KeyError):
     """No such job for this owner (deliberately the same answer for someone else's job)."""
 
 
@@ -219,9 +220,9 @@ class JobStore:
 
     def create(self, spec: JobSpec) -> JobSpec:
         if spec.kind not in KINDS:
-            raise ValueError(f"unknown job kind '{spec.kind}'; choose from {', '.join(KINDS)}")
+            raise UsageError(f"unknown job kind '{spec.kind}'; choose from {', '.join(KINDS)}")
         if not spec.inputs:
-            raise ValueError("a job needs at least one input")
+            raise UsageError("a job needs at least one input")
         self.files.write(self._dir(spec.id, "job.json"), json.dumps(asdict(spec), indent=1))
         return spec
 

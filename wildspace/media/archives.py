@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
+from wildspace.errors import UsageError
 from wildspace.media.images import IMAGE_EXTENSIONS
+from wildspace.settings.limits import LimitError, UploadLimits
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".asf", ".wmv", ".m4v", ".mpg", ".mpeg"})
 ARCHIVE_EXTENSIONS = frozenset({".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar"})
@@ -35,16 +37,6 @@ _JUNK = ("__MACOSX/", ".DS_Store", "Thumbs.db")
 MAX_NAME_BYTES = 120  # one folder or file name on disk (filesystems allow 255 bytes)
 RENAMED = ".renamed"  # where members that cannot keep their path go (disk_name never starts with '.')
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f\\:*?"<>|]')
-
-
-@dataclass(frozen=True)
-class UploadLimits:
-    """Bounds on one upload (bytes, counts); built from :class:`wildspace.limits.Limits`."""
-
-    max_files: int = 20_000
-    max_file_bytes: int = 200 * 2**20
-    max_total_bytes: int = 20 * 2**30
-    max_ratio: float = 200.0  # uncompressed / compressed, per member
 
 
 @dataclass
@@ -134,7 +126,6 @@ def _unpack(uploads: Iterable[str | Path], dest: Path, limits: UploadLimits, ext
 
 def _check_count(out: Unpacked, limits: UploadLimits, coming: int = 0) -> None:
     if len(out.files) + coming > limits.max_files:
-        from wildspace.limits import LimitError
 
         raise LimitError(f"too many files: more than {limits.max_files} in one upload "
                          "(WILDSPACE_MAX_FILES)")
@@ -245,7 +236,7 @@ def _copy_limited(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dst, limit: int) -
         while chunk := src.read(1 << 20):
             written += len(chunk)
             if written > limit:
-                raise ValueError(f"file inflates past the {limit}-byte limit")
+                raise UsageError(f"file inflates past the {limit}-byte limit")
             dst.write(chunk)
     return written
 

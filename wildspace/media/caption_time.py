@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wildspace.errors import WildspaceError
 from wildspace.media.images import ImageReadError, open_image
 
 MIN_YEAR = 1995
@@ -31,7 +32,7 @@ _WHITELIST = "0123456789-/.:APM "
 _TEXT_HEIGHTS = (36, 28, 48)  # px: Tesseract reads these fonts best around these heights
 
 
-class CaptionOCRUnavailable(RuntimeError):
+class CaptionOCRUnavailable(WildspaceError, RuntimeError):
     """Tesseract (``apt-get install tesseract-ocr``) or pytesseract is missing."""
 
 
@@ -141,7 +142,7 @@ def _ocr(band: np.ndarray, whitelist: bool, text_height: int) -> str:
 
     h, w = band.shape
     scale = min(max(text_height / max(h - 8, 1), 0.3), 2.0)
-    im = Image.fromarray(band).resize((max(int(w * scale), 1), max(int(h * scale), 1)), Image.LANCZOS)
+    im = Image.fromarray(band).resize((max(int(w * scale), 1), max(int(h * scale), 1)), Image.Resampling.LANCZOS)
     im = ImageOps.expand(im, 24, fill=255)
     config = "--psm 7" + (f" -c tessedit_char_whitelist='{_WHITELIST}'" if whitelist else "")
     try:

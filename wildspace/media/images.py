@@ -24,6 +24,8 @@ from typing import IO, Iterable, Iterator
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, PngImagePlugin
 
+from wildspace.errors import NotFound, WildspaceError
+
 ORIENTATION_TAG = 0x0112
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
 # Pillow format names tried by open_image. JPEG covers MPO (phones' multi-picture JPEGs). No
@@ -41,7 +43,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 PngImagePlugin.MAX_TEXT_MEMORY = min(PngImagePlugin.MAX_TEXT_MEMORY, MAX_PNG_TEXT_BYTES)
 
 
-class ImageReadError(ValueError):
+class ImageReadError(WildspaceError, ValueError):
     """A file could not be read as an image; the message is the user-facing reason."""
 
 
@@ -261,7 +263,7 @@ def _tiff_declared_bytes(read, size: int) -> int | None:
         first = struct.unpack(e + "L", head[4:8])[0]
         count_fmt, entry, entry_fmt, inline = "H", 12, "HHL4s", 4
     count_size = struct.calcsize(count_fmt)
-    total, todo, seen = 0, [first], set()
+    total, todo, seen = 0, [first], set[int]()
     while todo and len(seen) < 3:
         offset = todo.pop()
         if offset in seen or not 0 < offset < size:
@@ -340,7 +342,7 @@ def list_images(paths: Iterable[str | Path]) -> Iterator[tuple[Path, str]]:
     for raw in paths:
         p = Path(raw)
         if not p.exists():
-            raise FileNotFoundError(f"input not found: {p}")
+            raise NotFound(f"input not found: {p}")
         if p.is_dir():
             for f in sorted(p.rglob("*")):
                 if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:

@@ -14,19 +14,21 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
+from wildspace.errors import WildspaceError
 
-class InputError(ValueError):
+
+class InputError(WildspaceError, ValueError):
     """An input is missing, or two inputs give the same name."""
 
 
 def expand_inputs(paths: Iterable[str | Path], extensions: frozenset[str]) -> list[tuple[Path, str]]:
     """Files under ``paths`` with one of ``extensions`` (folders searched recursively; any
     other path is taken as one file, readable or not), named as the module docstring says."""
-    paths = [Path(p) for p in paths]
-    for p in paths:
+    given = [Path(p) for p in paths]
+    for p in given:
         if not p.exists():
             raise InputError(f"input not found: {p.name or p}")
-    plain = [p for p in paths if p.suffix.lower() != ".txt" or p.is_dir()]
+    plain = [p for p in given if p.suffix.lower() != ".txt" or p.is_dir()]
     anchors = [p.resolve() if p.is_dir() else p.resolve().parent for p in plain]
     if len(plain) == 1 and plain[0].is_dir():
         base = anchors[0]
@@ -37,15 +39,11 @@ def expand_inputs(paths: Iterable[str | Path], extensions: frozenset[str]) -> li
     else:
         base = None
     out: list[tuple[Path, str]] = []
-    for p in paths:
+    for p in given:
         own = base
         if base is not None and base == Path(base.anchor):  # nothing shared but the root:
             own = p.resolve().parent  # each input keeps its own folder's name
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and f.suffix.lower() in extensions:
-                    out.append((f, f.resolve().relative_to(own).as_posix()))
-        elif p.suffix.lower() == ".txt":
+        if p.suffix.lower() == ".txt" and not p.is_dir():
             for line in p.read_text(encoding="utf-8").splitlines():
                 line = line.strip()
                 if line and not line.startswith("#"):
@@ -58,6 +56,12 @@ def expand_inputs(paths: Iterable[str | Path], extensions: frozenset[str]) -> li
                     except ValueError:
                         name = f.name
                     out.append((f, name))
+            continue
+        assert own is not None  # p is in `plain`, so `anchors` was not empty
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.suffix.lower() in extensions:
+                    out.append((f, f.resolve().relative_to(own).as_posix()))
         else:
             out.append((p, p.resolve().relative_to(own).as_posix()))
     dup = sorted(n for n, k in Counter(n for _, n in out).items() if k > 1)

@@ -14,8 +14,10 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from wildspace.errors import UsageError, WildspaceError
 
-class VideoReadError(ValueError):
+
+class VideoReadError(WildspaceError, ValueError):
     """The file cannot be decoded as a video; the message is the user-facing reason."""
 
 
@@ -30,9 +32,9 @@ class Sampling:
 
     def __post_init__(self):
         if self.every_n_frames is not None and self.every_n_frames < 1:
-            raise ValueError("every_n_frames must be >= 1")
+            raise UsageError("every_n_frames must be >= 1")
         if self.every_seconds is not None and self.every_seconds <= 0:
-            raise ValueError("every_seconds must be > 0")
+            raise UsageError("every_seconds must be > 0")
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,7 @@ def write_h264(frames: Iterable[np.ndarray], path: str | Path, fps: float) -> Pa
             for packet in stream.encode(frame):
                 container.mux(packet)
         if stream is None:
-            raise ValueError("no frames to write")
+            raise UsageError("no frames to write")
         for packet in stream.encode():
             container.mux(packet)
     finally:

@@ -14,10 +14,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from wildspace.errors import UsageError, WildspaceError
+
 METHODS = ("logistic", "isotonic")
 
 
-class CalibrationError(ValueError):
+class CalibrationError(WildspaceError, ValueError):
     """Not enough labelled pairs to calibrate (the message says what is missing)."""
 
 
@@ -115,7 +117,7 @@ def fit_calibration(scores, same, method: str = "logistic", min_probability: flo
         ValueError: unknown ``method``.
     """
     if method not in METHODS:
-        raise ValueError(f"calibration method '{method}' is not one of {', '.join(METHODS)}")
+        raise UsageError(f"calibration method '{method}' is not one of {', '.join(METHODS)}")
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(same, dtype=bool)
     n_pos, n_neg = int(y.sum()), int((~y).sum())

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from wildspace.errors import WildspaceError
 from wildspace.hub.specs import ModelSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -30,7 +31,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 EMBED_FAMILIES = ("timm", "transformers")
 
 
-class EmbedderError(ValueError):
+class EmbedderError(WildspaceError, ValueError):
     """A spec or weight file cannot make an embedder (the message says why)."""
 
 
@@ -214,9 +215,9 @@ def build_embedder(spec: ModelSpec, weights: Path, device: str = "cpu") -> Embed
 
 def load_embedder(name: str, settings=None, device: str = "cpu") -> Embedder:
     """Find the spec by name, fetch its verified weights (cache / Hub / import), build it."""
-    from wildspace.config import load_settings
     from wildspace.hub.fetch import ModelStore
     from wildspace.hub.specs import SpecRegistry
+    from wildspace.settings import load_settings
 
     settings = settings or load_settings()
     spec = SpecRegistry(settings.spec_dirs).get(name)

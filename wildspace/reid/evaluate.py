@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wildspace.errors import UsageError
 from wildspace.reid.calibration import CalibrationError, brier_score, fit_calibration, reliability_curve
 from wildspace.reid.gallery import GalleryData
 from wildspace.reid.matching import Matcher, flank_mask
@@ -124,10 +125,10 @@ def open_set_split(gallery: GalleryData, unknown: list[str], method: str = "loca
     unknown_set = set(unknown)
     missing = unknown_set - set(ids.tolist())
     if missing:
-        raise ValueError(f"unknown identities not in the table: {', '.join(sorted(missing))}")
+        raise UsageError(f"unknown identities not in the table: {', '.join(sorted(missing))}")
     cols = np.nonzero(~np.isin(ids, list(unknown_set)))[0]
     if not len(cols):
-        raise ValueError("every identity is held out: nothing left for the gallery")
+        raise UsageError("every identity is held out: nothing left for the gallery")
     sub = GalleryData(name="known", records=[gallery.records[i] for i in cols],
                       images=[gallery.images[i] for i in cols],
                       features=None if gallery.features is None else [gallery.features[i] for i in cols],
@@ -172,7 +173,7 @@ def group_labels(rows, columns: list[str], table_path: Path) -> list[str]:
         reader = csv.DictReader(fh)
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"--group-by column(s) {', '.join(missing)} not in {table_path.name}; "
+            raise UsageError(f"--group-by column(s) {', '.join(missing)} not in {table_path.name}; "
                              f"columns: {', '.join(reader.fieldnames or [])}")
         by_file = {}
         for r in reader:

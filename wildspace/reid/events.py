@@ -16,6 +16,8 @@ import datetime as _dt
 import re
 from typing import TYPE_CHECKING
 
+from wildspace.errors import UsageError
+
 if TYPE_CHECKING:
     from wildspace.reid.gallery import GalleryData
 
@@ -58,7 +60,7 @@ def event_labels(stations, dates, gap_minutes: float = DEFAULT_GAP_MINUTES, time
     from wildspace.formats.events import group_events
 
     if gap_minutes < 0:
-        raise ValueError(f"the event gap must be >= 0 minutes, got {gap_minutes}")
+        raise UsageError(f"the event gap must be >= 0 minutes, got {gap_minutes}")
     stations = [str(s or "").strip() for s in stations]
     dates = list(dates)
     times = [""] * len(dates) if times is None else list(times)

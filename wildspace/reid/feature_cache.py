@@ -93,7 +93,7 @@ def default_cache(settings=None) -> FeatureCache:
     """The cache under ``$WILDSPACE_HOME/cache/reid-features`` (``WILDSPACE_FEATURE_CACHE=0``,
     i.e. ``Settings.feature_cache`` off, turns it off)."""
     if settings is None:
-        from wildspace.config import load_settings
+        from wildspace.settings import load_settings
 
         settings = load_settings()
     if not settings.feature_cache:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wildspace.errors import WildspaceError
+
 FORMAT = "wildspace-gallery"
 FORMAT_VERSION = 1
 VIEWPOINTS = ("left", "right", "")
@@ -35,7 +37,7 @@ _VIEW_ALIASES = {"l": "left", "left": "left", "r": "right", "right": "right",
                  "": "", "unknown": "", "both": "", "front": "", "back": "", "top": ""}
 
 
-class GalleryError(ValueError):
+class GalleryError(WildspaceError, ValueError):
     """A gallery folder or input table is unusable (the message names the problem)."""
 
 

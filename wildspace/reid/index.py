@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wildspace.errors import UsageError
+
 ANN_THRESHOLD = 200_000  # vectors; below this exact search is fast enough (< 10 ms/query)
 KINDS = ("auto", "exact", "ivf")
 
@@ -25,7 +27,7 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     """Row-wise L2 normalisation to float32 (zero rows stay zero)."""
     v = np.asarray(vectors, dtype=np.float32)
     if v.ndim != 2:
-        raise ValueError(f"vectors must be a 2-D array (n, dim), got shape {v.shape}")
+        raise UsageError(f"vectors must be a 2-D array (n, dim), got shape {v.shape}")
     norms = np.linalg.norm(v, axis=1, keepdims=True)
     return np.ascontiguousarray(v / np.maximum(norms, 1e-12))
 
@@ -56,7 +58,7 @@ class VectorIndex:
         import faiss
 
         if kind not in KINDS:
-            raise ValueError(f"index kind '{kind}' is not one of {', '.join(KINDS)}")
+            raise UsageError(f"index kind '{kind}' is not one of {', '.join(KINDS)}")
         v = normalise(vectors)
         n, dim = v.shape
         if kind == "auto":
@@ -80,14 +82,14 @@ class VectorIndex:
         """Append vectors (enrolment); ids continue from ``len(self)``."""
         v = normalise(vectors)
         if v.shape[1] != self.dim:
-            raise ValueError(f"vectors have {v.shape[1]} dimensions, the index {self.dim}")
+            raise UsageError(f"vectors have {v.shape[1]} dimensions, the index {self.dim}")
         self._index.add(v)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` ``(scores, ids)``, each ``(Q, k)``; missing slots have id -1."""
         q = normalise(queries)
         if q.shape[1] != self.dim:
-            raise ValueError(f"queries have {q.shape[1]} dimensions, the index {self.dim}")
+            raise UsageError(f"queries have {q.shape[1]} dimensions, the index {self.dim}")
         k = max(1, min(int(k), len(self))) if len(self) else 1
         if len(q) >= 8:
             return self._index.search(q, k)

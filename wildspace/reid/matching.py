@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wildspace.errors import WildspaceError
 from wildspace.reid.calibration import Calibration
 from wildspace.reid.gallery import GalleryData
 from wildspace.reid.local_features import LocalFeatureConfig, LocalFeatures, score_matrix
@@ -31,7 +32,7 @@ DEFAULT_POOLING = "max"
 CALIBRATION_QUERIES = 200  # gallery images used as leave-one-out queries when calibrating
 
 
-class MatchingError(ValueError):
+class MatchingError(WildspaceError, ValueError):
     """The method cannot run on this gallery (e.g. ``embed`` without embeddings)."""
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from wildspace.errors import UsageError
+
 MODES = ("max", "events", "keypoints")
 
 
@@ -90,7 +92,7 @@ def pooled_scores(mode: str, sim: np.ndarray, gallery_ids, *, votes=None, galler
     from wildspace.reid.metrics import identity_scores
 
     if mode not in MODES:
-        raise ValueError(f"pooling '{mode}' is not one of {', '.join(MODES)}")
+        raise UsageError(f"pooling '{mode}' is not one of {', '.join(MODES)}")
     sim = np.asarray(sim, dtype=np.float64)
     if compared is not None:
         sim = np.where(compared, sim, -np.inf)
@@ -99,5 +101,5 @@ def pooled_scores(mode: str, sim: np.ndarray, gallery_ids, *, votes=None, galler
     if mode == "events":
         return pool_events(sim, gallery_ids, gallery_events, top)
     if votes is None:
-        raise ValueError("keypoint pooling needs the matcher's votes")
+        raise UsageError("keypoint pooling needs the matcher's votes")
     return pool_keypoints(votes, gallery_ids, np.isfinite(sim) if compared is None else compared)

@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from PIL import Image
 
 from wildspace.atomic import atomic_path
+from wildspace.errors import UsageError
 from wildspace.formats import camtrap_dp
 from wildspace.formats.csv_export import safe_row
 from wildspace.formats.megadetector import CONF_DIGITS, build_results, detection_to_dict, image_to_dict, write_results
@@ -280,7 +281,7 @@ def write_class_folders(opened: OpenSource, path: Path, max_pixels: int) -> tupl
             z.writestr(f"{safe_folder(cls)}/{_member(file, box)}", data)
             counts[safe_folder(cls)] = counts.get(safe_folder(cls), 0) + 1
         if len(counts) < 2:
-            raise ValueError("a classifier needs reviewed boxes of at least two species; found "
+            raise UsageError("a classifier needs reviewed boxes of at least two species; found "
                              f"{len(counts)} ({', '.join(counts) or 'none'}). Accept images with species set.")
     return Path(path), counts
 
@@ -297,7 +298,7 @@ def write_identities(opened: OpenSource, path: Path, max_pixels: int) -> tuple[P
             rows.append({"file": member, "identity": ident})
             counts[ident] = counts.get(ident, 0) + 1
         if len(counts) < 2:
-            raise ValueError("re-ID training needs reviewed boxes of at least two individuals; found "
+            raise UsageError("re-ID training needs reviewed boxes of at least two individuals; found "
                              f"{len(counts)}. Set individual IDs on accepted boxes.")
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=["file", "identity"])

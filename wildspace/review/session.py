@@ -16,6 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wildspace.errors import UsageError
 from wildspace.review import progress
 from wildspace.review.sources import Sources
 from wildspace.review.state import PENDING, REJECTED, ImageState, accept_image, box_change, check_bbox, mark_image
@@ -171,7 +172,7 @@ class ReviewService:
         with c.lock:
             o = self._need(owner, c)
             if c.file is None:
-                raise ValueError("no image here: open a source, or change the filters")
+                raise UsageError("no image here: open a source, or change the filters")
             s = o.state(c.file)
             changes, advance = self._changes(s, c, action, kw)
             self._save(owner, c, changes, reviewer)
@@ -203,7 +204,7 @@ class ReviewService:
             pending = [b for b in s.shown(c.threshold) if b.status == PENDING]
             key = pending[0].key if pending else None
         if key is None or s.box(key) is None:
-            raise ValueError("no box selected: choose one in the Box list (or press r with a box shown)")
+            raise UsageError("no box selected: choose one in the Box list (or press r with a box shown)")
         if action in ("reject", "delete_box"):
             return [box_change(s, key, "reject")], False
         if action == "accept_box":
@@ -215,13 +216,13 @@ class ReviewService:
         if action in ("species", "individual"):
             value = (kw.get("value") or "").strip() or None
             if value is not None and len(value) > 200:
-                raise ValueError(f"a {action} name is at most 200 characters")
+                raise UsageError(f"a {action} name is at most 200 characters")
             changes = [box_change(s, key, action, value)]
             named = s.box(key)
             if named is not None and named.status == PENDING:  # naming a box says it is a real one
                 changes.insert(0, box_change(s, key, "accept"))
             return changes, False
-        raise ValueError(f"unknown review action '{action}'")
+        raise UsageError(f"unknown review action '{action}'")
 
     @staticmethod
     def _said(action: str, s: ImageState) -> str:
@@ -233,7 +234,7 @@ class ReviewService:
 
     def _need(self, owner: str, c: Cursor, reload: bool = False) -> OpenSource:
         if c.source_id is None:
-            raise ValueError("choose a source to review first (a batch, a job or an upload)")
+            raise UsageError("choose a source to review first (a batch, a job or an upload)")
         return self.opened(owner, c.source_id, reload=reload)
 
     def running(self, owner: str, session: str | None) -> bool:
@@ -286,7 +287,7 @@ class ReviewService:
 
 def default_reviewer(owner: str) -> str:
     """The name corrections carry when the reviewer gives none (no secret ids: a hash)."""
-    from wildspace.disk import owner_tag
+    from wildspace.runs.disk import owner_tag
 
     if owner.startswith("hf:"):
         return owner[3:]

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from wildspace.atomic import atomic_path
-from wildspace.disk import owner_tag
+from wildspace.errors import WildspaceError
 from wildspace.formats.exports import ResultSet, result_set_from_md
 from wildspace.formats.megadetector import FormatError, read_results
+from wildspace.runs.disk import owner_tag
 
 MANIFEST = "review-source.json"
 REVIEW_FLOOR = 0.005  # batch runs keep boxes down to this confidence, for review (MegaDetector's own)
@@ -26,7 +27,7 @@ _RUN = re.compile(r"^run-[A-Za-z0-9_]+$")
 _TAB = re.compile(r"^[a-z]+$")
 
 
-class SourceNotFound(KeyError):
+class SourceNotFound(WildspaceError, KeyError):
     """No such source among the owner's (foreign and missing answer the same)."""
 
 
@@ -48,7 +49,7 @@ class Source:
 
 
 def record_run(work_dir: Path, out, owner: str, title: str | None = None) -> Path | None:
-    """Make a finished batch run (a :class:`~wildspace.batch.RunOutput`) reviewable."""
+    """Make a finished batch run (a :class:`~wildspace.runs.batch.RunOutput`) reviewable."""
     md = out.exports.get("md-json")
     if md is None:
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping, Sequence
 
+from wildspace.errors import UsageError
 from wildspace.formats.megadetector import detection_to_dict
 from wildspace.review.store import Change, Correction
 from wildspace.types import Detection, ImageResult
@@ -128,12 +129,12 @@ def check_bbox(x: float, y: float, w: float, h: float) -> tuple[float, float, fl
     """A box ``x, y, w, h`` (fractions of the image) clipped to the image; clear error otherwise."""
     vals = [float(v) for v in (x, y, w, h)]
     if any(v != v for v in vals):
-        raise ValueError("the box needs four numbers x, y, width, height (fractions of the image, 0–1)")
+        raise UsageError("the box needs four numbers x, y, width, height (fractions of the image, 0–1)")
     x, y, w, h = vals
     x, y = min(max(x, 0.0), 1.0), min(max(y, 0.0), 1.0)
     w, h = min(w, 1.0 - x), min(h, 1.0 - y)
     if w <= 0 or h <= 0:
-        raise ValueError("the box must have a positive width and height inside the image "
+        raise UsageError("the box must have a positive width and height inside the image "
                          "(x, y, width, height as fractions of the image, 0–1)")
     return (round(x, 4), round(y, 4), round(w, 4), round(h, 4))
 
@@ -160,7 +161,7 @@ def box_change(state: ImageState, key: str, action: str, value=None) -> Change:
     """One correction of box ``key`` (its original detection kept in the row)."""
     b = state.box(key)
     if b is None:
-        raise ValueError(f"this image has no box {key}")
+        raise UsageError(f"this image has no box {key}")
     return Change(state.file, key, action, value, original=_original(b))
 
 

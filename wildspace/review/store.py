@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from wildspace.errors import UsageError
+
 ACTIONS = ("status", "accept", "reject", "bbox", "add", "category", "species", "individual")
 IMAGE_STATUSES = ("unreviewed", "reviewed", "empty", "misfire")
 
@@ -52,11 +54,11 @@ class Change:
 
     def __post_init__(self):
         if self.action not in ACTIONS:
-            raise ValueError(f"unknown correction '{self.action}'; one of {', '.join(ACTIONS)}")
+            raise UsageError(f"unknown correction '{self.action}'; one of {', '.join(ACTIONS)}")
         if self.action == "status" and self.value not in IMAGE_STATUSES:
-            raise ValueError(f"image status must be one of {', '.join(IMAGE_STATUSES)}, got {self.value!r}")
+            raise UsageError(f"image status must be one of {', '.join(IMAGE_STATUSES)}, got {self.value!r}")
         if self.target != "image" and not (self.target[:1] in ("d", "n") and len(self.target) > 1):
-            raise ValueError(f"bad correction target {self.target!r}")
+            raise UsageError(f"bad correction target {self.target!r}")
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class ReviewStore:
 
     def __init__(self, root: str | Path, owner: str):
         if not owner:
-            raise ValueError("a review store needs an owner")
+            raise UsageError("a review store needs an owner")
         self.path = owner_file(Path(root), owner)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()

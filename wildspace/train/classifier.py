@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from wildspace.classify.models import IMAGENET_MEAN, IMAGENET_STD, create_network
+from wildspace.errors import UsageError
 from wildspace.train import data as D
 from wildspace.train.images import ImageDataset, decode_all
 
@@ -73,18 +74,18 @@ class TrainConfig:
         from wildspace.train.losses import LOSSES
 
         if self.loss not in LOSSES:
-            raise ValueError(f"loss '{self.loss}' is not one of {', '.join(LOSSES)}")
+            raise UsageError(f"loss '{self.loss}' is not one of {', '.join(LOSSES)}")
         if self.split not in D.SPLITS:
-            raise ValueError(f"split '{self.split}' is not one of {', '.join(D.SPLITS)}")
+            raise UsageError(f"split '{self.split}' is not one of {', '.join(D.SPLITS)}")
         if self.balance not in D.BALANCE:
-            raise ValueError(f"balance '{self.balance}' is not one of {', '.join(D.BALANCE)}")
+            raise UsageError(f"balance '{self.balance}' is not one of {', '.join(D.BALANCE)}")
         for name in ("epochs", "batch_size", "input_size", "patience"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise UsageError(f"lr must be > 0, got {self.lr}")
         if self.family not in (None, "timm", "torchvision"):
-            raise ValueError(f"family '{self.family}' is not one of timm, torchvision")
+            raise UsageError(f"family '{self.family}' is not one of timm, torchvision")
         from wildspace.train.finetune import check_finetune
 
         check_finetune(self.freeze_epochs, self.backbone_lr_scale, self.precision)
@@ -177,8 +178,8 @@ def train_classifier(config: TrainConfig, hooks: Hooks | None = None) -> TrainOu
     import torch
 
     from wildspace.classify.models import save_classifier_weights
-    from wildspace.config import load_settings
     from wildspace.evaluation.classification import classification_metrics
+    from wildspace.settings import load_settings
     from wildspace.train import finetune as F
     from wildspace.train.init import check_input_size, load_init, saved_or_resolved
     from wildspace.train.losses import make_loss
@@ -195,7 +196,7 @@ def train_classifier(config: TrainConfig, hooks: Hooks | None = None) -> TrainOu
     keep = lambda idx: [i for i in idx if i in images]  # noqa: E731
     train_idx, val_idx, test_idx = keep(split.train), keep(split.val), keep(split.test)
     if not train_idx:
-        raise ValueError("no readable training images")
+        raise UsageError("no readable training images")
     target = {c: i for i, c in enumerate(labels)}
     family = config.family or (init.family if init.kind == "spec" else None) or resolve_family(config.arch, None)
     torch.manual_seed(config.seed)
@@ -203,7 +204,7 @@ def train_classifier(config: TrainConfig, hooks: Hooks | None = None) -> TrainOu
     ckpt_path = out / CHECKPOINT
     ck = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.is_file() else None
     if ck is not None and (ck["labels"] != labels or ck["arch"] != config.arch):
-        raise ValueError(f"{ckpt_path} belongs to another run ({ck['arch']}, {ck['labels']}); "
+        raise UsageError(f"{ckpt_path} belongs to another run ({ck['arch']}, {ck['labels']}); "
                          "use a new output folder")
     pretrained = set(json.loads(ck["pretrained"])) if ck is not None and "pretrained" in ck else load_init(net, init)
     device = F.pick_device()

@@ -35,8 +35,8 @@ def crop_training_data(data: str | Path, out_dir: str | Path, detector, threshol
     from PIL import Image
 
     from wildspace.classify.crops import crop_box
+    from wildspace.detect.pipeline import detect_files
     from wildspace.media.images import ImageReadError, load_image
-    from wildspace.pipeline import detect_files
 
     samples: Sequence[Sample] = load_samples(data, images_dir)
     out = Path(out_dir)

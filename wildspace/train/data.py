@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
+from wildspace.errors import NotFound, UsageError
 from wildspace.media.images import IMAGE_EXTENSIONS
 
 SPLITS = ("random", "location", "sequence")
@@ -66,11 +67,11 @@ def load_samples(data: str | Path, images_dir: str | Path | None = None) -> list
     """
     data = Path(data)
     if not data.exists():
-        raise FileNotFoundError(f"training data not found: {data}")
+        raise NotFound(f"training data not found: {data}")
     samples = _from_csv(data, images_dir) if data.is_file() else _from_folder(data)
     counts = Counter(s.label for s in samples)
     if len(counts) < 2:
-        raise ValueError(f"{data}: need at least two classes to train a classifier, found "
+        raise UsageError(f"{data}: need at least two classes to train a classifier, found "
                          f"{len(counts)} ({', '.join(counts) or 'none'})")
     return samples
 
@@ -83,32 +84,32 @@ def _from_folder(root: Path) -> list[Sample]:
             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."):
                 out.append(Sample(str(p), c))
     if not out:
-        raise ValueError(f"{root}: no images found; expected one folder per class "
+        raise UsageError(f"{root}: no images found; expected one folder per class "
                          f"(e.g. {root}/ivory/*.jpg, {root}/non_ivory/*.jpg)")
     return out
 
 
 def _from_csv(path: Path, images_dir: str | Path | None) -> list[Sample]:
     if path.suffix.lower() != ".csv":
-        raise ValueError(f"{path}: training data must be a folder of class folders or a .csv file")
+        raise UsageError(f"{path}: training data must be a folder of class folders or a .csv file")
     base = Path(images_dir) if images_dir else path.parent
     with open(path, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     if not rows:
-        raise ValueError(f"{path}: the CSV has no rows")
+        raise UsageError(f"{path}: the CSV has no rows")
     cols = {c.strip().lower(): c for c in rows[0]}
     file_col = next((cols[c] for c in _FILE_COLUMNS if c in cols), None)
     if file_col is None or "label" not in cols:
-        raise ValueError(f"{path}: the CSV needs a file column ({', '.join(_FILE_COLUMNS)}) and a "
+        raise UsageError(f"{path}: the CSV needs a file column ({', '.join(_FILE_COLUMNS)}) and a "
                          f"'label' column; found {', '.join(rows[0])}")
     out = []
     for n, row in enumerate(rows, start=2):
         rel, label = (row[file_col] or "").strip(), (row[cols["label"]] or "").strip()
         if not rel or not label:
-            raise ValueError(f"{path} line {n}: empty file or label")
+            raise UsageError(f"{path} line {n}: empty file or label")
         p = Path(rel) if Path(rel).is_absolute() else base / rel
         if not p.is_file():
-            raise FileNotFoundError(f"{path} line {n}: image not found: {p}")
+            raise NotFound(f"{path} line {n}: image not found: {p}")
         out.append(Sample(str(p), label, (row.get(cols.get("location", ""), "") or "").strip(),
                           (row.get(cols.get("sequence", ""), "") or "").strip()))
     return out
@@ -119,7 +120,7 @@ def rename_labels(samples: Sequence[Sample], mapping: dict[str, str]) -> list[Sa
     known = {s.label for s in samples}
     bad = sorted(set(mapping) - known)
     if bad:
-        raise ValueError(f"cannot rename {', '.join(bad)}: not a class of the data "
+        raise UsageError(f"cannot rename {', '.join(bad)}: not a class of the data "
                          f"(classes: {', '.join(sorted(known))})")
     return [Sample(s.path, mapping.get(s.label, s.label), s.location, s.sequence) for s in samples]
 
@@ -139,10 +140,10 @@ def split_samples(samples: Sequence[Sample], method: str = "random", test_fracti
         ValueError: unknown method, bad fractions, or a group split without group columns.
     """
     if method not in SPLITS:
-        raise ValueError(f"split '{method}' is not one of {', '.join(SPLITS)}")
+        raise UsageError(f"split '{method}' is not one of {', '.join(SPLITS)}")
     for name, v in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
         if not 0.0 <= v < 0.9:
-            raise ValueError(f"{name} must be in [0, 0.9), got {v}")
+            raise UsageError(f"{name} must be in [0, 0.9), got {v}")
     rng = random.Random(seed)
     idx = list(range(len(samples)))
     if method == "random":
@@ -152,12 +153,12 @@ def split_samples(samples: Sequence[Sample], method: str = "random", test_fracti
     else:
         groups = [getattr(s, method) for s in samples]
         if not all(groups):
-            raise ValueError(f"split '{method}' needs a CSV with a '{method}' column for every image; "
+            raise UsageError(f"split '{method}' needs a CSV with a '{method}' column for every image; "
                              f"use --split random for an ImageFolder")
         test, rest = _grouped(idx, groups, test_fraction, rng)
         val, train = _grouped(rest, groups, val_fraction, rng)
     if not train:
-        raise ValueError(f"no training images left after the split ({len(samples)} images)")
+        raise UsageError(f"no training images left after the split ({len(samples)} images)")
     return Split(sorted(train), sorted(val), sorted(test))
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from wildspace.errors import UsageError
 from wildspace.hub.specs import HubSource, ModelSpec, WeightsSource, parse_spec, write_spec_file
 
 
@@ -103,7 +104,7 @@ def install_model(exported: ExportedModel, settings, replace: bool = False) -> M
         # the same weights installed again (a job resumed after its install) is no conflict
         same = own and existing.weights.sha256 is not None and existing.weights.sha256 == spec.weights.sha256
         if not ((replace and own) or same):
-            raise ValueError(f"a model named '{spec.name}' exists already; choose another --name"
+            raise UsageError(f"a model named '{spec.name}' exists already; choose another --name"
                              + (" (or --replace to overwrite your own)" if existing.path == target else ""))
     ModelStore(settings).import_file(spec, exported.weights)
     write_spec_file(spec, target)
@@ -122,9 +123,9 @@ def push_to_hub(exported: ExportedModel, repo_id: str, token: str | None, privat
         ValueError: no token (pass ``--token`` or set ``HF_TOKEN``) or a malformed repo id.
     """
     if not token:
-        raise ValueError("pushing to the Hub needs a token with write access: --token or HF_TOKEN")
+        raise UsageError("pushing to the Hub needs a token with write access: --token or HF_TOKEN")
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise ValueError(f"repo '{repo_id}' must look like owner/name")
+        raise UsageError(f"repo '{repo_id}' must look like owner/name")
     if api is None:
         from huggingface_hub import HfApi
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 
+from wildspace.errors import UsageError
+
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -34,7 +36,7 @@ def resolve_precision(precision: str, device: str) -> str:
     import torch
 
     if precision not in PRECISIONS:
-        raise ValueError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+        raise UsageError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
     if device == "cuda":
@@ -101,8 +103,8 @@ def set_backbone_frozen(net, pretrained: set[str], frozen: bool) -> None:
 def check_finetune(freeze_epochs: int, backbone_lr_scale: float, precision: str) -> None:
     """Raise ``ValueError`` naming the bad setting."""
     if int(freeze_epochs) < 0:
-        raise ValueError(f"freeze_epochs must be >= 0, got {freeze_epochs}")
+        raise UsageError(f"freeze_epochs must be >= 0, got {freeze_epochs}")
     if not 0 < float(backbone_lr_scale) <= 10:
-        raise ValueError(f"backbone_lr_scale must be in (0, 10], got {backbone_lr_scale}")
+        raise UsageError(f"backbone_lr_scale must be in (0, 10], got {backbone_lr_scale}")
     if precision not in PRECISIONS:
-        raise ValueError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")
+        raise UsageError(f"precision '{precision}' is not one of {', '.join(PRECISIONS)}")

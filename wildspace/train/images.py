@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from wildspace.media.images import ImageReadError, load_image
+from wildspace.media.images import ImageReadError
 from wildspace.train.data import Sample
 
 

@@ -23,6 +23,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from wildspace.errors import NotFound, UsageError
 from wildspace.hub.specs import ModelSpec, SpecRegistry
 
 INIT_FILE = "init.json"
@@ -93,7 +94,7 @@ def _from_spec(spec: ModelSpec, settings) -> InitWeights:
     from wildspace.hub.fetch import ModelStore, ModelUnavailable, sha256_file
 
     if spec.task not in ("backbone", "embed", "classify") or spec.family not in ("timm", "torchvision"):
-        raise ValueError(f"--init {spec.name}: a {spec.family} {spec.task} model cannot start a timm/torchvision "
+        raise UsageError(f"--init {spec.name}: a {spec.family} {spec.task} model cannot start a timm/torchvision "
                          "network; use a backbone (`models list` shows task backbone) or a file")
     try:
         path = ModelStore(settings).fetch(spec)
@@ -119,7 +120,7 @@ def _check_config_json(spec: ModelSpec, weights: Path) -> None:
     except (ValueError, OSError):
         return
     if arch and spec.extra.get("arch") and arch != spec.extra["arch"]:
-        raise ValueError(f"--init {spec.name}: the Hub snapshot's config.json says architecture '{arch}', "
+        raise UsageError(f"--init {spec.name}: the Hub snapshot's config.json says architecture '{arch}', "
                          f"the spec says '{spec.extra['arch']}'")
 
 
@@ -145,7 +146,7 @@ def resolve_init(init: str | None, arch: str, settings) -> InitWeights:
                 return RANDOM
             known = sorted({s.extra["arch"] for s in registry if s.task == "backbone"
                             and s.extra.get("pretrained") == "imagenet"})
-            raise ValueError(f"--init imagenet: no ImageNet backbone is known for '{arch}'; known: "
+            raise UsageError(f"--init imagenet: no ImageNet backbone is known for '{arch}'; known: "
                              f"{', '.join(known) or 'none'} (or --init FILE / --init none)")
         return _from_spec(spec, settings)
     if Path(value).is_file():
@@ -153,7 +154,7 @@ def resolve_init(init: str | None, arch: str, settings) -> InitWeights:
         return InitWeights("file", str(p), p.name, sha256_file(p), str(p.resolve()))
     if value in registry:
         return _from_spec(registry.get(value), settings)
-    raise FileNotFoundError(f"--init {value}: not a file, not a model name (`models list` shows them) and not "
+    raise NotFound(f"--init {value}: not a file, not a model name (`models list` shows them) and not "
                             f"one of {', '.join(INIT_WORDS)}")
 
 
@@ -200,7 +201,7 @@ def load_init(net, init: InitWeights) -> set[str]:
     own = net.state_dict()
     fit = fit_state(read_tensors(init.path), own)
     if len(fit) < len(own) // 2:
-        raise ValueError(f"--init {init.name}: only {len(fit)} of the network's {len(own)} tensors fit this "
+        raise UsageError(f"--init {init.name}: only {len(fit)} of the network's {len(own)} tensors fit this "
                          "architecture; pick the arch the weights were trained with"
                          + (f" ({init.arch})" if init.arch else ""))
     net.load_state_dict(fit, strict=False)
@@ -210,5 +211,5 @@ def load_init(net, init: InitWeights) -> set[str]:
 def check_input_size(init: InitWeights, input_size: int) -> None:
     """A fixed-size backbone (Swin, ViT position embeddings) only takes its own input size."""
     if init.fixed_input_size and init.input_size and input_size != init.input_size:
-        raise ValueError(f"--init {init.name} takes only {init.input_size} px input; pass --input-size "
+        raise UsageError(f"--init {init.name} takes only {init.input_size} px input; pass --input-size "
                          f"{init.input_size}")

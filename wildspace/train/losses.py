@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from wildspace.errors import UsageError
+
 LOSSES = ("ce", "focal", "asymmetric-focal")
 
 
@@ -27,15 +29,15 @@ def make_loss(name: str, n_classes: int, class_weights: Sequence[float] | None =
         ValueError: unknown name (with the valid choices) or a weight list of the wrong length.
     """
     import torch
-    from torch import nn
     import torch.nn.functional as F
+    from torch import nn
 
     if name not in LOSSES:
-        raise ValueError(f"loss '{name}' is not one of {', '.join(LOSSES)}")
+        raise UsageError(f"loss '{name}' is not one of {', '.join(LOSSES)}")
     weight = None
     if class_weights is not None:
         if len(class_weights) != n_classes:
-            raise ValueError(f"{len(class_weights)} class weights for {n_classes} classes")
+            raise UsageError(f"{len(class_weights)} class weights for {n_classes} classes")
         weight = torch.tensor(list(class_weights), dtype=torch.float32)
 
     if name == "ce":

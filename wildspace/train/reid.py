@@ -27,6 +27,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from wildspace.errors import UsageError
+
 REID_LOSSES = ("triplet", "contrastive", "ntxent")
 METRICS = ("cosine", "euclidean")
 
@@ -63,20 +65,20 @@ class ReidConfig:
         from wildspace.train.finetune import check_finetune
 
         if self.loss not in REID_LOSSES:
-            raise ValueError(f"loss '{self.loss}' is not one of {', '.join(REID_LOSSES)}")
+            raise UsageError(f"loss '{self.loss}' is not one of {', '.join(REID_LOSSES)}")
         if self.metric not in METRICS:
-            raise ValueError(f"metric '{self.metric}' is not one of {', '.join(METRICS)}")
+            raise UsageError(f"metric '{self.metric}' is not one of {', '.join(METRICS)}")
         for k in ("epochs", "input_size", "identities_per_batch", "images_per_identity", "projection_dim"):
             if int(getattr(self, k)) < 1:
-                raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+                raise UsageError(f"{k} must be >= 1, got {getattr(self, k)}")
         if self.loss == "ntxent":
             if int(self.batch_size) < 2:
-                raise ValueError(f"batch_size must be >= 2 for ntxent (the other crops are the negatives), "
+                raise UsageError(f"batch_size must be >= 2 for ntxent (the other crops are the negatives), "
                                  f"got {self.batch_size}")
             if not self.temperature > 0:
-                raise ValueError(f"temperature must be > 0, got {self.temperature}")
+                raise UsageError(f"temperature must be > 0, got {self.temperature}")
         elif self.identities_per_batch < 2:
-            raise ValueError("identities_per_batch must be >= 2 (negatives come from other identities)")
+            raise UsageError("identities_per_batch must be >= 2 (negatives come from other identities)")
         check_finetune(self.freeze_epochs, self.backbone_lr_scale, self.precision)
 
 
@@ -143,7 +145,7 @@ def build_backbone(arch: str):
         import difflib
 
         close = difflib.get_close_matches(arch, timm.list_models(), n=5)
-        raise ValueError(f"unknown timm backbone '{arch}'" + (f"; did you mean {', '.join(close)}?" if close else ""))
+        raise UsageError(f"unknown timm backbone '{arch}'" + (f"; did you mean {', '.join(close)}?" if close else ""))
     return timm.create_model(arch, pretrained=False, num_classes=0)
 
 
@@ -157,7 +159,7 @@ def simclr_batches(n: int, batch_size: int, rng: random.Random) -> list[list[int
 
 def init_for(config: ReidConfig, settings=None):
     """The run's initial weights (recorded in ``out_dir/init.json``; see :mod:`wildspace.train.init`)."""
-    from wildspace.config import load_settings
+    from wildspace.settings import load_settings
     from wildspace.train.init import check_input_size, saved_or_resolved
 
     init = saved_or_resolved(Path(config.out_dir), config.init, config.backbone, settings or load_settings())
@@ -272,7 +274,7 @@ def fit_knn_head(embeddings: np.ndarray, ids: Sequence[str], seed: int = 0) -> d
     n = len(X)
     folds = min(5, n)
     if folds < 2:
-        raise ValueError(f"the kNN head needs at least 2 images, got {n}")
+        raise UsageError(f"the kNN head needs at least 2 images, got {n}")
     train_n = n - -(-n // folds)  # the smallest training fold (KFold's largest test fold is ceil(n/folds))
     comps = sorted({c for c in (8, 16, 32, 64) if c <= min(train_n, X.shape[1])} or {min(train_n, X.shape[1])})
     ks = [k for k in (1, 3, 5, 7) if k <= train_n] or [1]

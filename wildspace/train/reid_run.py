@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from wildspace.errors import UsageError
 from wildspace.train.reid import ReidConfig, fit_knn_head, init_for, save_knn_head, train_embedder
 
 
@@ -35,12 +36,12 @@ def run_reid(config: ReidConfig, settings, license: str = "unknown", install: bo
     from wildspace.reid.embedders import build_embedder
     from wildspace.train.data import Sample, split_samples
     from wildspace.train.export import install_model, write_model_folder
-    from wildspace.train.reid_cli import load_folder_images, load_identity_images, open_set_metrics, reid_markdown
+    from wildspace.train.reid_data import load_folder_images, load_identity_images, open_set_metrics, reid_markdown
 
     config.check()
     labelled = bool(config.identities)
     if not labelled and config.loss != "ntxent":
-        raise ValueError(f"loss '{config.loss}' needs identities (a CSV); only ntxent trains on unlabeled images")
+        raise UsageError(f"loss '{config.loss}' needs identities (a CSV); only ntxent trains on unlabeled images")
     if labelled:
         images, ids, skipped = load_identity_images(Path(config.images), Path(config.identities),
                                                     config.input_size, settings.max_pixels)

@@ -109,7 +109,7 @@ def _with_crops(config: TrainConfig, settings, hooks: Hooks | None) -> TrainConf
     """Crop the training images with ``config.crop_with`` (a model name or a weights file)."""
     from dataclasses import replace
 
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
     from wildspace.train.crops import crop_training_data
 
     service = DetectorService(settings)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from wildspace.disk import DiskBudget
-from wildspace.services import DetectorService
+from wildspace.runs.disk import DiskBudget
+from wildspace.services.detectors import DetectorService
 from wildspace.ui import batch_tab, jobs_tab, lookup_tab, models_tab, products_tab, single_image, train_tab, video_tab
 from wildspace.ui.fair_use import AppGuard, FairUse
 from wildspace.ui.identity import owner_state
@@ -31,11 +31,11 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
 
     Runs and exports go under ``out_dir`` (default: the settings' work dir), bounded by the
     fair-use guards (``demo.wildspace_guard``): per-visitor queue places and heavy requests,
-    request time, disk quotas and expiry (see :mod:`wildspace.guards`)."""
+    request time, disk quotas and expiry (see :mod:`wildspace.settings.guards`)."""
     from gradio.utils import get_upload_folder
 
     from wildspace.classify.feedback import FeedbackStore
-    from wildspace.classify.service import ClassifierService
+    from wildspace.services.classifiers import ClassifierService
     from wildspace.ui import mcp_schema
 
     mcp_schema.install()
@@ -47,7 +47,7 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
     classifiers = classifiers or ClassifierService.sharing(service)
     feedback = feedback or FeedbackStore(service.settings.home / "feedback", service.settings.max_pixels)
     if galleries is None:
-        from wildspace.lookup import GalleryService
+        from wildspace.services.galleries import GalleryService
 
         galleries = GalleryService(service.settings, detectors=service, device=service.device)
     # Gradio deletes the files it made once they are older than the results' expiry
@@ -57,7 +57,7 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
             # Hugging Face OAuth (README front matter: hf_oauth): logged-in users own their
             # jobs, galleries and feedback by account; gallery writes need a login here.
             gr.LoginButton(elem_id="hf-login")
-        stored, owner, on_load = owner_state(service.settings.home)
+        stored, owner, on_load = owner_state(service.settings.home, service.settings.secret)
         with gr.Tab("Single image"):
             single_image.build_tab(service, out_dir / "single", classifiers)
         with gr.Tab("Batch"):
@@ -81,7 +81,7 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
             models_tab.build_tab(service, models_tab.detector_dropdowns(demo), owner, guard)
         demo.load(on_load, stored, [stored, owner], api_name=False)
     demo.wildspace_guard = guard
-    _queue_fairly(demo, guard)
+    _queue_fairly(demo, guard, settings)
     return demo
 
 
@@ -89,7 +89,7 @@ def _sweep_period(guards) -> int:
     return int(min(3600.0, max(60.0, guards.result_seconds / 10)))
 
 
-def _queue_fairly(demo: gr.Blocks, guard: AppGuard) -> None:
+def _queue_fairly(demo: gr.Blocks, guard: AppGuard, settings) -> None:
     """Make every ``demo.queue(...)`` (ours, the caller's, or launch's own) per-visitor fair."""
     original = demo.queue
 
@@ -99,7 +99,7 @@ def _queue_fairly(demo: gr.Blocks, guard: AppGuard) -> None:
         return result
 
     demo.queue = queue  # type: ignore[method-assign]
-    demo.queue(**queue_options())
+    demo.queue(**queue_options(settings))
 
 
 def start_housekeeping(demo: gr.Blocks, stop: threading.Event | None = None,
@@ -111,20 +111,11 @@ def start_housekeeping(demo: gr.Blocks, stop: threading.Event | None = None,
     return stop
 
 
-def queue_options() -> dict:
+def queue_options(settings) -> dict:
     """``Blocks.queue`` settings: at most ``WILDSPACE_CONCURRENCY`` handlers run at once
     (default 2; they share the services' cached models, so memory does not grow with users)
     and at most ``WILDSPACE_QUEUE_SIZE`` requests wait (default 100; more are refused)."""
-    import os
-
-    def positive(var: str, default: int) -> int:
-        raw = os.environ.get(var) or str(default)
-        if not raw.isdigit() or int(raw) < 1:
-            raise ValueError(f"{var} must be a positive integer, got {raw!r}")
-        return int(raw)
-
-    return {"default_concurrency_limit": positive("WILDSPACE_CONCURRENCY", 2),
-            "max_size": positive("WILDSPACE_QUEUE_SIZE", 100)}
+    return {"default_concurrency_limit": settings.concurrency, "max_size": settings.queue_size}
 
 
 def launch_options(service: DetectorService) -> dict:

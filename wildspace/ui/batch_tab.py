@@ -8,13 +8,13 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from wildspace.batch import RunOutput, run_image_batch, submit_image_batch
 from wildspace.formats.categories import best_by_kind, image_status, label_of
 from wildspace.media.archives import count_inputs
 from wildspace.media.draw import draw_detections
 from wildspace.media.images import IMAGE_EXTENSIONS, ImageReadError, load_image
 from wildspace.review.sources import REVIEW_FLOOR, record_run
-from wildspace.services import DetectorService
+from wildspace.runs.batch import RunOutput, run_image_batch, submit_image_batch
+from wildspace.services.detectors import DetectorService
 from wildspace.ui.common import classifier_controls, gpu, model_controls, new_work_dir, species_step, user_errors
 from wildspace.ui.fair_use import AppGuard
 from wildspace.ui.identity import owner_of, private_owner

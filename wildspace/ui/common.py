@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 from pathlib import Path
 
 import gradio as gr
 
 from wildspace.errors import USER_ERRORS
-from wildspace.services import DetectorService
+from wildspace.services.detectors import DetectorService
 
 
 def model_controls(service: DetectorService, prefix: str) -> tuple[gr.Dropdown, gr.Slider]:
@@ -85,9 +84,8 @@ def new_work_dir(root: Path) -> Path:
 
 
 def gpu(fn):
-    """Wrap GPU work for ZeroGPU when running on a Hugging Face Space; a no-op elsewhere."""
-    if not os.environ.get("SPACE_ID"):
-        return fn
+    """Wrap GPU work for ZeroGPU (the ``spaces`` package, present on Hugging Face Spaces, is a
+    no-op outside ZeroGPU hardware); without it, ``fn`` itself."""
     try:
         import spaces
     except ImportError:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Iterator, Mapping
 
 import gradio as gr
 
-from wildspace.guards import Guards
+from wildspace.settings.guards import Guards
 
 if TYPE_CHECKING:
     from gradio.queueing import Queue
@@ -181,15 +181,15 @@ class AppGuard:
 
     def __init__(self, fair: FairUse, disk):
         self.fair = fair
-        self.disk = disk  # wildspace.disk.DiskBudget
+        self.disk = disk  # wildspace.runs.disk.DiskBudget
 
     @contextlib.contextmanager
     def heavy(self, request, owner: str, paths, what: str = "batch",
               extensions: frozenset[str] | None = None) -> Iterator[Watch]:
         """One heavy request: admitted by :meth:`FairUse.heavy`, then by the disk quotas for
         what its upload will write (``DiskFull``, a user error, otherwise)."""
-        from wildspace.disk import DiskFull, upload_need
         from wildspace.media.images import IMAGE_EXTENSIONS
+        from wildspace.runs.disk import DiskFull, upload_need
 
         with self.fair.heavy(request, what) as watch:
             try:

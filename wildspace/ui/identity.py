@@ -34,10 +34,10 @@ NEED_TOKEN = (f"MCP and API callers must send a header '{TOKEN_HEADER}: <a long 
               "see them again.")
 
 
-def server_secret(home: Path) -> bytes:
+def server_secret(home: Path, secret: str | None = None) -> bytes:
     """The key that signs browser tokens (``WILDSPACE_SECRET``, else a file in the data dir)."""
-    if os.environ.get("WILDSPACE_SECRET"):
-        return os.environ["WILDSPACE_SECRET"].encode()
+    if secret:
+        return secret.encode()
     p = home / "browser-secret"
     if not p.exists():
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -70,14 +70,14 @@ def verified(secret: bytes, token: str | None) -> str | None:
     return raw
 
 
-def owner_state(home: Path) -> tuple[gr.BrowserState, gr.State, object]:
+def owner_state(home: Path, secret_setting: str | None = None) -> tuple[gr.BrowserState, gr.State, object]:
     """The browser's stored token, the session's verified owner id, and the page-load handler.
 
     The stored value is not encrypted with a key in the page config (Gradio's ``secret``
     would be readable in ``/config``); it is signed here instead. The session ``gr.State`` is
     server-side: handlers read it, clients cannot set it.
     """
-    secret = server_secret(home)
+    secret = server_secret(home, secret_setting)
     stored = gr.BrowserState(None, storage_key="wildspace-owner-v2")
     session = gr.State(None)
 

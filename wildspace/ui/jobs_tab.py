@@ -6,8 +6,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from wildspace.batch import job_output
 from wildspace.jobs.store import JobNotFound
+from wildspace.runs.batch import job_output
 from wildspace.ui.common import new_work_dir
 from wildspace.ui.free_dropdown import FreeDropdown
 from wildspace.ui.identity import private_owner

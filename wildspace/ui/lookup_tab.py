@@ -9,8 +9,8 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 
-from wildspace.lookup import hide_paths
 from wildspace.media.images import ImageReadError, load_image
+from wildspace.services.galleries import hide_paths
 from wildspace.ui.common import gpu, user_errors
 from wildspace.ui.safe_image import SafeImage, image_file
 

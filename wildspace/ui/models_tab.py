@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from wildspace.services import DetectorService
+from wildspace.services.detectors import DetectorService
 from wildspace.ui.common import user_errors
 
 COLUMNS = ["name", "task", "family", "on this machine", "licence", "source"]
@@ -43,7 +43,7 @@ def import_detector_file(service: DetectorService, upload: str | None, name: str
     Raises:
         gr.Error: uploads are off here, no login, no file or name, or the file is refused.
     """
-    from wildspace.train.cli import model_name
+    from wildspace.hub.specs import model_name
     from wildspace.ui.identity import logged_in
 
     if not service.settings.allow_custom_weights:

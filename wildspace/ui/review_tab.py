@@ -17,6 +17,7 @@ from typing import Any
 
 import gradio as gr
 
+from wildspace.errors import UsageError
 from wildspace.review import exports as review_exports
 from wildspace.review import progress as review_progress
 from wildspace.review.session import ReviewService, View, default_reviewer
@@ -272,7 +273,7 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
         with _errors():
             c = backend.cursor(owner, session)
             if c.source_id is None:
-                raise ValueError("open a source first")
+                raise UsageError("open a source first")
             o = backend.opened(owner, c.source_id)
             work = guard.disk.new_run(review_root, owner) if guard else new_work_dir(review_root)
             files, notes = export_all(o, work, float(thr), reviewer_name, settings.max_pixels)
@@ -345,7 +346,7 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
             with _errors():
                 c = backend.cursor(owner, session)
                 if c.source_id is None:
-                    raise ValueError("open a source first")
+                    raise UsageError("open a source first")
                 o = backend.opened(owner, c.source_id)
                 work = guard.disk.new_run(review_root, owner) if guard else new_work_dir(review_root)
                 z, counts = review_exports.write_class_folders(o, work / "reviewed-species.zip", settings.max_pixels)

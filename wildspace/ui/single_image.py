@@ -10,7 +10,7 @@ import gradio as gr
 from wildspace.formats.megadetector import build_results, detector_metadata, write_results
 from wildspace.media.draw import draw_detections
 from wildspace.media.images import ImageReadError, load_image
-from wildspace.services import DetectorService
+from wildspace.services.detectors import DetectorService
 from wildspace.types import ImageResult
 from wildspace.ui.common import classifier_controls, gpu, model_controls, species_step, user_errors
 from wildspace.ui.safe_image import SafeImage, image_file

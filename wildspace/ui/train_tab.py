@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from wildspace.errors import UsageError
 from wildspace.jobs.store import JobNotFound
 from wildspace.ui.identity import logged_in, owner_of, private_owner
 
@@ -56,7 +57,7 @@ def parse_label_map(text: str | None) -> dict[str, str]:
         if not part:
             continue
         if "=" not in part:
-            raise ValueError(f"'{part}' is not OLD=NEW (e.g. ivory=elephant_ivory)")
+            raise UsageError(f"'{part}' is not OLD=NEW (e.g. ivory=elephant_ivory)")
         old, new = (x.strip() for x in part.split("=", 1))
         out[old] = new
     return out
@@ -66,21 +67,21 @@ def submit_training(queue, owner: str, upload: str | None, folder: str | None, n
                     epochs: int, loss: str, input_size: int, kind: str, label_map: str,
                     allow_folders: bool, start: str = START_IMAGENET) -> str:
     """Queue a training job; returns its id. Raises ``gr.Error`` with the reason on bad input."""
+    from wildspace.hub.specs import model_name
+    from wildspace.jobs.training import training_spec
     from wildspace.train.classifier import TrainConfig
-    from wildspace.train.cli import model_name
-    from wildspace.train.job import training_spec
 
     try:
         if upload:
             if Path(upload).suffix.lower() != ".zip":
-                raise ValueError("upload a .zip of class folders")
+                raise UsageError("upload a .zip of class folders")
             source = upload
         elif folder and allow_folders:
             if not Path(folder).is_dir():
-                raise ValueError(f"folder not found on the server: {folder}")
+                raise UsageError(f"folder not found on the server: {folder}")
             source = str(Path(folder).absolute())
         else:
-            raise ValueError("upload a zip of class folders" + (" or give a folder" if allow_folders else ""))
+            raise UsageError("upload a zip of class folders" + (" or give a folder" if allow_folders else ""))
         name = model_name(name or Path(source).stem)
         config = TrainConfig(data=source, out_dir="", name=name, arch=arch, epochs=int(epochs), loss=loss,
                              input_size=int(input_size), kind=kind, label_map=parse_label_map(label_map),
@@ -109,8 +110,8 @@ def submit_reid_training(queue, owner: str, upload: str | None, folder: str | No
                          allow_folders: bool, start: str = START_IMAGENET) -> str:
     """Queue a re-ID embedder training job; returns its id. Raises ``gr.Error`` on bad input
     (checked here when cheap: zip layout, backbone, settings; the worker checks the rest)."""
-    from wildspace.train.cli import model_name
-    from wildspace.train.job import NO_TABLE, find_identity_table, reid_training_spec
+    from wildspace.hub.specs import model_name
+    from wildspace.jobs.training import NO_TABLE, find_identity_table, reid_training_spec
     from wildspace.train.reid import ReidConfig, build_backbone
 
     try:
@@ -119,24 +120,24 @@ def submit_reid_training(queue, owner: str, upload: str | None, folder: str | No
             import zipfile
 
             if Path(upload).suffix.lower() != ".zip":
-                raise ValueError("upload a .zip of images with identities.csv")
+                raise UsageError("upload a .zip of images with identities.csv")
             try:
                 with zipfile.ZipFile(upload) as z:
                     names = [i.filename for i in z.infolist() if not i.is_dir()]
             except (zipfile.BadZipFile, OSError, ValueError) as exc:
-                raise ValueError(f"not a readable zip file: {exc}") from None
+                raise UsageError(f"not a readable zip file: {exc}") from None
             if find_identity_table(names) is None:
-                raise ValueError(NO_TABLE)
+                raise UsageError(NO_TABLE)
             source = upload
         elif folder and allow_folders:
             if not Path(folder).is_dir():
-                raise ValueError(f"folder not found on the server: {folder}")
+                raise UsageError(f"folder not found on the server: {folder}")
             source = str(Path(folder).absolute())
             table = str(Path(identities).absolute()) if identities else str(Path(source) / "identities.csv")
             if not Path(table).is_file():
-                raise ValueError(f"identities CSV not found: {table}")
+                raise UsageError(f"identities CSV not found: {table}")
         else:
-            raise ValueError("upload a zip of images with identities.csv"
+            raise UsageError("upload a zip of images with identities.csv"
                              + (" or give a folder and its CSV" if allow_folders else ""))
         name = model_name(name or Path(source).stem)
         config = ReidConfig(images=source, identities=table or "", out_dir="", name=name, backbone=backbone,
@@ -150,7 +151,7 @@ def submit_reid_training(queue, owner: str, upload: str | None, folder: str | No
         from wildspace.hub.specs import SpecRegistry
 
         if name in SpecRegistry(queue.settings.spec_dirs):
-            raise ValueError(f"a model named '{name}' exists already; choose another name")
+            raise UsageError(f"a model named '{name}' exists already; choose another name")
         return _submit(queue, reid_training_spec(owner, source, config, identities=table), upload)
     except (ValueError, FileNotFoundError) as exc:
         raise gr.Error(str(exc)) from None
@@ -158,7 +159,7 @@ def submit_reid_training(queue, owner: str, upload: str | None, folder: str | No
 
 def training_status(queue, classifiers, job_id: str | None, owner: str) -> str:
     """A readable status of one training job; a finished model is made known to the app."""
-    from wildspace.train.job import REID_KIND
+    from wildspace.jobs.training import REID_KIND
 
     if not job_id:
         return "No training job yet."

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from wildspace.batch import RunOutput, run_videos
 from wildspace.formats.categories import best_by_kind
 from wildspace.media.archives import VIDEO_EXTENSIONS
 from wildspace.media.video import Sampling
-from wildspace.services import DetectorService
+from wildspace.runs.batch import RunOutput, run_videos
+from wildspace.services.detectors import DetectorService
 from wildspace.ui.common import classifier_controls, gpu, model_controls, new_work_dir, species_step, user_errors
 from wildspace.ui.fair_use import AppGuard
 from wildspace.ui.identity import owner_of

@@ -1,8 +1,4 @@
-"""``python -m wildspace …`` — the command line mirrors what the app can do.
-
-Heavy modules (torch, ultralytics) are imported only by the commands that need them, so
-``--help`` is instant. User mistakes end with one ``error: …`` line and a non-zero exit.
-"""
+"""``detect``, ``convert``, ``models`` and ``feedback``: detection runs, exports and the model store."""
 
 from __future__ import annotations
 
@@ -11,60 +7,28 @@ import json
 import sys
 from pathlib import Path
 
-DEFAULT_MODEL = "megadetector-v5a"
-DEFAULT_OUTPUT_THRESHOLD = 0.005  # MegaDetector's batch default: keep low boxes, filter later
+from wildspace.cli.common import (
+    BACKEND_HELP,
+    DEFAULT_MODEL,
+    DEFAULT_OUTPUT_THRESHOLD,
+    PRECISION_HELP,
+    CliError,
+    batch_size_arg,
+    fraction_arg,
+    positive_arg,
+    positive_float_arg,
+)
 
 
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit status 1."""
-
-
-def _threshold(text: str) -> float:
-    v = float(text)
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"threshold must be between 0 and 1, got {text}")
-    return v
-
-
-def _positive(text: str) -> int:
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    v = float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return v
-
-
-def _batch_size(text: str) -> int | None:
-    return None if text == "auto" else _positive(text)
-
-
-BACKEND_HELP = ("inference backend: torch (eager PyTorch), onnx (ONNX Runtime, CPU: exported once "
-                "and cached, checked against torch) or auto (onnx on CPU unless measured clearly "
-                "slower on this machine, else torch); default WILDSPACE_BACKEND or auto")
-PRECISION_HELP = ("CPU arithmetic: fp32 (the reference), bf16 (eager PyTorch bf16 autocast, AMX/AVX-512 "
-                  "BF16) or auto (a reduced precision only where it passed parity on real weights of "
-                  "the model's family, else fp32); default WILDSPACE_PRECISION or auto")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m wildspace",
-                                description="Wildlife AI for camera traps: detect, convert, manage models.")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def add_parsers(sub) -> None:
     d = sub.add_parser("detect", help="detect animals, people and vehicles; write MegaDetector JSON")
     src = d.add_mutually_exclusive_group()
     src.add_argument("--model", help=f"model name from `models list` (default {DEFAULT_MODEL})")
     src.add_argument("--weights", type=Path, help="any local detector checkpoint (.pt)")
-    d.add_argument("--image-size", type=_positive, help="inference size in px (default: the model's)")
-    d.add_argument("--threshold", type=_threshold, default=DEFAULT_OUTPUT_THRESHOLD,
+    d.add_argument("--image-size", type=positive_arg, help="inference size in px (default: the model's)")
+    d.add_argument("--threshold", type=fraction_arg, default=DEFAULT_OUTPUT_THRESHOLD,
                    help=f"drop detections below this confidence (default {DEFAULT_OUTPUT_THRESHOLD})")
-    d.add_argument("--batch-size", type=_batch_size, default=None,
+    d.add_argument("--batch-size", type=batch_size_arg, default=None,
                    help="images per forward pass, or auto (default: 4 on CPU, from free memory on GPU)")
     d.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     d.add_argument("--backend", choices=["torch", "onnx", "auto"], help=BACKEND_HELP)
@@ -73,18 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print (to stderr) which backend, precision and threads run, and why")
     d.add_argument("--fast-decode", action="store_true", default=None,
                    help="decode big JPEGs at reduced size (faster on CPU; detections can move slightly)")
-    d.add_argument("--workers", type=_positive, default=2, help="decode threads")
+    d.add_argument("--workers", type=positive_arg, default=2, help="decode threads")
     d.add_argument("--output", "-o", type=Path, required=True, help="results file (.json)")
     d.add_argument("--classifier", help="species classifier for animal boxes (a classify model "
                    "from `models list`); adds MegaDetector 'classifications'")
-    d.add_argument("--classification-threshold", type=_threshold, default=None,
+    d.add_argument("--classification-threshold", type=fraction_arg, default=None,
                    help="species confidence below which a box reads 'unknown' (default: the classifier's typical)")
-    d.add_argument("--classify-above", type=_threshold, default=None,
+    d.add_argument("--classify-above", type=fraction_arg, default=None,
                    help="only classify boxes with detection confidence >= this "
                         "(default: the detector's conservative threshold)")
-    d.add_argument("--every-n-frames", type=_positive, default=None,
+    d.add_argument("--every-n-frames", type=positive_arg, default=None,
                    help="videos: analyse every Nth frame (as the app's Video tab)")
-    d.add_argument("--every-seconds", type=_positive_float, default=None,
+    d.add_argument("--every-seconds", type=positive_float_arg, default=None,
                    help="videos: analyse one frame every S seconds (default 1 when neither is given)")
     d.add_argument("paths", nargs="+", type=Path,
                    help="images, videos, folders (recursive), .txt lists or .zip archives (checked like "
@@ -97,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output format (repeatable; default all that the inputs allow)")
     c.add_argument("--images", type=Path, help="folder the results' file paths are relative to "
                    "(needed for crops, sorted folders, EXIF times and image sizes)")
-    c.add_argument("--threshold", type=_threshold, default=0.2,
+    c.add_argument("--threshold", type=fraction_arg, default=0.2,
                    help="confidence threshold for the exports (default 0.2)")
     c.add_argument("--deployments", type=Path, help="deployments CSV: deploymentID and optional folder or "
                    "filePattern, latitude, longitude, cameraID, locationName, deploymentStart, deploymentEnd, "
@@ -116,42 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "them out of the Camtrap DP package (named in its description)")
     c.add_argument("--output", "-o", type=Path, required=True, help="output folder")
 
-    w = sub.add_parser("worker", help="run a queue worker (one per GPU)")
-    w.add_argument("--queue", help="redis://host:port/db or sqlite:///path (default: WILDSPACE_QUEUE or the embedded queue)")
-    w.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (pin one worker per GPU)")
-    w.add_argument("--concurrency", type=_positive, default=1, help="jobs processed at once")
-    w.add_argument("--batch-size", type=_positive, default=4, help="images per forward pass")
-    w.add_argument("--backend", choices=["torch", "onnx", "auto"], help=BACKEND_HELP)
-    w.add_argument("--precision", choices=["fp32", "bf16", "auto"], help=PRECISION_HELP)
-    w.add_argument("--only", choices=["detect", "train"], help="take only detection batches or only training "
-                   "jobs (default: both; the app starts a `--only train` worker beside itself)")
-
-    j = sub.add_parser("jobs", help="submit and follow queued batches")
-    j.add_argument("--queue", help="queue URL (default: WILDSPACE_QUEUE or the embedded queue)")
-    j.add_argument("--owner", default=None, help="job owner (default: WILDSPACE_OWNER or cli:<user>)")
-    jsub = j.add_subparsers(dest="jobs_command", required=True)
-    js = jsub.add_parser("submit", help="queue a detection batch; prints the job id")
-    jsrc = js.add_mutually_exclusive_group()
-    jsrc.add_argument("--model", help=f"model name (default {DEFAULT_MODEL})")
-    jsrc.add_argument("--weights", type=Path, help="a local detector checkpoint")
-    js.add_argument("--threshold", type=_threshold, default=DEFAULT_OUTPUT_THRESHOLD)
-    js.add_argument("--image-size", type=_positive)
-    js.add_argument("--chunk-size", type=_positive, default=16, help="inputs per queue task")
-    js.add_argument("paths", nargs="+", type=Path, help="images, folders, .txt lists or .zip archives")
-    jst = jsub.add_parser("status", help="state, done/total, failures")
-    jst.add_argument("id")
-    jst.add_argument("--json", action="store_true")
-    jr = jsub.add_parser("result", help="write the results (MD JSON, or another export)")
-    jr.add_argument("id")
-    jr.add_argument("--output", "-o", type=Path, required=True,
-                    help=".json for MegaDetector JSON; a folder with --format for other exports")
-    jr.add_argument("--format", choices=["md-json", "csv", "coco", "camtrap-dp", "crops", "sorted"],
-                    default="md-json")
-    jr.add_argument("--threshold", type=_threshold, default=0.2, help="threshold for other exports")
-    jc = jsub.add_parser("cancel", help="stop a job (within one item)")
-    jc.add_argument("id")
-    jsub.add_parser("list", help="your jobs")
-
     m = sub.add_parser("models", help="list and import models")
     msub = m.add_subparsers(dest="models_command", required=True)
     ml = msub.add_parser("list", help="known models and whether their weights are on this machine")
@@ -166,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     mi.add_argument("--arch", help="classifier architecture: any timm name (e.g. convnext_tiny) or a "
                     "torchvision one (e.g. resnet50)")
     mi.add_argument("--family", choices=["timm", "torchvision"], default="timm", help="classifier family")
-    mi.add_argument("--input-size", type=_positive, default=224, help="classifier input size in px")
+    mi.add_argument("--input-size", type=positive_arg, default=224, help="classifier input size in px")
     mi.add_argument("--kind", choices=["species", "products"], default="species",
                     help="species (crops of animal boxes) or products (Products tab)")
 
@@ -176,14 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     fe.add_argument("--output", "-o", type=Path, required=True, help="output folder (datasets.load_from_disk)")
     fe.add_argument("--model", help="only feedback on this model")
     fsub.add_parser("list", help="how much feedback there is, per model and verdict")
-
-    from wildspace.lookup_cli import add_parsers as add_lookup_parsers
-
-    add_lookup_parsers(sub)
-    from wildspace.train.cli import add_parsers as add_train_parsers
-
-    add_train_parsers(sub)
-    return p
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -204,7 +124,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
         refused: list[ImageResult] = []
         if zips:  # members checked like app uploads (zip-slip, links, bombs), then deleted
-            from wildspace.config import load_settings
+            from wildspace.settings import load_settings
 
             extensions = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
             unpacked = unpack_uploads(zips, Path(tmp), load_settings().limits.upload_limits(), extensions=extensions)
@@ -232,9 +152,9 @@ def _sampling(args: argparse.Namespace):
 
 
 def _detect(args: argparse.Namespace, files: list, refused: list, videos: list = ()) -> int:
+    from wildspace.detect.pipeline import detect_files
     from wildspace.formats.megadetector import build_results, detector_metadata, write_results
-    from wildspace.pipeline import detect_files
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
 
     sampling = _sampling(args) if videos else None
     service = DetectorService(device=args.device, backend=args.backend, precision=args.precision)
@@ -263,7 +183,7 @@ def _detect(args: argparse.Namespace, files: list, refused: list, videos: list =
         results.append(r)
         bar.update(1)
     if videos:
-        from wildspace.video_pipeline import detect_video
+        from wildspace.detect.video import detect_video
 
         limits = service.settings.limits
         for path, name in videos:
@@ -283,8 +203,8 @@ def _detect(args: argparse.Namespace, files: list, refused: list, videos: list =
 
 
 def _species_step(service, args: argparse.Namespace, info):
-    from wildspace.classify.service import ClassifierService
     from wildspace.classify.species import SpeciesOptions, SpeciesStep
+    from wildspace.services.classifiers import ClassifierService
 
     classifiers = ClassifierService.sharing(service)
     if args.classifier not in classifiers.names("species"):
@@ -335,7 +255,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
 
     service = DetectorService()
     if args.models_command == "list":
@@ -359,7 +279,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _import_classifier(service, args: argparse.Namespace):
-    from wildspace.classify.service import ClassifierService, read_labels
+    from wildspace.services.classifiers import ClassifierService, read_labels
 
     if not args.labels or not args.arch:
         raise CliError("a new classifier needs --labels FILE and --arch NAME (e.g. --arch resnet50 "
@@ -372,7 +292,7 @@ def _import_classifier(service, args: argparse.Namespace):
 def cmd_feedback(args: argparse.Namespace) -> int:
     from wildspace.classify.feedback import FeedbackStore
     from wildspace.classify.products import PRODUCT_LABELS
-    from wildspace.config import load_settings
+    from wildspace.settings import load_settings
 
     store = FeedbackStore(load_settings().home / "feedback")
     if args.feedback_command == "list":
@@ -390,26 +310,4 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from wildspace.errors import USER_ERRORS
-
-    try:
-        from wildspace.jobs.cli import cmd_jobs, cmd_worker
-        from wildspace.lookup_cli import cmd_gallery, cmd_reid
-        from wildspace.train.cli import cmd_evaluate, cmd_train
-
-        commands = {"detect": cmd_detect, "convert": cmd_convert, "models": cmd_models,
-                    "worker": cmd_worker, "jobs": cmd_jobs, "feedback": cmd_feedback,
-                    "gallery": cmd_gallery, "reid": cmd_reid, "train": cmd_train,
-                    "evaluate": cmd_evaluate}
-        return commands[args.command](args)
-    except (CliError, *USER_ERRORS) as exc:
-        from wildspace.jobs.store import JobNotFound
-
-        if isinstance(exc, JobNotFound):
-            print(f"error: no job {exc.args[0]!r} for this owner", file=sys.stderr)
-            return 1
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"error: {msg}", file=sys.stderr)
-        return 1
+COMMANDS = {"detect": cmd_detect, "convert": cmd_convert, "models": cmd_models, "feedback": cmd_feedback}

@@ -26,11 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from wildspace.config import Settings, load_settings
+from wildspace.errors import UsageError
 from wildspace.reid.build import CropFn, build_gallery, crop_box, enrol, read_identity_table
 from wildspace.reid.gallery import GalleryData, GalleryError, open_gallery, read_version, save_gallery, version_dir
 from wildspace.reid.local_features import extract
 from wildspace.reid.matching import Matcher, available_methods, default_method
+from wildspace.settings import Settings, load_settings
 from wildspace.types import LookupResult
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class GalleryService:
         self.settings = settings or load_settings()
         self.detectors = detectors  # a DetectorService, for crops of whole frames
         if not 0 < crop_threshold < 1:
-            raise ValueError(f"crop threshold must be between 0 and 1, got {crop_threshold}")
+            raise UsageError(f"crop threshold must be between 0 and 1, got {crop_threshold}")
         self.crop_threshold = crop_threshold
         self.device = device
         self.background_calibration = background_calibration
@@ -475,11 +476,10 @@ class GalleryService:
 
     def push_if_configured(self, root: Path, gallery: GalleryData) -> str | None:
         """Push to the gallery's Hub repo (set by ``gallery pull``) when ``HF_TOKEN`` is set."""
-        import os
 
         from wildspace.reid.gallery import push_gallery
 
-        repo, token = gallery.meta.get("hub_repo"), os.environ.get("HF_TOKEN")
+        repo, token = gallery.meta.get("hub_repo"), self.settings.hf_token
         if not repo or not token:
             return None
         return push_gallery(root, repo, token)

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from wildspace.classify.models import CLASSIFIER_FAMILIES, KINDS, Classifier, build_classifier, info_from_spec
 from wildspace.classify.products import LOCALIZER_KIND, check_product_labels
-from wildspace.config import Settings
+from wildspace.errors import NotFound, UnknownName, UsageError
 from wildspace.hub.fetch import ModelStore, sha256_file
 from wildspace.hub.specs import (
     ModelSpec,
@@ -27,6 +27,7 @@ from wildspace.hub.specs import (
     spec_to_dict,
     write_spec_file,
 )
+from wildspace.settings import Settings
 
 
 class ClassifierService:
@@ -50,7 +51,7 @@ class ClassifierService:
     def names(self, kind: str = "species") -> list[str]:
         """Classifier specs of ``kind`` (``species`` or ``products``)."""
         if kind not in KINDS:
-            raise ValueError(f"kind '{kind}' is not one of {', '.join(KINDS)}")
+            raise UsageError(f"kind '{kind}' is not one of {', '.join(KINDS)}")
         return [n for n in self.registry.names(task="classify")
                 if str(self.registry.get(n).extra.get("kind", "species")) == kind]
 
@@ -75,7 +76,7 @@ class ClassifierService:
         """
         if name not in self.registry or self.registry.get(name).task != "classify":
             known = ", ".join(self.registry.names(task="classify")) or "none"
-            raise KeyError(f"unknown classifier '{name}'; known classifiers: {known}")
+            raise UnknownName(f"unknown classifier '{name}'; known classifiers: {known}")
         spec = self.registry.get(name)
         if spec.extra.get("kind") == "products":
             check_product_labels(spec.labels, f"products model '{name}'")
@@ -87,7 +88,7 @@ class ClassifierService:
 
         spec = self.registry.get(name)
         if spec.extra.get("kind") != LOCALIZER_KIND:
-            raise ValueError(f"model '{name}' is not a product localiser (kind: {LOCALIZER_KIND})")
+            raise UsageError(f"model '{name}' is not a product localiser (kind: {LOCALIZER_KIND})")
         return self._cached(name, lambda s, path: build_localizer(s, path, self.device))
 
     def _cached(self, name: str, build):
@@ -116,11 +117,11 @@ class ClassifierService:
         """
         file = Path(file)
         if not file.is_file():
-            raise FileNotFoundError(f"file not found: {file}")
+            raise NotFound(f"file not found: {file}")
         if name in self.registry:
-            raise ValueError(f"a model named '{name}' exists already; choose a new name")
+            raise UsageError(f"a model named '{name}' exists already; choose a new name")
         if family not in CLASSIFIER_FAMILIES:
-            raise ValueError(f"family '{family}' is not one of {', '.join(CLASSIFIER_FAMILIES)}")
+            raise UsageError(f"family '{family}' is not one of {', '.join(CLASSIFIER_FAMILIES)}")
         today = _dt.date.today().isoformat()
         shown = ", ".join(list(labels)[:8]) + (" …" if len(labels) > 8 else "")
         data = spec_to_dict(ModelSpec(
@@ -138,7 +139,7 @@ class ClassifierService:
             spec = parse_spec(data, where=f"import of {file.name}")
             info_from_spec(spec)
         except SpecError as exc:
-            raise ValueError(str(exc)) from None
+            raise UsageError(str(exc)) from None
         if kind == "products":
             check_product_labels(spec.labels, f"products model '{name}'")
         build_classifier(spec, file, "cpu")  # refuses weights that do not fit before anything is written
@@ -157,30 +158,30 @@ def read_labels(path: str | Path) -> list[str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"labels file not found: {path}")
+        raise NotFound(f"labels file not found: {path}")
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path.name} is not valid JSON: {exc}") from None
+            raise UsageError(f"{path.name} is not valid JSON: {exc}") from None
         if isinstance(data, dict):
             try:
                 keys = sorted(data, key=int)
             except ValueError:
-                raise ValueError(f"{path.name}: mapping keys must be class indexes 0..N-1") from None
+                raise UsageError(f"{path.name}: mapping keys must be class indexes 0..N-1") from None
             if [int(k) for k in keys] != list(range(len(keys))):
-                raise ValueError(f"{path.name}: mapping keys must be class indexes 0..N-1 without gaps")
+                raise UsageError(f"{path.name}: mapping keys must be class indexes 0..N-1 without gaps")
             labels = [str(data[k]) for k in keys]
         elif isinstance(data, list):
             labels = [str(x) for x in data]
         else:
-            raise ValueError(f"{path.name}: expected a JSON list of names or an index->name mapping")
+            raise UsageError(f"{path.name}: expected a JSON list of names or an index->name mapping")
     else:
         labels = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
     if not labels:
-        raise ValueError(f"{path.name}: no class names found")
+        raise UsageError(f"{path.name}: no class names found")
     dupes = sorted({x for x in labels if labels.count(x) > 1})
     if dupes:
-        raise ValueError(f"{path.name}: class names must be unique; repeated: {', '.join(dupes[:5])}")
+        raise UsageError(f"{path.name}: class names must be unique; repeated: {', '.join(dupes[:5])}")
     return labels

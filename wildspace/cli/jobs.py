@@ -11,6 +11,54 @@ import sys
 import threading
 from pathlib import Path
 
+from wildspace.cli.common import (
+    BACKEND_HELP,
+    DEFAULT_MODEL,
+    DEFAULT_OUTPUT_THRESHOLD,
+    PRECISION_HELP,
+    fraction_arg,
+    positive_arg,
+)
+from wildspace.errors import NotFound, UsageError
+
+
+def add_parsers(sub) -> None:
+    w = sub.add_parser("worker", help="run a queue worker (one per GPU)")
+    w.add_argument("--queue", help="redis://host:port/db or sqlite:///path (default: WILDSPACE_QUEUE or the embedded queue)")
+    w.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (pin one worker per GPU)")
+    w.add_argument("--concurrency", type=positive_arg, default=1, help="jobs processed at once")
+    w.add_argument("--batch-size", type=positive_arg, default=4, help="images per forward pass")
+    w.add_argument("--backend", choices=["torch", "onnx", "auto"], help=BACKEND_HELP)
+    w.add_argument("--precision", choices=["fp32", "bf16", "auto"], help=PRECISION_HELP)
+    w.add_argument("--only", choices=["detect", "train"], help="take only detection batches or only training "
+                   "jobs (default: both; the app starts a `--only train` worker beside itself)")
+
+    j = sub.add_parser("jobs", help="submit and follow queued batches")
+    j.add_argument("--queue", help="queue URL (default: WILDSPACE_QUEUE or the embedded queue)")
+    j.add_argument("--owner", default=None, help="job owner (default: WILDSPACE_OWNER or cli:<user>)")
+    jsub = j.add_subparsers(dest="jobs_command", required=True)
+    js = jsub.add_parser("submit", help="queue a detection batch; prints the job id")
+    jsrc = js.add_mutually_exclusive_group()
+    jsrc.add_argument("--model", help=f"model name (default {DEFAULT_MODEL})")
+    jsrc.add_argument("--weights", type=Path, help="a local detector checkpoint")
+    js.add_argument("--threshold", type=fraction_arg, default=DEFAULT_OUTPUT_THRESHOLD)
+    js.add_argument("--image-size", type=positive_arg)
+    js.add_argument("--chunk-size", type=positive_arg, default=16, help="inputs per queue task")
+    js.add_argument("paths", nargs="+", type=Path, help="images, folders, .txt lists or .zip archives")
+    jst = jsub.add_parser("status", help="state, done/total, failures")
+    jst.add_argument("id")
+    jst.add_argument("--json", action="store_true")
+    jr = jsub.add_parser("result", help="write the results (MD JSON, or another export)")
+    jr.add_argument("id")
+    jr.add_argument("--output", "-o", type=Path, required=True,
+                    help=".json for MegaDetector JSON; a folder with --format for other exports")
+    jr.add_argument("--format", choices=["md-json", "csv", "coco", "camtrap-dp", "crops", "sorted"],
+                    default="md-json")
+    jr.add_argument("--threshold", type=fraction_arg, default=0.2, help="threshold for other exports")
+    jc = jsub.add_parser("cancel", help="stop a job (within one item)")
+    jc.add_argument("id")
+    jsub.add_parser("list", help="your jobs")
+
 
 def default_owner(explicit: str | None = None) -> str:
     if explicit:
@@ -41,7 +89,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     from wildspace.jobs.queue import JobQueue, WorkerContext
-    from wildspace.services import DetectorService
+    from wildspace.services.detectors import DetectorService
 
     queue = JobQueue(url=args.queue)
     ctx = WorkerContext(service=DetectorService(device=args.device, backend=args.backend,
@@ -69,30 +117,29 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     owner = default_owner(args.owner)
     c = args.jobs_command
     if c == "submit":
-        from wildspace.cli import DEFAULT_MODEL
         from wildspace.media.images import list_images
 
         if args.weights is not None and not args.weights.is_file():
-            raise FileNotFoundError(f"weights file not found: {args.weights}")
+            raise NotFound(f"weights file not found: {args.weights}")
         zips = [p for p in args.paths if p.suffix.lower() == ".zip"]
         inputs = unique_inputs(list_images([p for p in args.paths if p not in zips]))
         job_id, refused = store.new_id(), []
         if zips:  # members checked like app uploads (zip-slip, links, bombs, WILDSPACE_MAX_*)
             import tempfile
 
-            from wildspace.batch import stage_uploads
+            from wildspace.runs.batch import stage_uploads
 
             with tempfile.TemporaryDirectory(prefix="wildspace-zips-") as tmp:
                 staged, refused = stage_uploads(store, job_id, zips, Path(tmp), queue.settings.limits.upload_limits(),
                                                 seen={i["name"] for i in inputs})
             inputs += staged + [{"name": name, "path": ""} for name, _ in refused]
         if not inputs:
-            raise ValueError("no images found in the given paths")
+            raise UsageError("no images found in the given paths")
         spec = JobSpec(owner=owner, kind="detect-images", inputs=inputs, id=job_id,
                        model=None if args.weights else (args.model or DEFAULT_MODEL),
                        weights=str(args.weights.absolute()) if args.weights else None,
                        threshold=args.threshold, image_size=args.image_size, chunk_size=args.chunk_size)
-        from wildspace.batch import submit_with_refused
+        from wildspace.runs.batch import submit_with_refused
 
         print(submit_with_refused(queue, spec, refused))
         return 0
@@ -114,8 +161,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     # result: everything done so far (all of it once the job is done)
     import tempfile
 
-    from wildspace.batch import job_output
     from wildspace.formats.megadetector import read_results, write_results
+    from wildspace.runs.batch import job_output
 
     s = store.status(args.id, owner)
     if args.format == "md-json":
@@ -136,3 +183,6 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 shutil.copytree(pkg, args.output / pkg.name, dirs_exist_ok=True)
     print(f"{s.state}: {len(out.results)}/{s.total} images -> {target}")
     return 0
+
+
+COMMANDS = {"worker": cmd_worker, "jobs": cmd_jobs}

@@ -12,8 +12,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from wildspace.config import Settings, load_settings
 from wildspace.detect.base import Detector
+from wildspace.errors import NotFound, UsageError
 from wildspace.hub.fetch import ModelStore, ModelUnavailable, sha256_file
 from wildspace.hub.specs import (
     ModelSpec,
@@ -24,6 +24,7 @@ from wildspace.hub.specs import (
     spec_to_dict,
     write_spec_file,
 )
+from wildspace.settings import Settings, load_settings
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class DetectorService:
         from wildspace.detect.factory import build_detector, build_detector_for_spec
 
         if (name is None) == (weights is None):
-            raise ValueError("give exactly one of a model name or a weights file")
+            raise UsageError("give exactly one of a model name or a weights file")
         key = (name, str(Path(weights).resolve()) if weights else None, image_size)
         with self._lock:
             if key in self._cache:
@@ -113,7 +114,7 @@ class DetectorService:
             else:
                 assert weights is not None  # exactly one of name / weights, checked above
                 if not Path(weights).is_file():
-                    raise FileNotFoundError(f"weights file not found: {weights}")
+                    raise NotFound(f"weights file not found: {weights}")
                 det = build_detector(weights, input_size=image_size, device=self.device,
                                      backend=self.backend, export_dir=self.export_dir,
                                      threads=self.settings.threads, precision=self.precision)
@@ -132,7 +133,7 @@ class DetectorService:
         """
         file = Path(file)
         if not file.is_file():
-            raise FileNotFoundError(f"file not found: {file}")
+            raise NotFound(f"file not found: {file}")
         if name in self.registry:
             spec = self.registry.get(name)
             self.store.import_file(spec, file)
@@ -155,7 +156,7 @@ class DetectorService:
                 version="custom", stride=getattr(det, "stride", 32),
             )), where=f"import of {file.name}")
         except SpecError as exc:
-            raise ValueError(str(exc)) from None
+            raise UsageError(str(exc)) from None
         self.store.import_file(spec, file)
         write_spec_file(spec, self.settings.user_specs_dir / f"{name}.yaml")
         self.registry.add(spec)

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from wildspace.detect.base import Detector, Prepared
+from wildspace.detect.pipeline import prefetched
 from wildspace.media.draw import draw_detections
 from wildspace.media.video import Sampling, VideoFrame, VideoReadError, read_frames, video_fps, write_h264
-from wildspace.pipeline import prefetched
 from wildspace.types import Detection, ImageResult
 
 

@@ -26,10 +26,12 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from wildspace.errors import WildspaceError
+
 MB = 2**20
 
 
-class GuardError(ValueError):
+class GuardError(WildspaceError, ValueError):
     """A fair-use setting is not a valid number."""
 
 

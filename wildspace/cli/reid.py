@@ -9,6 +9,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from wildspace.cli.common import CliError
+
 
 def add_parsers(sub) -> None:
     g = sub.add_parser("gallery", help="individual-ID galleries: build, look up, enrol, pull, push")
@@ -82,11 +84,11 @@ def _crop_arguments(p) -> None:
 
 
 def _service(args):
-    from wildspace.lookup import GalleryService
+    from wildspace.services.galleries import GalleryService
 
     detectors = None
     if getattr(args, "crop_with", None):
-        from wildspace.services import DetectorService
+        from wildspace.services.detectors import DetectorService
 
         detectors = DetectorService()
     # a command is one process: it recalibrates before it saves (no background thread)
@@ -95,7 +97,6 @@ def _service(args):
 
 
 def _load_rgb(path: Path, settings):
-    from wildspace.cli import CliError
     from wildspace.media.images import ImageReadError, load_image
 
     try:
@@ -105,7 +106,6 @@ def _load_rgb(path: Path, settings):
 
 
 def cmd_gallery(args: argparse.Namespace) -> int:
-    from wildspace.cli import CliError
     from wildspace.reid.gallery import push_gallery
     from wildspace.reid.matching import available_methods
 
@@ -162,7 +162,6 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 
 
 def cmd_reid(args: argparse.Namespace) -> int:
-    from wildspace.cli import CliError
     from wildspace.reid.build import build_gallery, read_identity_table
     from wildspace.reid.evaluate import group_labels, leave_one_out, open_set_split
     from wildspace.reid.events import gallery_encounters
@@ -223,3 +222,6 @@ def cmd_reid(args: argparse.Namespace) -> int:
             print(f"  open set: {fmt(o['new_rate'])} of {o['unknown_queries']} unknown queries "
                   f"called new; {fmt(o['known_found'])} of {o['known_queries']} known ones found")
     return 0
+
+
+COMMANDS = {"gallery": cmd_gallery, "reid": cmd_reid}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from wildspace.errors import UsageError
 from wildspace.evaluation.report import write_report
 
 
@@ -18,10 +19,10 @@ def evaluate_classifier(model: str, data: str | Path, out_dir: str | Path, image
     Returns:
         ``(metrics, report paths)``.
     """
-    from wildspace.classify.service import ClassifierService
-    from wildspace.config import load_settings
     from wildspace.evaluation.classification import classification_markdown, classification_metrics, plot_confusion
     from wildspace.media.images import ImageReadError, load_image
+    from wildspace.services.classifiers import ClassifierService
+    from wildspace.settings import load_settings
     from wildspace.train.data import load_samples, rename_labels
 
     settings = settings or load_settings()
@@ -32,7 +33,7 @@ def evaluate_classifier(model: str, data: str | Path, out_dir: str | Path, image
     labels = list(clf.info.labels)
     unknown = sorted({s.label for s in samples} - set(labels))
     if unknown:
-        raise ValueError(f"classes {', '.join(unknown)} of the data are not labels of '{model}' "
+        raise UsageError(f"classes {', '.join(unknown)} of the data are not labels of '{model}' "
                          f"({', '.join(labels)}); rename them with --label-map OLD=NEW")
     y_true, y_pred, skipped = [], [], []
     for start in range(0, len(samples), batch_size):

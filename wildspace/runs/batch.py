@@ -9,15 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from wildspace.detect.pipeline import detect_files
+from wildspace.detect.video import detect_video
 from wildspace.formats.categories import summarise
-from wildspace.formats.megadetector import detector_metadata
 from wildspace.formats.exports import EXPORT_KINDS, ResultSet, write_exports
-from wildspace.media.archives import VIDEO_EXTENSIONS, UploadLimits, unpack_uploads
+from wildspace.formats.megadetector import detector_metadata
+from wildspace.media.archives import VIDEO_EXTENSIONS, unpack_uploads
 from wildspace.media.video import Sampling
-from wildspace.pipeline import detect_files
-from wildspace.services import DetectorService
+from wildspace.services.detectors import DetectorService
+from wildspace.settings.limits import UploadLimits
 from wildspace.types import DetectorInfo, ImageResult
-from wildspace.video_pipeline import detect_video
 
 if TYPE_CHECKING:
     from wildspace.classify.species import SpeciesStep

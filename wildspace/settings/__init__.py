@@ -15,7 +15,7 @@
 ``WILDSPACE_FAST_DECODE`` when ``1``, big JPEGs are decoded at reduced size (see
                      :func:`wildspace.media.images.load_image_sized`).
 ``WILDSPACE_MAX_UPLOAD_MB``, ``WILDSPACE_MAX_FILE_MB``, ``WILDSPACE_MAX_FILES``,
-``WILDSPACE_MAX_VIDEO_SECONDS`` request limits (see :mod:`wildspace.limits`).
+``WILDSPACE_MAX_VIDEO_SECONDS`` request limits (see :mod:`wildspace.settings.limits`).
 ``SPACE_ID``         set by Hugging Face on a Space: the app is public (uploads only, logins).
 ``WILDSPACE_ALLOW_CUSTOM_WEIGHTS`` when ``1``, the app accepts uploaded model weights even on
                      a public Space (off there by default; always on locally).
@@ -23,7 +23,7 @@
                      (off there by default; always on locally).
 ``WILDSPACE_WORK_DIR`` the one folder for the app's uploads, runs, exports and Gradio's cache
                      (default ``$TMPDIR/wildspace-app``); bounded by the guards.
-Fair-use guards (per-visitor requests, disk budget, expiry): see :mod:`wildspace.guards`.
+Fair-use guards (per-visitor requests, disk budget, expiry): see :mod:`wildspace.settings.guards`.
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from wildspace.guards import Guards
-from wildspace.limits import Limits
+from wildspace.errors import UsageError
+from wildspace.settings.guards import Guards
+from wildspace.settings.limits import Limits
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILTIN_SPECS_DIR = REPO_ROOT / "models"
 
 
@@ -149,7 +150,7 @@ def _positive(env: Mapping[str, str], var: str, default: int | None) -> int | No
     if not text:
         return default
     if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"{var} must be a positive integer, got {text!r}")
+        raise UsageError(f"{var} must be a positive integer, got {text!r}")
     return int(text)
 
 
@@ -162,7 +163,7 @@ def _positive_float(env: Mapping[str, str], var: str, default: float) -> float:
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise ValueError(f"{var} must be a positive number, got {text!r}")
+        raise UsageError(f"{var} must be a positive number, got {text!r}")
     return value
 
 

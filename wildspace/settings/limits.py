@@ -23,6 +23,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from wildspace.errors import WildspaceError
+
 MB = 2**20
 
 ENV_VARS = {
@@ -34,7 +36,7 @@ ENV_VARS = {
 }
 
 
-class LimitError(ValueError):
+class LimitError(WildspaceError, ValueError):
     """A request exceeds a configured limit (the message names the limit and its setting)."""
 
 
@@ -79,10 +81,8 @@ class Limits:
                 values[name] = int(number)
         return cls(**values)
 
-    def upload_limits(self):
-        """The :class:`~wildspace.media.archives.UploadLimits` for unpacking uploads."""
-        from wildspace.media.archives import UploadLimits
-
+    def upload_limits(self) -> UploadLimits:
+        """The :class:`UploadLimits` for unpacking uploads."""
         return UploadLimits(max_files=self.max_files, max_file_bytes=self.max_file_bytes,
                             max_total_bytes=self.max_upload_bytes)
 
@@ -91,3 +91,13 @@ class Limits:
         return (f"up to {self.max_files} files and {self.max_upload_bytes / MB:g} MB per upload, "
                 f"{self.max_file_bytes / MB:g} MB per file, {self.max_pixels / 1e6:g} megapixels "
                 f"per image, {self.max_video_seconds:g} s per video")
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """Bounds on one upload (bytes, counts); built from :class:`wildspace.settings.limits.Limits`."""
+
+    max_files: int = 20_000
+    max_file_bytes: int = 200 * 2**20
+    max_total_bytes: int = 20 * 2**30
+    max_ratio: float = 200.0  # uncompressed / compressed, per member

@@ -18,6 +18,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
+from wildspace.errors import NotFound, UsageError
 from wildspace.jobs.store import TRAIN_KINDS, JobSpec, JobStore
 from wildspace.train.classifier import BEST, CHECKPOINT, Hooks, TrainConfig
 
@@ -67,7 +68,7 @@ def publish(store: JobStore, job_id: str, settings, replace: bool = False):
     folder = Path(result.get("model_folder") or "")
     name = result.get("model")
     if not name or not folder.is_dir():
-        raise ValueError(f"job {job_id} has no finished model to publish")
+        raise UsageError(f"job {job_id} has no finished model to publish")
     spec = load_spec_file(folder / f"{name}.yaml")
     weights = folder / spec.weights.filename
     return install_model(ExportedModel(folder, spec, weights), settings, replace=replace)
@@ -107,7 +108,7 @@ def _training_data(store: JobStore, job_id: str, spec: JobSpec, work: Path) -> s
     unpacked = unpack_uploads([path], work / "data")
     rows = [(str(p), Path(name).parent.name) for p, name in unpacked.files if Path(name).parent.name]
     if not rows:
-        raise ValueError("the zip has no images inside class folders (expected <class>/<image>.jpg)")
+        raise UsageError("the zip has no images inside class folders (expected <class>/<image>.jpg)")
     with open(table, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["file", "label"])
@@ -123,7 +124,7 @@ def find_identity_table(names) -> str | None:
     found = sorted((n for n in names if PurePosixPath(n).name.lower() == REID_TABLE
                     and len(PurePosixPath(n).parts) <= 2), key=lambda n: (len(PurePosixPath(n).parts), n))
     if len(found) > 1 and len(PurePosixPath(found[0]).parts) == len(PurePosixPath(found[1]).parts):
-        raise ValueError(f"the zip has several {REID_TABLE} files ({', '.join(found[:3])}); keep one")
+        raise UsageError(f"the zip has several {REID_TABLE} files ({', '.join(found[:3])}); keep one")
     return found[0] if found else None
 
 
@@ -141,15 +142,15 @@ def check_identity_table(folder: Path, table: Path, inside: bool) -> None:
     if inside:
         outside = [r.file for r in rows if not (root / r.file).resolve().is_relative_to(root)]
         if outside:
-            raise ValueError(f"{REID_TABLE} names {len(outside)} file(s) outside the zip: {', '.join(outside[:5])}")
+            raise UsageError(f"{REID_TABLE} names {len(outside)} file(s) outside the zip: {', '.join(outside[:5])}")
     missing = [r.file for r in rows if not (folder / r.file).is_file()]
     if missing:
-        raise ValueError(f"{REID_TABLE} names {len(missing)} file(s) not found " + ("in the zip" if inside else
+        raise UsageError(f"{REID_TABLE} names {len(missing)} file(s) not found " + ("in the zip" if inside else
                          f"under {folder}") + " (paths are relative to the CSV): "
                          + ", ".join(missing[:5]) + (" …" if len(missing) > 5 else ""))
     ids = sorted({r.identity for r in rows})
     if len(ids) < 2:
-        raise ValueError(f"re-ID training needs at least two identities in {REID_TABLE} (found {len(ids)}: "
+        raise UsageError(f"re-ID training needs at least two identities in {REID_TABLE} (found {len(ids)}: "
                          f"{', '.join(ids)})")
 
 
@@ -163,9 +164,9 @@ def _reid_data(store: JobStore, job_id: str, spec: JobSpec, work: Path) -> tuple
     if Path(path).suffix.lower() != ".zip":
         table = spec.options.get("identities") or str(Path(path) / REID_TABLE)
         if not Path(path).is_dir():
-            raise FileNotFoundError(f"image folder not found: {path}")
+            raise NotFound(f"image folder not found: {path}")
         if not Path(table).is_file():
-            raise FileNotFoundError(f"identities CSV not found: {table}")
+            raise NotFound(f"identities CSV not found: {table}")
         check_identity_table(Path(path), Path(table), inside=False)
         return str(path), str(table)
     from wildspace.media.archives import unpack_uploads
@@ -179,10 +180,10 @@ def _reid_data(store: JobStore, job_id: str, spec: JobSpec, work: Path) -> tuple
     shutil.rmtree(work / "data", ignore_errors=True)
     unpacked = unpack_uploads([path], work / "data", extensions=IMAGE_EXTENSIONS | {".csv"})
     if not unpacked.files and unpacked.failures:
-        raise ValueError(f"{spec.inputs[0]['name']}: {unpacked.failures[0][1]}")
+        raise UsageError(f"{spec.inputs[0]['name']}: {unpacked.failures[0][1]}")
     member = find_identity_table([name for _, name in unpacked.files])
     if member is None:
-        raise ValueError(NO_TABLE)
+        raise UsageError(NO_TABLE)
     table = next(p for p, name in unpacked.files if name == member)
     check_identity_table(table.parent, table, inside=True)
     known = {"images": str(table.parent), "identities": str(table)}

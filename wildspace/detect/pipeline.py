@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Hashable, Iterable, Iterator, TypeVar
 
 from wildspace.detect.base import Detector, Prepared
+from wildspace.errors import UsageError
 from wildspace.media.images import ImageReadError, load_image_sized
 from wildspace.types import ImageResult
 
@@ -45,7 +46,7 @@ def detect_files(detector: Detector, files: Iterable[tuple[Path, str]], conf_thr
 
         batch_size = auto_batch_size(detector)
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
     reduce_to = detector.info.input_size if fast_decode else None
 
     def load(item: tuple[Path, str]) -> tuple[str, Prepared | None, str | None, tuple[int, int] | None]:

@@ -23,10 +23,10 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
-from wildspace.guards import Guards
-from wildspace.limits import LimitError
+from wildspace.settings.guards import Guards
+from wildspace.settings.limits import LimitError
 
-log = logging.getLogger("wildspace.disk")
+log = logging.getLogger("wildspace.runs.disk")
 OWNER_FILE = ".owner"
 MB = 2**20
 FINISHED = ("done", "cancelled", "failed")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import sys
 from pathlib import Path
+
+from wildspace.cli.common import add_init_arguments, add_push_arguments, default_arch, push_token, push_trained
+from wildspace.hub.specs import model_name
 
 
 def _positive(text: str) -> int:
@@ -31,68 +32,6 @@ def _mapping(text: str) -> tuple[str, str]:
     return old.strip(), new.strip()
 
 
-def model_name(text: str) -> str:
-    """A spec name from free text: lowercase letters, digits, '-' and '.'."""
-    name = re.sub(r"[^a-z0-9.\-]+", "-", text.lower()).strip("-.")
-    if not name:
-        raise ValueError(f"cannot make a model name from {text!r}; pass --name")
-    return name
-
-
-def add_push_arguments(p) -> None:
-    p.add_argument("--push-to-hub", metavar="REPO", help="upload the model folder to this Hub model repo")
-    p.add_argument("--token", help="Hub token with write access (default HF_TOKEN)")
-    p.add_argument("--public", action="store_true", help="create the Hub repo public (default private)")
-
-
-def push_token(args: argparse.Namespace) -> str | None:
-    """The Hub token for ``--push-to-hub`` (checked before training, not after)."""
-    token = args.token or os.environ.get("HF_TOKEN")
-    if args.push_to_hub and not token:
-        raise ValueError("--push-to-hub needs a token: --token or HF_TOKEN")
-    return token
-
-
-def push_trained(args: argparse.Namespace, model_folder: str, name: str, token: str | None, settings) -> None:
-    """Upload a finished run's model folder when ``--push-to-hub`` was given; print the commit."""
-    if not args.push_to_hub:
-        return
-    from wildspace.hub.specs import load_spec_file
-    from wildspace.train.export import ExportedModel, push_to_hub
-
-    folder = Path(model_folder)
-    spec = load_spec_file(folder / f"{name}.yaml")
-    commit = push_to_hub(ExportedModel(folder, spec, folder / spec.weights.filename), args.push_to_hub,
-                         token, private=not args.public, settings=None if args.no_install else settings)
-    print(f"pushed to https://huggingface.co/{args.push_to_hub} (commit {commit})")
-
-
-INIT_HELP = ("starting weights: auto (default: the pinned ImageNet backbone of --arch when one is known, "
-             "else random), imagenet, none (random), a model name (`models list`: backbones, timm embedders, "
-             "classifiers) or a weights file")
-
-
-def add_init_arguments(p) -> None:
-    """``--init``, ``--freeze-epochs``, ``--backbone-lr-scale``, ``--precision`` (both trainers)."""
-    from wildspace.train.finetune import PRECISIONS
-
-    p.add_argument("--init", default="auto", help=INIT_HELP)
-    p.add_argument("--freeze-epochs", type=int, default=0, help="train only the new layers for this many "
-                   "epochs first (pretrained backbone frozen)")
-    p.add_argument("--backbone-lr-scale", type=float, default=0.1, help="pretrained layers learn at "
-                   "lr x this (default 0.1; new layers at lr)")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto: bf16 autocast on AMX/AVX-512 "
-                   "BF16 CPUs and bf16/fp16 on CUDA GPUs, else fp32")
-
-
-def default_arch(arch: str | None, init: str | None, settings, fallback: str = "resnet18") -> str:
-    """``--arch``/``--backbone`` when given, else the architecture of the ``--init`` model."""
-    if arch:
-        return arch
-    from wildspace.hub.specs import SpecRegistry
-    from wildspace.train.init import spec_arch
-
-    return spec_arch(init, SpecRegistry(settings.spec_dirs)) or fallback
 
 
 def add_parsers(sub) -> None:
@@ -134,7 +73,7 @@ def add_parsers(sub) -> None:
     c.add_argument("--no-install", action="store_true", help="only write the model folder")
     c.add_argument("--replace", action="store_true", help="overwrite your own model of the same name")
     add_push_arguments(c)
-    from wildspace.train.reid_cli import add_reid_parser
+    from wildspace.cli.train_reid import add_reid_parser
 
     add_reid_parser(tsub, _positive)
     pub = tsub.add_parser("publish", help="install a model a queued training job made but did not install "
@@ -159,26 +98,26 @@ def add_parsers(sub) -> None:
     ed.add_argument("--classes", choices=CLASS_MODES, default="animal",
                     help="animal: animal predictions vs non-person/vehicle boxes; any: class-agnostic; same: equal names")
     ed.add_argument("--output", "-o", type=Path, required=True, help="report folder")
-    from wildspace.train.reid_cli import add_reid_eval_parser
+    from wildspace.cli.train_reid import add_reid_eval_parser
 
     add_reid_eval_parser(esub)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.train_command == "publish":
-        from wildspace.config import load_settings
         from wildspace.jobs.queue import JobQueue
-        from wildspace.train.job import publish
+        from wildspace.jobs.training import publish
+        from wildspace.settings import load_settings
 
         settings = load_settings()
         spec = publish(JobQueue(settings).store, args.job_id, settings, replace=args.replace)
         print(f"published {spec.name}: every visitor of the app sees it after a restart")
         return 0
     if args.train_command == "reid":
-        from wildspace.train.reid_cli import cmd_train_reid
+        from wildspace.cli.train_reid import cmd_train_reid
 
         return cmd_train_reid(args)
-    from wildspace.config import load_settings
+    from wildspace.settings import load_settings
     from wildspace.train.classifier import TrainConfig
     from wildspace.train.runs import run_classifier
 
@@ -218,11 +157,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.evaluate_command == "reid":
-        from wildspace.train.reid_cli import cmd_evaluate_reid
+        from wildspace.cli.train_reid import cmd_evaluate_reid
 
         return cmd_evaluate_reid(args)
     if args.evaluate_command == "detection":
-        from wildspace.evaluation.runs import evaluate_detection
+        from wildspace.runs.evaluation import evaluate_detection
 
         names = [n.strip() for n in args.names.split(",")] if args.names else None
         m, paths = evaluate_detection(args.results, args.ground_truth, args.output, args.threshold,
@@ -233,10 +172,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               f"({m['tp']} TP, {m['fp']} FP, {m['fn']} FN; AP {m['ap'] if m['ap'] is None else round(m['ap'], 3)}) "
               f"-> {paths['markdown']}")
         return 0
-    from wildspace.evaluation.runs import evaluate_classifier
+    from wildspace.runs.evaluation import evaluate_classifier
 
     m, paths = evaluate_classifier(args.model, args.data, args.output, args.images, dict(args.label_map))
     print(f"accuracy {m['accuracy']:.3f}, macro accuracy {m['macro_accuracy']:.3f} on {m['samples']} images "
           f"-> {paths['markdown']}")
     print(json.dumps({k: m[k] for k in ("accuracy", "macro_accuracy", "weighted")}), file=sys.stderr)
     return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate}
