@@ -47,7 +47,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT)
     ap.add_argument("--boxes", type=Path)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/wildspace-reid-cache"))
-    ap.add_argument("--variant", action="append", help="frames|chips, optionally +mirror, +cross (e.g. chips+mirror+cross)")
+    ap.add_argument("--variant", action="append",
+                    help="frames|chips, optionally +mirror, +cross (e.g. chips+mirror+cross)")
     ap.add_argument("--min-conf", type=float, default=0.2)
     ap.add_argument("--event-gap", type=float, default=60.0)
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")

@@ -91,7 +91,7 @@ def test_members_no_disk_takes_as_named_are_read_under_safe_names(tmp_path):
     assert out.failures == []
     assert sorted(n for _, n in out.files) == sorted(names[:-1])
     by_name = {n: p for p, n in out.files}
-    for name, path in by_name.items():
+    for path in by_name.values():
         assert dest in path.parents and path.read_bytes() == _jpeg()
         assert all(len(part.encode()) <= 255 for part in path.relative_to(dest).parts)
         assert not any(c in str(path.relative_to(dest)) for c in '\x00\x07:?')

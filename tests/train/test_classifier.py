@@ -18,8 +18,8 @@ def _weights(out):
 def test_train_checkpoints_every_epoch_and_reports_test_metrics(image_folder, tmp_path):
     logs = []
     o = train_classifier(tiny_config(image_folder, tmp_path / "run"), Hooks(on_epoch=logs.append))
-    assert o.state == "done" and o.epochs_done == 3 and [l["epoch"] for l in logs] == [1, 2, 3]
-    assert all("val_loss" in l and l["epochs"] == 3 for l in logs)
+    assert o.state == "done" and o.epochs_done == 3 and [entry["epoch"] for entry in logs] == [1, 2, 3]
+    assert all("val_loss" in entry and entry["epochs"] == 3 for entry in logs)
     assert (tmp_path / "run" / CHECKPOINT).is_file() and (tmp_path / "run" / BEST).is_file()
     assert o.test["samples"] == 4 and set(o.test["per_class"]) == {"blue", "red"}
     assert o.counts == {"train": 14, "val": 2, "test": 4}  # stratified: 2 + 1 per class

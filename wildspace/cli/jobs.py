@@ -24,7 +24,8 @@ from wildspace.errors import NotFound, UsageError
 
 def add_parsers(sub) -> None:
     w = sub.add_parser("worker", help="run a queue worker (one per GPU)")
-    w.add_argument("--queue", help="redis://host:port/db or sqlite:///path (default: WILDSPACE_QUEUE or the embedded queue)")
+    w.add_argument("--queue", help="redis://host:port/db or sqlite:///path "
+                   "(default: WILDSPACE_QUEUE or the embedded queue)")
     w.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (pin one worker per GPU)")
     w.add_argument("--concurrency", type=positive_arg, default=1, help="jobs processed at once")
     w.add_argument("--batch-size", type=positive_arg, default=4, help="images per forward pass")

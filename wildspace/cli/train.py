@@ -42,7 +42,8 @@ def add_parsers(sub) -> None:
     t = sub.add_parser("train", help="train a classifier or a re-ID embedder on your own data")
     tsub = t.add_subparsers(dest="train_command", required=True)
     c = tsub.add_parser("classifier", help="fine-tune an image classifier (ImageFolder or CSV)")
-    c.add_argument("--data", type=Path, required=True, help="folder of class folders, or a CSV (file,label[,location,sequence])")
+    c.add_argument("--data", type=Path, required=True,
+                   help="folder of class folders, or a CSV (file,label[,location,sequence])")
     c.add_argument("--images", type=Path, help="folder the CSV's paths are relative to (default: the CSV's folder)")
     c.add_argument("--name", help="model name (default: from the data folder)")
     c.add_argument("--arch", help="any torchvision or timm architecture (default: the --init model's, else resnet18)")
@@ -96,7 +97,8 @@ def add_parsers(sub) -> None:
     ed.add_argument("--threshold", type=_fraction, default=0.2)
     ed.add_argument("--iou", type=_fraction, default=0.5)
     ed.add_argument("--classes", choices=CLASS_MODES, default="animal",
-                    help="animal: animal predictions vs non-person/vehicle boxes; any: class-agnostic; same: equal names")
+                    help="animal: animal predictions vs non-person/vehicle boxes; any: class-agnostic; "
+                         "same: equal names")
     ed.add_argument("--output", "-o", type=Path, required=True, help="report folder")
     from wildspace.cli.train_reid import add_reid_eval_parser
 
@@ -139,7 +141,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def on_epoch(log: dict) -> None:
         val = f", val loss {log['val_loss']:.4f}, val acc {log['val_accuracy']:.3f}" if "val_loss" in log else ""
-        print(f"epoch {log['epoch']}/{log['epochs']}: train loss {log['train_loss']:.4f}{val}", file=sys.stderr, flush=True)
+        print(f"epoch {log['epoch']}/{log['epochs']}: train loss {log['train_loss']:.4f}{val}",
+              file=sys.stderr, flush=True)
 
     summary = run_classifier(config, settings, Hooks(on_epoch=on_epoch), license=args.license,
                              install=not args.no_install, replace=args.replace)

@@ -42,8 +42,8 @@ def detect_video(detector: Detector, path: str | Path, name: str, conf_threshold
 
     def annotated() -> Iterator:
         nonlocal size
-        frames = prefetched(((f, detector.prepare(f.image)) for f in read_frames(path, sampling, max_pixels, max_seconds)),
-                            depth=2 * batch_size)
+        sampled = read_frames(path, sampling, max_pixels, max_seconds)
+        frames = prefetched(((f, detector.prepare(f.image)) for f in sampled), depth=2 * batch_size)
         for batch in _batches(frames, batch_size):
             results = detector.run([p for _, p in batch], conf_threshold)
             for (frame, _), dets in zip(batch, results):
