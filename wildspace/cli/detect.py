@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from wildspace.cli.common import (
     BACKEND_HELP,
@@ -151,7 +152,7 @@ def _sampling(args: argparse.Namespace):
     return Sampling(every_seconds=args.every_seconds or 1.0)
 
 
-def _detect(args: argparse.Namespace, files: list, refused: list, videos: list = ()) -> int:
+def _detect(args: argparse.Namespace, files: list, refused: list, videos: Sequence = ()) -> int:
     from wildspace.detect.pipeline import detect_files
     from wildspace.formats.megadetector import build_results, detector_metadata, write_results
     from wildspace.services.detectors import DetectorService
@@ -182,7 +183,7 @@ def _detect(args: argparse.Namespace, files: list, refused: list, videos: list =
     for r in stream:
         results.append(r)
         bar.update(1)
-    if videos:
+    if videos and sampling is not None:
         from wildspace.detect.video import detect_video
 
         limits = service.settings.limits

@@ -124,7 +124,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             raise NotFound(f"weights file not found: {args.weights}")
         zips = [p for p in args.paths if p.suffix.lower() == ".zip"]
         inputs = unique_inputs(list_images([p for p in args.paths if p not in zips]))
-        job_id, refused = store.new_id(), []
+        job_id = store.new_id()
+        refused: list[tuple[str, str]] = []
         if zips:  # members checked like app uploads (zip-slip, links, bombs, WILDSPACE_MAX_*)
             import tempfile
 
