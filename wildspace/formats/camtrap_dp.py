@@ -33,6 +33,7 @@ import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from wildspace.atomic import atomic_path
 from wildspace.formats.categories import label_kind, label_of
@@ -41,7 +42,7 @@ from wildspace.formats.events import DEFAULT_EVENT_GAP, Deployment, assign, grou
 from wildspace.formats.megadetector import parse_time
 from wildspace.formats.offline_schemas import offline_session
 from wildspace.formats.taxonomy import taxa_for
-from wildspace.formats.timestamps import MissingTimesError, TimeOptions, file_time, find_times
+from wildspace.formats.timestamps import CaptureTime, MissingTimesError, TimeOptions, file_time, find_times
 from wildspace.media.exif import gps_position
 
 VERSION = "1.0.2"
@@ -142,12 +143,13 @@ def build_tables(rs, threshold: float, options: PackageOptions = PackageOptions(
     if missing and options.missing_times == "refuse":
         raise MissingTimesError(missing)
     kept = [r for r in kept if times.get(r.file) is not None]
+    found: dict[str, CaptureTime] = {f: t for f, t in times.items() if t is not None}
     dep_of = {r.file: assign(r.file, options.deployments) for r in kept}
     stamps = {}
     for r in kept:
-        t = times[r.file].time
-        dep = given.get(dep_of[r.file])
-        tz = parse_offset(dep.utc_offset) if dep is not None and dep.utc_offset else default_tz
+        t = found[r.file].time
+        own = given.get(dep_of[r.file])
+        tz = parse_offset(own.utc_offset) if own is not None and own.utc_offset else default_tz
         stamps[r.file] = t if t.tzinfo else t.replace(tzinfo=tz)
     events = group_events(stamps, dep_of, options.event_gap)
     event_of = {f: e for e in events for f in e.files}
@@ -171,7 +173,7 @@ def build_tables(rs, threshold: float, options: PackageOptions = PackageOptions(
         media.append({"mediaID": mid, "deploymentID": dep, "captureMethod": options.capture_method,
                       "timestamp": _fmt(ts), "filePath": r.file, "filePublic": "false",
                       "fileName": PurePosixPath(r.file).name, "fileMediatype": media_type(r.file),
-                      "mediaComments": f"{times[r.file].note}; event {event.event_id}"})
+                      "mediaComments": f"{found[r.file].note}; event {event.event_id}"})
         base = {"deploymentID": dep, "mediaID": mid, "eventID": event.event_id,
                 "eventStart": _fmt(ts), "eventEnd": _fmt(ts),
                 "observationLevel": "media", "classificationMethod": "machine",
@@ -188,7 +190,8 @@ def build_tables(rs, threshold: float, options: PackageOptions = PackageOptions(
             row = {"observationID": f"{mid}-{n}", **base, "observationType": label_kind(label), "count": 1,
                    "bboxX": _frac(x), "bboxY": _frac(y), "bboxWidth": _frac(w), "bboxHeight": _frac(h),
                    "classificationProbability": f"{det.conf:.3f}",
-                   "observationTags": f"label:{label}" + (f" | frame:{det.frame_number}" if det.frame_number is not None else "")}
+                   "observationTags": f"label:{label}"
+                   + (f" | frame:{det.frame_number}" if det.frame_number is not None else "")}
             if det.classifications:
                 cid, p = det.classifications[0]
                 species = rs.classification_categories.get(cid, cid)
@@ -212,12 +215,14 @@ def build_tables(rs, threshold: float, options: PackageOptions = PackageOptions(
             if d["gps"]:
                 lat, lon = d["gps"]
             else:
-                lat, lon, comment = 0.0, 0.0, "location unknown: latitude/longitude are placeholders, set them before publishing"
+                lat, lon, comment = 0.0, 0.0, ("location unknown: latitude/longitude are placeholders, "
+                                               "set them before publishing")
         start = g.start if g is not None and g.start is not None else d["start"]
         end = g.end if g is not None and g.end is not None else d["end"]
         start, end = (t if t.tzinfo else t.replace(tzinfo=tz) for t in (start, end))
-        issues = any(times[f].source == "file-mtime" for f in dep_files.get(dep, ()))
-        dep_rows.append({"timestampIssues": "true" if issues else "", "deploymentID": dep, "locationName": (g.location_name if g and g.location_name else dep),
+        issues = any(found[f].source == "file-mtime" for f in dep_files.get(dep, ()))
+        dep_rows.append({"timestampIssues": "true" if issues else "", "deploymentID": dep,
+                         "locationName": (g.location_name if g and g.location_name else dep),
                          "latitude": lat, "longitude": lon, "cameraID": g.camera_id if g else "",
                          "deploymentStart": _fmt(start), "deploymentEnd": _fmt(end),
                          "deploymentComments": comment})
@@ -253,7 +258,8 @@ def event_observations(observations: list[dict], events) -> list[dict]:
             if rows:
                 src = rows[0]
                 out.append({"observationID": f"{e.event_id}-0", **base, "observationType": "blank",
-                            **{k: src.get(k, "") for k in ("classificationMethod", "classifiedBy", "classificationTimestamp")}})
+                            **{k: src.get(k, "")
+                               for k in ("classificationMethod", "classifiedBy", "classificationTimestamp")}})
             continue
         for k, ((kind, name, individual), per_media) in enumerate(sorted(groups.items())):
             members = [o for os_ in per_media.values() for o in os_]
@@ -283,7 +289,7 @@ def _descriptor(options: PackageOptions, deps: list[dict], media: list[dict], ta
     times = sorted(m["timestamp"][:10] for m in media)
     resources = [{"name": t, "path": f"{t}.csv", "profile": "tabular-data-resource", "format": "csv",
                   "mediatype": "text/csv", "encoding": "utf-8", "schema": schema_url(t)} for t in TABLES]
-    out = {
+    out: dict[str, Any] = {
         "resources": resources, "profile": PROFILE_URL,
         "name": "wildspace-detections", "id": str(uuid.uuid4()),
         "created": _fmt(_dt.datetime.now(_dt.timezone.utc)).replace("+00:00", "Z"),
@@ -350,8 +356,8 @@ def validate_package(package_dir: str | Path) -> list[str]:
     if not isinstance(descriptor, dict):
         return ["datapackage.json: must be a JSON object"]
     problems = []
-    with tempfile.TemporaryDirectory(prefix="camtrap-validate-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="camtrap-validate-") as tmp_name:
+        tmp = Path(tmp_name)
         resources = descriptor.get("resources")
         if not isinstance(resources, list):
             problems.append(f"datapackage.json: resources must be a list, got {type(resources).__name__}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NoReturn
 
 from wildspace.atomic import atomic_path
 from wildspace.formats.megadetector import FormatError
@@ -104,7 +104,7 @@ def read_coco(source: str | Path | dict) -> dict:
     return doc
 
 
-def _fail(where: str, why: str):
+def _fail(where: str, why: str) -> NoReturn:
     raise FormatError(f"{where}: {why}")
 
 
@@ -133,7 +133,8 @@ def validate_coco(doc: Any) -> None:
         cat_ids.add(c["id"])
     image_ids = set()
     for i, im in enumerate(doc["images"]):
-        if not isinstance(im, dict) or not isinstance(im.get("id"), (str, int)) or not isinstance(im.get("file_name"), str):
+        if (not isinstance(im, dict) or not isinstance(im.get("id"), (str, int))
+                or not isinstance(im.get("file_name"), str)):
             _fail(f"images[{i}]", "needs an id and a file_name")
         if im["id"] in image_ids:
             _fail(f"images[{i}]", f"duplicate id {im['id']!r}")
@@ -161,7 +162,8 @@ def validate_coco(doc: Any) -> None:
         for key in ("bbox", "bbox_relative"):
             if key in a:
                 b = a[key]
-                if not (isinstance(b, list) and len(b) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b)
+                if not (isinstance(b, list) and len(b) == 4
+                        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b)
                         and b[2] >= 0 and b[3] >= 0):
                     _fail(f"annotations[{i}].{key}", "must be [x, y, width, height] with width, height >= 0")
 
@@ -178,7 +180,8 @@ def coco_to_results(doc: dict) -> tuple[list[ImageResult], tuple[str, ...]]:
         if a["category_id"] == EMPTY_ID or not ("bbox" in a or "bbox_relative" in a):
             continue
         if "bbox_relative" in a:
-            box = tuple(float(v) for v in a["bbox_relative"])
+            rx, ry, rw, rh = (float(v) for v in a["bbox_relative"])  # validated: 4 numbers
+            box: tuple[float, float, float, float] = (rx, ry, rw, rh)
         else:
             W, H = sizes[a["image_id"]]
             if not W or not H:
@@ -191,7 +194,8 @@ def coco_to_results(doc: dict) -> tuple[list[ImageResult], tuple[str, ...]]:
     for im in doc["images"]:
         w, h = sizes[im["id"]]
         if im.get("corrupt"):
-            results.append(ImageResult(im["file_name"], None, failure=im.get("failure") or "corrupt", width=w, height=h))
+            results.append(ImageResult(im["file_name"], None, failure=im.get("failure") or "corrupt",
+                                       width=w, height=h))
         else:
             results.append(ImageResult(im["file_name"], tuple(by_image[im["id"]]), width=w, height=h))
     return results, labels

@@ -16,7 +16,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NoReturn
 
 from wildspace.atomic import atomic_path
 from wildspace.errors import WildspaceError
@@ -101,7 +101,7 @@ def build_results(results: Iterable[ImageResult], labels: Iterable[str], detecto
             (``classification_category_descriptions``).
     """
     completed = completed or _dt.datetime.now()
-    info = {"format_version": FORMAT_VERSION, "detector": detector,
+    info: dict[str, Any] = {"format_version": FORMAT_VERSION, "detector": detector,
             "detection_completion_time": completed.strftime("%Y-%m-%d %H:%M:%S")}
     if metadata:
         info["detector_metadata"] = dict(metadata)
@@ -116,7 +116,8 @@ def build_results(results: Iterable[ImageResult], labels: Iterable[str], detecto
         doc["classification_categories"] = {str(k): str(v) for k, v in classification_categories.items()}
         if classification_descriptions:
             doc["classification_category_descriptions"] = {
-                str(k): str(v) for k, v in classification_descriptions.items() if str(k) in doc["classification_categories"]}
+                str(k): str(v) for k, v in classification_descriptions.items()
+                if str(k) in doc["classification_categories"]}
     doc["images"] = images
     return doc
 
@@ -169,7 +170,7 @@ def parse_results(doc: dict[str, Any]) -> list[ImageResult]:
                                    frame_rate=im.get("frame_rate")))
             continue
         dets = tuple(Detection(int(d["category"]) - 1, float(d["conf"]),
-                               tuple(float(v) for v in d["bbox"]), d.get("frame_number"),
+                               _xywh(d["bbox"]), d.get("frame_number"),
                                tuple((str(c), float(p)) for c, p in d.get("classifications") or ()))
                      for d in im["detections"])
         frames = im.get("frames_processed")
@@ -178,7 +179,12 @@ def parse_results(doc: dict[str, Any]) -> list[ImageResult]:
     return out
 
 
-def _fail(where: str, why: str) -> None:
+def _xywh(values: list) -> tuple[float, float, float, float]:
+    x, y, w, h = (float(v) for v in values)  # validate() checked: 4 numbers
+    return x, y, w, h
+
+
+def _fail(where: str, why: str) -> NoReturn:
     raise FormatError(f"{where}: {why}")
 
 

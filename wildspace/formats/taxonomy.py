@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 # genera common in camera-trap data sets, to split "didelphisvirginiana" into a binomial
@@ -45,7 +45,7 @@ class Taxon:
     vernacular: dict = field(default_factory=dict)  # {"eng": "virginia opossum"}
 
     def as_taxonomic(self) -> dict:
-        out = {"scientificName": self.scientific_name}
+        out: dict[str, Any] = {"scientificName": self.scientific_name}
         if self.rank:
             out["taxonRank"] = self.rank
         out.update({k: v for k, v in self.higher.items() if k in RANKS[:-1] and v})

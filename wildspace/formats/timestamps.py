@@ -124,7 +124,8 @@ def file_time(path: Path) -> CaptureTime | None:
         t = _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.timezone.utc)
     except OSError:
         return None
-    return CaptureTime(t, "file-mtime", "NOT a capture time: when the file was last written, often a copy or upload time")
+    return CaptureTime(t, "file-mtime",
+                       "NOT a capture time: when the file was last written, often a copy or upload time")
 
 
 def find_times(names: list[str], files: Mapping[str, Path],
