@@ -91,10 +91,15 @@ def info_from_spec(spec: ModelSpec) -> ClassifierInfo:
         raise UsageError(f"{where}: mean and std must be three numbers each (std > 0)")
     return ClassifierInfo(
         name=spec.name, family=spec.family, arch=str(arch), labels=spec.labels,
-        input_size=spec.input_size, mean=tuple(map(float, mean)), std=tuple(map(float, std)),
+        input_size=spec.input_size, mean=_three(mean), std=_three(std),
         activation=activation, kind=kind, typical_threshold=spec.typical_threshold,
         version=spec.version, extra=dict(x),
     )
+
+
+def _three(values: tuple) -> tuple[float, float, float]:
+    a, b, c = (float(v) for v in values)  # the caller checked: three numbers
+    return a, b, c
 
 
 def num_outputs(info: ClassifierInfo) -> int:

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from wildspace.errors import WildspaceError
 from wildspace.hub.specs import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -155,7 +158,7 @@ class Embedder:
     """A built embedding model: ``embed(images)`` → ``(n, dim)`` unit vectors."""
 
     name: str
-    module: object
+    module: torch.nn.Module
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]

@@ -25,7 +25,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable, TypedDict
 
 import numpy as np
 
@@ -33,6 +33,11 @@ from wildspace.classify.models import IMAGENET_MEAN, IMAGENET_STD, create_networ
 from wildspace.errors import UsageError
 from wildspace.train import data as D
 from wildspace.train.images import ImageDataset, decode_all
+
+if TYPE_CHECKING:
+    import torch
+
+    from wildspace.train.init import InitWeights
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.safetensors"
@@ -101,6 +106,16 @@ class Hooks:
     tick: Callable[[], bool] = lambda: False
 
 
+class _Progress(TypedDict):
+    """Where a run stands (saved in the checkpoint as JSON)."""
+
+    epoch: int
+    best_loss: float
+    best_epoch: int | None
+    bad: int
+    finished: bool
+
+
 @dataclass
 class TrainOutcome:
     state: str  # "done" or "stopped"
@@ -110,10 +125,10 @@ class TrainOutcome:
     best_epoch: int | None
     test: dict | None  # classification metrics on the held-out split
     failures: list[tuple[str, str]]
-    net: object = None
+    net: torch.nn.Module | None = None
     family: str = ""
     counts: dict = field(default_factory=dict)
-    init: object = None  # wildspace.train.init.InitWeights
+    init: InitWeights | None = None
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     precision: str = "fp32"
@@ -215,7 +230,7 @@ def train_classifier(config: TrainConfig, hooks: Hooks | None = None) -> TrainOu
     opt = torch.optim.AdamW(F.param_groups({"": net}, pretrained, config.lr, config.backbone_lr_scale),
                             lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
-    st = {"epoch": 0, "best_loss": float("inf"), "best_epoch": None, "bad": 0, "finished": False}
+    st: _Progress = {"epoch": 0, "best_loss": float("inf"), "best_epoch": None, "bad": 0, "finished": False}
     history: list[dict] = []
     if ck is not None:
         net.load_state_dict(ck["model"])
@@ -254,7 +269,7 @@ def train_classifier(config: TrainConfig, hooks: Hooks | None = None) -> TrainOu
         log = {"epoch": epoch, "train_loss": total / max(n, 1), **_validate(net, val_ds, loss_fn, device)}
         monitor = log.get("val_loss", log["train_loss"])
         if monitor < st["best_loss"] - 1e-6:
-            st.update(best_loss=monitor, best_epoch=epoch, bad=0)
+            st["best_loss"], st["best_epoch"], st["bad"] = monitor, epoch, 0
             save_classifier_weights(net, out / f".{BEST}.tmp")
             os.replace(out / f".{BEST}.tmp", out / BEST)
         else:
@@ -268,7 +283,7 @@ def train_classifier(config: TrainConfig, hooks: Hooks | None = None) -> TrainOu
     F.set_backbone_frozen(net, pretrained, frozen=False)
     net.cpu()
     counts = {"train": len(train_idx), "val": len(val_idx), "test": len(test_idx)}
-    more = {"family": family, "counts": counts, "init": init, "mean": tuple(mean), "std": tuple(std),
+    more: dict[str, Any] = {"family": family, "counts": counts, "init": init, "mean": tuple(mean), "std": tuple(std),
             "precision": prec.name}
     if stopped or not st["finished"]:
         return TrainOutcome("stopped", labels, history, st["epoch"], st["best_epoch"], None, failures, **more)
@@ -289,16 +304,16 @@ def _validate(net, ds, loss_fn, device: str = "cpu") -> dict:
     if len(ds) == 0:
         return {}
     net.eval()
-    logits = []
+    parts = []
     with torch.inference_mode():
         for i in range(0, len(ds), 64):
-            logits.append(net(torch.stack([ds[j][0] for j in range(i, min(i + 64, len(ds)))]).to(device)))
-        logits, y = torch.cat(logits).float(), torch.tensor(ds.targets, device=device)
+            parts.append(net(torch.stack([ds[j][0] for j in range(i, min(i + 64, len(ds)))]).to(device)))
+        logits, y = torch.cat(parts).float(), torch.tensor(ds.targets, device=device)
         return {"val_loss": float(loss_fn(logits, y)),
                 "val_accuracy": float((logits.argmax(1) == y).float().mean())}
 
 
-def _save_checkpoint(path: Path, net, opt, sched, st: dict, history: list, labels: list, config,
+def _save_checkpoint(path: Path, net, opt, sched, st: _Progress, history: list, labels: list, config,
                      pretrained: set[str]) -> None:
     import torch
 

@@ -100,7 +100,7 @@ def install_model(exported: ExportedModel, settings, replace: bool = False) -> M
     registry = SpecRegistry(settings.spec_dirs)
     if spec.name in registry:
         existing = registry.get(spec.name)
-        own = bool(existing.path) and existing.path.resolve() == target.resolve()
+        own = existing.path is not None and existing.path.resolve() == target.resolve()
         # the same weights installed again (a job resumed after its install) is no conflict
         same = own and existing.weights.sha256 is not None and existing.weights.sha256 == spec.weights.sha256
         if not ((replace and own) or same):

@@ -14,8 +14,12 @@
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 from wildspace.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -83,7 +87,8 @@ def param_groups(modules: dict, pretrained: set[str], lr: float, backbone_lr_sca
             for the network itself, e.g. ``"head."`` for a separate projection head).
         pretrained: the names loaded from the initial weights.
     """
-    backbone, new = [], []
+    backbone: list[torch.nn.Parameter] = []
+    new: list[torch.nn.Parameter] = []
     for prefix, module in modules.items():
         for name, p in module.named_parameters():
             (backbone if prefix + name in pretrained else new).append(p)

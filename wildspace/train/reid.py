@@ -185,6 +185,9 @@ def train_embedder(config: ReidConfig, images: list[np.ndarray], ids: list[str] 
     from wildspace.train.init import load_init
 
     config.check()
+    if ids is None and config.loss != "ntxent":
+        raise UsageError(f"loss '{config.loss}' needs identities; only ntxent trains on unlabeled images")
+    identities: Sequence[str] = ids if ids is not None else ()  # ntxent uses none
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     init = init or init_for(config)
@@ -219,8 +222,8 @@ def train_embedder(config: ReidConfig, images: list[np.ndarray], ids: list[str] 
 
         views = TwoViews(images, config.input_size, mean, std)
     else:
-        names = sorted(set(ids))
-        y = torch.tensor([names.index(x) for x in ids])
+        names = sorted(set(identities))
+        y = torch.tensor([names.index(x) for x in identities])
         ds = ImageDataset(images, y.tolist(), config.input_size, mean, std, augment=True)
     for epoch in range(start, config.epochs + 1):
         torch.manual_seed(config.seed * 100_003 + epoch)
@@ -230,7 +233,7 @@ def train_embedder(config: ReidConfig, images: list[np.ndarray], ids: list[str] 
         F.set_backbone_frozen(net, pretrained, frozen=epoch <= config.freeze_epochs)
         total, n = 0.0, 0
         batches = (simclr_batches(len(images), config.batch_size, rng) if simclr else
-                   pk_batches(ids, config.identities_per_batch, config.images_per_identity, rng))
+                   pk_batches(identities, config.identities_per_batch, config.images_per_identity, rng))
         for batch in batches:
             opt.zero_grad()
             if simclr:

@@ -71,7 +71,8 @@ def run_reid(config: ReidConfig, settings, license: str = "unknown", install: bo
             "## Data", "", f"- images `{config.images}`" + (f", identities `{config.identities}`" if labelled else ""),
             data_line, "", "## Training", "", f"- initial weights: {init.describe()}",
             f"- AdamW lr {config.lr}" + (f", backbone lr {config.lr * config.backbone_lr_scale:g}, "
-                                         f"{config.freeze_epochs} frozen warm-up epoch(s)" if init.kind != "random" else ""),
+                                         f"{config.freeze_epochs} frozen warm-up epoch(s)"
+                                         if init.kind != "random" else ""),
             f"- normalisation mean {list(mean)}, std {list(std)}", ""]
     exported = write_model_folder(out / "model", net, fields, "\n".join(card))
     ck = out / "reid-checkpoint.pt"

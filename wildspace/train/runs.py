@@ -25,7 +25,7 @@ def classifier_card(config: TrainConfig, o: TrainOutcome, license: str) -> str:
              "## Training", "",
              f"- loss `{config.loss}`, AdamW lr {config.lr}, weight decay {config.weight_decay}, cosine "
              f"schedule, batch {config.batch_size}, class balance `{config.balance}`",
-             f"- augmentation: random resized crops, horizontal flips, colour jitter",
+             "- augmentation: random resized crops, horizontal flips, colour jitter",
              f"- {o.epochs_done} of {config.epochs} epochs (early stopping patience {config.patience}); "
              f"best validation epoch {o.best_epoch}",
              f"- initial weights: {o.init.describe() if o.init else 'random (no pretrained backbone)'}",
@@ -92,7 +92,7 @@ def run_classifier(config: TrainConfig, settings, hooks: Hooks | None = None, li
     ``epochs_done``, the model folder and report path.
     """
     if config.crop_with and not (Path(config.out_dir) / "split.json").is_file():
-        config = _with_crops(config, settings, hooks)
+        config = _with_crops(config, config.crop_with, settings, hooks)
     o = train_classifier(config, hooks)
     summary = {"state": o.state, "epochs_done": o.epochs_done, "epochs": config.epochs,
                "labels": o.labels, "counts": o.counts}
@@ -105,17 +105,17 @@ def run_classifier(config: TrainConfig, settings, hooks: Hooks | None = None, li
     return summary
 
 
-def _with_crops(config: TrainConfig, settings, hooks: Hooks | None) -> TrainConfig:
-    """Crop the training images with ``config.crop_with`` (a model name or a weights file)."""
+def _with_crops(config: TrainConfig, crop_with: str, settings, hooks: Hooks | None) -> TrainConfig:
+    """Crop the training images with ``crop_with`` (``config.crop_with``: a model name or a weights file)."""
     from dataclasses import replace
 
     from wildspace.services.detectors import DetectorService
     from wildspace.train.crops import crop_training_data
 
     service = DetectorService(settings)
-    src = Path(config.crop_with)
+    src = Path(crop_with)
     detector = (service.load(weights=src) if src.suffix in (".pt", ".pth") and src.is_file()
-                else service.load(name=config.crop_with))
+                else service.load(name=crop_with))
     summary = crop_training_data(config.data, Path(config.out_dir) / "crops", detector,
                                  config.crop_threshold, images_dir=config.images_dir,
                                  max_pixels=settings.max_pixels, tick=hooks.tick if hooks else None)

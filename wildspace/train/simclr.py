@@ -11,7 +11,7 @@ and is dropped at export: the embedding is the backbone's pooled features, as fo
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 
@@ -59,5 +59,6 @@ class TwoViews:
     def views(self, indices: Sequence[int]):
         import torch
 
-        pairs = [self.transform(self.images[i]) for i in indices]
+        # two normalised tensors per image (the transform's declared type also allows PIL images)
+        pairs = [cast("list[torch.Tensor]", self.transform(self.images[i])) for i in indices]
         return torch.stack([a for a, _ in pairs]), torch.stack([b for _, b in pairs])
