@@ -183,7 +183,7 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
     def choices(owner: str):
         return backend.sources.list(owner)
 
-    def review_sources(token=None, request: gr.Request = None):
+    def review_sources(token=None, request: gr.Request | None = None):
         """Your reviewable sources (batches, queued jobs, uploads): the picker's choices."""
         owner, _ = who(token, request)
         return gr.update(choices=choices(owner))
@@ -199,45 +199,45 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
                 gr.update(choices=[(x, i) for i, x in enumerate(labels)], value=0 if labels else None),
                 gr.update(choices=species_names)]
 
-    def review_open(source_id, thr, token=None, request: gr.Request = None):
+    def review_open(source_id, thr, token=None, request: gr.Request | None = None):
         """Open one of your sources for review at a threshold (filters reset)."""
         owner, session = who(token, request)
         with _errors():
             v = backend.open(owner, session, source_id, thr, Filters())
             return [*_outputs(v), *_opened_updates(owner, source_id)]
 
-    def review_view(thr, cat, spf, bd, st, unc, token=None, request: gr.Request = None):
+    def review_view(thr, cat, spf, bd, st, unc, token=None, request: gr.Request | None = None):
         """Change the threshold or the filters (nothing runs again)."""
         owner, session = who(token, request)
         with _errors():
             return _outputs(backend.set_view(owner, session, thr, filters_of(cat, spf, bd, st, unc)))
 
-    def review_reload(thr, cat, spf, bd, st, unc, token=None, request: gr.Request = None):
+    def review_reload(thr, cat, spf, bd, st, unc, token=None, request: gr.Request | None = None):
         owner, session = who(token, request)
         with _errors():
             return _outputs(backend.set_view(owner, session, thr, filters_of(cat, spf, bd, st, unc), reload=True))
 
     def mover(step: int):
-        def move(token=None, request: gr.Request = None):
+        def move(token=None, request: gr.Request | None = None):
             owner, session = who(token, request)
             with _errors():
                 return _outputs(backend.move(owner, session, step))
         return move
 
     def actor(action: str):
-        def act(name, token=None, request: gr.Request = None):
+        def act(name, token=None, request: gr.Request | None = None):
             owner, session = who(token, request)
             with _errors():
                 return _outputs(backend.act(owner, session, action, (name or "").strip() or default_reviewer(owner)))
         return act
 
-    def review_select(key, token=None, request: gr.Request = None):
+    def review_select(key, token=None, request: gr.Request | None = None):
         owner, session = who(token, request)
         with _errors():
             return _outputs(backend.select(owner, session, key))
 
     def review_box(action: str):
-        def act(x, y, w, h, cls, name, token=None, request: gr.Request = None):
+        def act(x, y, w, h, cls, name, token=None, request: gr.Request | None = None):
             owner, session = who(token, request)
             if any(v is None for v in (x, y, w, h)):
                 raise gr.Error("Give the box as x, y, width, height (fractions of the image, 0–1).")
@@ -247,14 +247,14 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
         return act
 
     def review_name(action: str):
-        def act(value, name, token=None, request: gr.Request = None):
+        def act(value, name, token=None, request: gr.Request | None = None):
             owner, session = who(token, request)
             with _errors():
                 return _outputs(backend.act(owner, session, action, (name or "").strip() or default_reviewer(owner),
                                             value=value))
         return act
 
-    def review_progress_plot(token=None, request: gr.Request = None):
+    def review_progress_plot(token=None, request: gr.Request | None = None):
         """Precision and recall at each threshold, from your corrections."""
         owner, session = who(token, request)
         with _errors():
@@ -265,7 +265,7 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
         table = [[r["threshold"], fmt(r["precision"]), fmt(r["recall"]), r["tp"], r["fp"], r["fn"]] for r in rows]
         return (str(path) if path else None), table
 
-    def review_export(thr, name, token=None, request: gr.Request = None):
+    def review_export(thr, name, token=None, request: gr.Request | None = None):
         """The corrected results: MegaDetector JSON (originals kept), Camtrap DP (human
         classifications) and training sets (class folders, identities CSV, YOLO)."""
         owner, session = who(token, request)
@@ -279,7 +279,7 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
             files, notes = export_all(o, work, float(thr), reviewer_name, settings.max_pixels)
         return [str(p) for p in files], "  \n".join(notes)
 
-    def review_upload(md, images, token=None, request: gr.Request = None):
+    def review_upload(md, images, token=None, request: gr.Request | None = None):
         """Open an uploaded MegaDetector JSON with its images for review."""
         owner, session = who(token, request)
         if not md:
@@ -305,9 +305,10 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
     threshold.input(review_view, [*filters_in, owner_state], view_outputs, api_name="review_view",
                     show_progress="hidden", trigger_mode="always_last")
     for comp in (category, species_filter, band, status, uncertain):
-        comp.input(review_view, [*filters_in, owner_state], view_outputs, api_name=False, show_progress="hidden")
+        comp.input(review_view, [*filters_in, owner_state], view_outputs,
+                   api_name=False, show_progress="hidden")  # type: ignore[arg-type]  # gradio takes False: private
 
-    def review_tick(thr, cat, spf, bd, st, unc, token=None, request: gr.Request = None):
+    def review_tick(thr, cat, spf, bd, st, unc, token=None, request: gr.Request | None = None):
         """A running job's new images appear while it is reviewed (otherwise nothing changes)."""
         try:
             owner, session = who(token, request)
@@ -317,8 +318,8 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
         except gr.Error:
             return [gr.update()] * len(view_outputs)
 
-    gr.Timer(5.0).tick(review_tick, [*filters_in, owner_state], view_outputs, api_name=False,
-                       show_progress="hidden")
+    gr.Timer(5.0).tick(review_tick, [*filters_in, owner_state], view_outputs,
+                       api_name=False, show_progress="hidden")  # type: ignore[arg-type]  # gradio takes False: private
     prev.click(mover(-1), [owner_state], view_outputs, api_name="review_prev", **ui)
     nxt.click(mover(+1), [owner_state], view_outputs, api_name="review_next", **ui)
     for button, action in ((accept, "accept"), (reject, "reject"), (empty, "empty"), (misfire, "misfire"),
@@ -335,7 +336,7 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
     pr_btn.click(review_progress_plot, [owner_state], [pr_plot, pr_table], api_name="review_precision_recall")
     export.click(review_export, [threshold, reviewer, owner_state], [downloads, export_note], api_name="review_export")
     if train_btn is not None:
-        def review_train(name, epochs, token=None, request: gr.Request = None):
+        def review_train(name, epochs, token=None, request: gr.Request | None = None):
             """Queue a species classifier trained on your reviewed crops (a Train tab job)."""
             from wildspace.ui.train_tab import check_training_allowed, submit_training
 
@@ -359,7 +360,7 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
                         api_name="review_train")
     root = gr.context.Context.root_block
     if root is not None:  # the keys work wherever the tab is built inside a Blocks
-        root.load(None, None, None, js=KEYS_JS, api_name=False)
+        root.load(None, None, None, js=KEYS_JS, api_name=False)  # type: ignore[arg-type]  # gradio takes False: private
     return backend
 
 

@@ -289,7 +289,7 @@ def build_tab(queue, classifiers, owner_state, products_model=None, guard=None) 
     def _show(choice):
         return gr.update(visible=choice != REID), gr.update(visible=choice == REID)
 
-    what.change(_show, [what], [classifier_box, reid_box], api_name=False, show_progress="hidden")
+    what.change(_show, [what], [classifier_box, reid_box], api_name=False, show_progress="hidden")  # type: ignore[arg-type]  # gradio takes False: private
 
     def _admit(arch: str, allowed: list[str], token, request) -> str:
         owner = private_owner(request, token)
@@ -299,14 +299,14 @@ def build_tab(queue, classifiers, owner_state, products_model=None, guard=None) 
         return owner
 
     def train_classifier(up, fo, nm, ar, ep, lo, sz, ki, lm, st=START_IMAGENET, token=None,
-                         request: gr.Request = None):
+                         request: gr.Request | None = None):
         """Queue training of an image classifier on a zip of class folders (see the Train tab)."""
         owner = _admit(ar, ARCHS, token, request)
         job_id = submit_training(queue, owner, up, fo, nm, ar, ep, lo, sz, ki, lm, allow_folders, st)
         return job_id, training_status(queue, classifiers, job_id, owner)
 
     def train_reid(up, fo, table, nm, bb, lo, me, ep, sz, st=START_IMAGENET, token=None,
-                   request: gr.Request = None):
+                   request: gr.Request | None = None):
         """Queue training of an individual re-ID embedder on a zip of photos with identities.csv."""
         owner = _admit(bb, REID_BACKBONES, token, request)
         job_id = submit_reid_training(queue, owner, up, fo, table, nm, bb, lo, me, ep, sz, allow_folders, st)
@@ -324,4 +324,4 @@ def build_tab(queue, classifiers, owner_state, products_model=None, guard=None) 
     r_start.click(train_reid, [r_upload, r_folder, r_table, r_name, r_backbone, r_loss, r_metric, r_epochs,
                                 r_size, r_init, owner_state], [job, status], api_name="train_reid")
     outputs = [status, products_model if products_model is not None else gr.State()]
-    timer.tick(_status, [job, owner_state], outputs, api_name=False, show_progress="hidden")
+    timer.tick(_status, [job, owner_state], outputs, api_name=False, show_progress="hidden")  # type: ignore[arg-type]  # gradio takes False: private
