@@ -251,10 +251,12 @@ def test_pulled_gallery_pushes_enrolments_when_a_token_is_set(built, monkeypatch
     monkeypatch.setattr("wildspace.reid.gallery.push_gallery",
                         lambda root, repo, token: pushed.append((repo, token)) or "d" * 40)
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    svc.settings = dataclasses.replace(svc.settings, hf_token=None)  # HF_TOKEN, as the front end read it
     svc.enrol("field", photo(coat(31), 1), "newcat")
     assert svc.wait_calibrated(timeout=120)
     assert pushed == []  # no token: stays local
     monkeypatch.setenv("HF_TOKEN", "hf_test")
+    svc.settings = dataclasses.replace(svc.settings, hf_token="hf_test")
     svc.enrol("field", photo(coat(31), 2), "newcat")
     assert svc.wait_calibrated(timeout=120)
     assert pushed == [("org/field-cats", "hf_test")]  # once, after the recalibration

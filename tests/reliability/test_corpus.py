@@ -57,7 +57,8 @@ def _detect(out: Path, *paths: Path) -> dict:
 
 def test_cli_detect_and_convert_on_the_corpus(corpus, imported, tmp_path):
     root, cases = corpus
-    expected = {**of_kind(cases, "image"), **of_kind(cases, "zip")}
+    # detect takes the folder's videos too (MegaDetector video entries), bad ones as failures
+    expected = {**of_kind(cases, "image"), **of_kind(cases, "zip"), **of_kind(cases, "video")}
     before = tree(root)
     out = tmp_path / "out"
     doc = _detect(out / "corpus.json", root / "in", *uploads(cases, "zip"))
@@ -70,7 +71,10 @@ def test_cli_detect_and_convert_on_the_corpus(corpus, imported, tmp_path):
     rotated = good["exif-rotated.jpg"]
     assert (rotated.get("width"), rotated.get("height")) in ((None, None), (480, 640))
 
+    # the corpus has no capture times: a plain convert refuses (no invented times), leave-out goes on
     assert main(["convert", str(out / "corpus.json"), "--images", str(root / "in"),
+                 "--output", str(out / "refused")]) == 1
+    assert main(["convert", str(out / "corpus.json"), "--images", str(root / "in"), "--missing-times", "leave-out",
                  "--output", str(out / "exports")]) == 0
     made = {p.name for p in (out / "exports").iterdir()}
     assert any(n.endswith(".csv") for n in made) and any("coco" in n for n in made)

@@ -28,6 +28,7 @@ import gradio as gr
 from wildspace.ui.fair_use import TOKEN_HEADER
 
 SHARED_MCP = "mcp:shared"
+PUBLIC_STORAGE_KEY = "wildspace-signed-owner-token"  # not a secret: see owner_state
 MIN_TOKEN_CHARS = 24
 NEED_TOKEN = (f"MCP and API callers must send a header '{TOKEN_HEADER}: <a long random secret of your "
               f"own, at least {MIN_TOKEN_CHARS} characters>' to own jobs, galleries or models; keep it to "
@@ -78,7 +79,10 @@ def owner_state(home: Path, secret_setting: str | None = None) -> tuple[gr.Brows
     server-side: handlers read it, clients cannot set it.
     """
     secret = server_secret(home, secret_setting)
-    stored = gr.BrowserState(None, storage_key="wildspace-owner-v2")
+    # Gradio encrypts browser state with a key it puts in the page config; without one it picks
+    # a random key per start, and a restart would lose every visitor's token. The token's own
+    # HMAC (key kept on the server) is what protects it, so this key is a fixed, public constant.
+    stored = gr.BrowserState(None, storage_key="wildspace-owner-v2", secret=PUBLIC_STORAGE_KEY)
     session = gr.State(None)
 
     def on_load(token):
