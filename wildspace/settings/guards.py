@@ -27,6 +27,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 from wildspace.errors import WildspaceError
+from wildspace.settings.limits import read_numbers
 
 MB = 2**20
 
@@ -60,20 +61,7 @@ class Guards:
         """The guards from ``WILDSPACE_*`` variables; unset ones keep the local or Space default."""
         env = os.environ if env is None else env
         values: dict[str, Any] = dict(SPACE_DEFAULTS) if public else {}
-        for name, var in ENV_VARS.items():
-            raw = (env.get(var) or "").strip()
-            if not raw:
-                continue
-            try:
-                number = float(raw)
-            except ValueError:
-                raise GuardError(f"{var} must be a number, got {raw!r}") from None
-            if name.endswith("_bytes"):
-                values[name] = int(number * MB)
-            elif name in ("request_seconds", "result_hours"):
-                values[name] = number
-            else:
-                values[name] = int(number)
+        values.update(read_numbers(env, ENV_VARS, floats=("request_seconds", "result_hours"), error=GuardError))
         return cls(**values)
 
     @property

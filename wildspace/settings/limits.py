@@ -64,21 +64,7 @@ class Limits:
             LimitError: a variable is not a positive number.
         """
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for name, var in ENV_VARS.items():
-            raw = (env.get(var) or "").strip()
-            if not raw:
-                continue
-            try:
-                number = float(raw)
-            except ValueError:
-                raise LimitError(f"{var} must be a positive number, got {raw!r}") from None
-            if name.endswith("_bytes"):
-                values[name] = int(number * MB)
-            elif name == "max_video_seconds":
-                values[name] = number
-            else:
-                values[name] = int(number)
+        values = read_numbers(env, ENV_VARS, floats=("max_video_seconds",), error=LimitError)
         return cls(**values)
 
     def upload_limits(self) -> UploadLimits:
@@ -101,3 +87,29 @@ class UploadLimits:
     max_file_bytes: int = 200 * 2**20
     max_total_bytes: int = 20 * 2**30
     max_ratio: float = 200.0  # uncompressed / compressed, per member
+
+
+def read_numbers(env: Mapping[str, str], env_vars: Mapping[str, str], floats: tuple[str, ...] = (),
+                 error: type[Exception] = ValueError) -> dict[str, Any]:
+    """Numbers from ``env`` for the fields in ``env_vars`` (field -> variable) that are set:
+    ``*_bytes`` fields are given in MB, ``floats`` stay floats, the rest are whole numbers.
+
+    Raises:
+        error: a variable is not a number (the message names it).
+    """
+    values: dict[str, Any] = {}
+    for name, var in env_vars.items():
+        raw = (env.get(var) or "").strip()
+        if not raw:
+            continue
+        try:
+            number = float(raw)
+        except ValueError:
+            raise error(f"{var} must be a positive number, got {raw!r}") from None
+        if name.endswith("_bytes"):
+            values[name] = int(number * MB)
+        elif name in floats:
+            values[name] = number
+        else:
+            values[name] = int(number)
+    return values
