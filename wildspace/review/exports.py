@@ -235,7 +235,9 @@ def _reviewed_boxes(opened: OpenSource, want) -> list[tuple[str, Box, str]]:
     return out
 
 
-def _crop(image: Image.Image, bbox, margin: float = CROP_MARGIN) -> Image.Image | None:
+def box_crop(image: Image.Image, bbox, margin: float = CROP_MARGIN) -> Image.Image | None:
+    """The box ``bbox`` (normalised x, y, w, h) with ``margin`` of its size around it, or
+    ``None`` when it is under 2 px."""
     w, h = image.size
     x, y, bw, bh = bbox
     mx, my = bw * margin, bh * margin
@@ -258,7 +260,7 @@ def _crops(opened: OpenSource, items, max_pixels: int):
             except (ImageReadError, OSError):
                 cache[file] = None
         image = cache[file]
-        crop = _crop(image, box.bbox) if image is not None else None
+        crop = box_crop(image, box.bbox) if image is not None else None
         if crop is None:
             continue
         buf = io.BytesIO()

@@ -244,6 +244,17 @@ class ReviewService:
             hit = self._open.get((owner, c.source_id or ""))
         return hit is not None and hit[1].source.running
 
+    def selected(self, owner: str, session: str | None) -> tuple[OpenSource, ImageState, str]:
+        """The open source, the image shown and the key of its selected box (``UsageError``
+        when no box is selected)."""
+        c = self.cursor(owner, session)
+        with c.lock:
+            o = self._need(owner, c)
+            s = o.state(c.file) if c.file else None
+            if s is None or s.box(c.selected) is None:
+                raise UsageError("no box selected: choose one in the Box list")
+            return o, s, str(c.selected)
+
     def view(self, owner: str, session: str | None) -> View:
         c = self.cursor(owner, session)
         with c.lock:

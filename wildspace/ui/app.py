@@ -76,7 +76,7 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
         with gr.Tab("Review"):
             from wildspace.ui import review_tab
 
-            demo.wildspace_review = review_tab.build_tab(service, out_dir, owner, queue, guard)
+            demo.wildspace_review = review_tab.build_tab(service, out_dir, owner, queue, guard, galleries)
         with gr.Tab("Models"):
             models_tab.build_tab(service, models_tab.detector_dropdowns(demo), owner, guard)
         demo.load(on_load, stored, [stored, owner], api_name=False)

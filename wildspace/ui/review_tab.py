@@ -83,8 +83,9 @@ def _errors():
         raise gr.Error(str(exc)) from None
 
 
-def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> ReviewService:
-    """The tab (returns its backend, for tests)."""
+def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None, galleries=None) -> ReviewService:
+    """The tab (returns its backend, for tests). With ``galleries`` (a GalleryService) the
+    selected box can be looked up in an individual gallery: its top matches fill the individual ID."""
     settings = service.settings
     backend = make_service(settings, out_dir, queue)
     review_root = Path(out_dir) / "review"
@@ -147,6 +148,17 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
                 with gr.Row():
                     individual = gr.Textbox(label="Individual ID", elem_id="review-individual")
                     set_individual = gr.Button("Set individual", elem_id="review-set-individual", size="sm")
+                if galleries is not None:
+                    with gr.Row():
+                        suggest_gallery = FreeDropdown(choices=galleries.shared_names(), label="Suggest from gallery",
+                                                       allow_custom_value=True, scale=3,
+                                                       info="The selected box is looked up in this gallery.",
+                                                       elem_id="review-suggest-gallery")
+                        suggest_btn = gr.Button("Suggest", elem_id="review-suggest", size="sm", scale=1)
+                    suggest_note = gr.Markdown(elem_id="review-suggest-note")
+                    suggested = gr.Radio([], label="Top matches: click one to fill the individual ID",
+                                         elem_id="review-suggestions")
+                    suggest_for = gr.State(None)
                 reviewer = gr.Textbox(label="Your name (in the exports)", placeholder="optional",
                                       elem_id="review-reviewer")
                 progress_md = gr.Markdown(elem_id="review-progress")
@@ -325,7 +337,7 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
     for button, action in ((accept, "accept"), (reject, "reject"), (empty, "empty"), (misfire, "misfire"),
                            (accept_box, "accept_box"), (delete_box, "delete_box")):
         button.click(actor(action), [reviewer, owner_state], view_outputs, api_name=f"review_{action}", **ui)
-    box.input(review_select, [box, owner_state], view_outputs, api_name="review_select", **ui)
+    box_chosen = box.input(review_select, [box, owner_state], view_outputs, api_name="review_select", **ui)
     box_in = [bx, by, bw, bh, add_class, reviewer, owner_state]
     redraw.click(review_box("redraw"), box_in, view_outputs, api_name="review_redraw", **ui)
     add.click(review_box("add"), box_in, view_outputs, api_name="review_add", **ui)
@@ -333,6 +345,9 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
                       api_name="review_species", **ui)
     set_individual.click(review_name("individual"), [individual, reviewer, owner_state], view_outputs,
                          api_name="review_individual", **ui)
+    if galleries is not None:
+        wire_suggestions(galleries, backend, settings.max_pixels, who, owner_state, refresh, box_chosen, individual,
+                         suggest_gallery, suggest_btn, suggest_note, suggested, suggest_for)
     pr_btn.click(review_progress_plot, [owner_state], [pr_plot, pr_table], api_name="review_precision_recall")
     export.click(review_export, [threshold, reviewer, owner_state], [downloads, export_note], api_name="review_export")
     if train_btn is not None:
@@ -362,6 +377,65 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None) -> Re
     if root is not None:  # the keys work wherever the tab is built inside a Blocks
         root.load(None, None, None, js=KEYS_JS, api_name=False)  # type: ignore[arg-type]  # gradio takes False: private
     return backend
+
+
+def wire_suggestions(galleries, backend: ReviewService, max_pixels: int, who, owner_state, refresh, box_chosen,
+                     individual, gallery, button, note, suggested, target) -> None:
+    """The gallery's top matches for the selected box: choosing a gallery, pressing *Suggest*
+    or choosing a box (with a gallery chosen) looks the box's crop up; a click on a match fills
+    the individual ID (*Set individual* saves it)."""
+    from wildspace.review.suggest import NEW_ANIMAL, crop_of, suggestions
+    from wildspace.services.galleries import hide_paths
+    from wildspace.ui.identity import owner_of
+
+    def review_galleries(token=None, request: gr.Request | None = None):
+        """The galleries you can look boxes up in (shared ones and your own)."""
+        return gr.update(choices=galleries.names(owner_of(request, token)))
+
+    def review_suggest(name, token=None, request: gr.Request | None = None):
+        """The gallery's top matches for the selected box (best first) and "new animal"."""
+        if not name:
+            raise gr.Error("Choose a gallery to suggest from.")
+        owner, session = who(token, request)
+        with _errors():
+            try:
+                o, s, key = backend.selected(owner, session)
+                crop = crop_of(o, s.file, key, max_pixels)
+                found, verdict = suggestions(galleries, name, crop, owner_of(request, token))
+            except (ValueError, OSError) as exc:
+                raise gr.Error(hide_paths(str(exc))) from None
+        n = next((i for i, b in enumerate(s.boxes, start=1) if b.key == key), 0)
+        return (gr.update(choices=[(x.label, x.identity) for x in found], value=None,
+                          label=f"Top matches for box {n} of {s.file}: click one to fill the individual ID"),
+                verdict, (o.source.id, s.file, key))
+
+    def review_suggest_quietly(name, token=None, request: gr.Request | None = None):
+        if not name:
+            return gr.update(), gr.update(), gr.update()
+        try:
+            return review_suggest(name, token, request)
+        except gr.Error as exc:
+            return gr.update(choices=[], value=None), f"*{exc.message}*", None
+
+    def review_pick(choice, was_for, token=None, request: gr.Request | None = None):
+        """A match clicked: its identity in the individual ID (a new animal: an empty one)."""
+        owner, session = who(token, request)
+        c = backend.cursor(owner, session)
+        if not was_for or tuple(was_for) != (c.source_id, c.file, c.selected):
+            raise gr.Error("These matches are for another box: press Suggest for the box selected now.")
+        if choice == NEW_ANIMAL:
+            return gr.update(value="", placeholder="a new animal: type its name")
+        return gr.update(value=choice or "")
+
+    ui: dict[str, Any] = {"show_progress": "hidden"}
+    refresh.click(review_galleries, [owner_state], [gallery], api_name=False, **ui)  # type: ignore[arg-type]
+    owner_state.change(review_galleries, [owner_state], [gallery], api_name=False, **ui)  # type: ignore[arg-type]
+    outs = [suggested, note, target]
+    button.click(review_suggest, [gallery, owner_state], outs, api_name="review_suggest")
+    gallery.input(review_suggest_quietly, [gallery, owner_state], outs, api_name=False)  # type: ignore[arg-type]
+    box_chosen.then(review_suggest_quietly, [gallery, owner_state], outs, api_name=False)  # type: ignore[arg-type]
+    suggested.input(review_pick, [suggested, target, owner_state], [individual], api_name="review_pick",
+                    api_visibility="undocumented")
 
 
 def export_all(o, work: Path, threshold: float, reviewer: str, max_pixels: int) -> tuple[list[Path], list[str]]:
