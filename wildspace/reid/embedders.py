@@ -224,4 +224,6 @@ def load_embedder(name: str, settings=None, device: str = "cpu") -> Embedder:
 
     settings = settings or load_settings()
     spec = SpecRegistry(settings.spec_dirs).get(name)
+    if spec.task != "embed":  # before any weights are fetched
+        raise EmbedderError(f"model '{spec.name}' is a {spec.task} model, not an embedder")
     return build_embedder(spec, ModelStore(settings).fetch(spec), device)

@@ -52,6 +52,19 @@ class LookupAnswer:
     result: LookupResult
 
 
+@dataclass(frozen=True)
+class EmbedderChoice:
+    """An embedder a new gallery may use: a spec of task ``embed``.
+
+    ``installed``: the spec lives in this data dir's ``specs/`` (trained with ``train reid`` or
+    the Train tab, or published from a job), not among the built-in specs; ``on_disk``: its
+    weights are on this machine (else they are fetched, verified, on first use)."""
+
+    name: str
+    installed: bool
+    on_disk: bool
+
+
 def check_gallery_name(name: str) -> str:
     """The stripped name, or :class:`GalleryError` when it is not a plain gallery name."""
     name = (name or "").strip()
@@ -207,6 +220,27 @@ class GalleryService:
         return GalleryError(hide_paths(text))
 
     # -- models ----------------------------------------------------------------------------
+    def embedders(self) -> list[EmbedderChoice]:
+        """Every embedder a gallery can be built or created with, read from the spec folders
+        now (a model trained or published since the app started is listed): the built-in
+        specs (MegaDescriptor, MiewID, DINOv2) first, then the ones installed here."""
+        from wildspace.hub.fetch import ModelStore
+        from wildspace.hub.specs import SpecRegistry
+
+        registry = SpecRegistry(self.settings.spec_dirs)
+        store = ModelStore(self.settings)
+        mine = self.settings.user_specs_dir.resolve()
+        out = []
+        for name in registry.names(task="embed"):
+            spec = registry.get(name)
+            installed = spec.path is not None and Path(spec.path).resolve().parent == mine
+            try:
+                on_disk = store.cached_path(spec) is not None
+            except (OSError, ValueError):
+                on_disk = False
+            out.append(EmbedderChoice(name, installed, on_disk))
+        return sorted(out, key=lambda c: (c.installed, c.name))
+
     def embedder(self, name: str):
         """The embedder ``name``, loaded once; loading holds only that name's lock."""
         from wildspace.reid.embedders import load_embedder
@@ -341,7 +375,8 @@ class GalleryService:
         return LookupAnswer(crop, bbox, result)
 
     def enrol(self, name: str, crop: np.ndarray, identity: str, viewpoint: str = "",
-              bbox=None, create: bool = False, owner: str | None = None) -> GalleryData:
+              bbox=None, create: bool = False, owner: str | None = None,
+              embedder: str | None = None) -> GalleryData:
         """Append an image of ``identity`` (new or known) and save a new version atomically.
 
         Calibration: a gallery with no calibration yet (new, or just grown to two animals, one
@@ -354,11 +389,16 @@ class GalleryService:
 
         ``owner`` (app users) scopes the write: a gallery created in the app belongs to its
         creator and is invisible to others; see :meth:`_check_write` for public Spaces.
+
+        ``embedder`` (a spec of task ``embed``, see :meth:`embedders`) is chosen when
+        ``create`` makes the gallery: its photos are then embedded as well as matched locally
+        (``None``: weight-free local matching only). An existing gallery keeps the embedder it
+        was made with; naming a different one is an error, not a silent switch.
         """
         root = self.path(name, owner)
         self._check_write(root, owner, name)
         try:
-            gallery, later = self._enrol(root, name, crop, identity, viewpoint, bbox, create)
+            gallery, later = self._enrol(root, name, crop, identity, viewpoint, bbox, create, embedder)
         except GalleryError as exc:
             raise (exc if owner is None else self._app_error(exc, name, root)) from None
         except OSError as exc:
@@ -372,8 +412,8 @@ class GalleryService:
             self.push_if_configured(root, gallery)
         return gallery
 
-    def _enrol(self, root: Path, name: str, crop, identity, viewpoint, bbox, create
-               ) -> tuple[GalleryData, bool]:
+    def _enrol(self, root: Path, name: str, crop, identity, viewpoint, bbox, create,
+               embedder: str | None = None) -> tuple[GalleryData, bool]:
         """The new version saved; ``True`` when it still needs a background recalibration."""
         with self._lock("write", _key(root)):
             if create and not _is_gallery(root):
@@ -384,9 +424,17 @@ class GalleryService:
                 gallery = GalleryData(name=name, records=[Record(f"enrolled-0-{identity}",
                                       identity.strip(), viewpoint, bbox)],
                                       images=[encode_jpeg(crop)], features=[extract(crop)])
+                if embedder:
+                    emb = self.embedder(embedder)
+                    gallery.embeddings, gallery.embedder = emb.embed([crop]), emb.name
                 previous: dict = {}
             else:
                 current = self._load(root, name)
+                if embedder and embedder != current.embedder:
+                    uses = (f"embedder '{current.embedder}'" if current.embedder
+                            else "weight-free local matching only")
+                    raise GalleryError(f"gallery '{name}' exists and uses {uses}; an embedder is "
+                                       "chosen when a gallery is created")
                 emb = self.embedder(current.embedder_name()) if current.embeddings is not None else None
                 gallery = enrol(current, crop, identity, viewpoint=viewpoint, bbox=bbox,
                                 embedder=emb)

@@ -16,6 +16,7 @@ from wildspace.ui.safe_image import SafeImage, image_file
 
 NO_DETECTOR = "none (the photo is already a crop)"
 AUTO = "auto"
+LOCAL = "local"  # the embedder choice "none": weight-free local matching only
 TABLE_HEADERS = ["rank", "identity", "probability", "score", "flank"]
 
 HOW_TO = """No gallery yet. Build one from a folder of photos and a CSV of names:
@@ -32,6 +33,19 @@ def _thumb(rgb: np.ndarray, side: int = 256) -> np.ndarray:
     im = Image.fromarray(rgb)
     im.thumbnail((side, side))
     return np.asarray(im)
+
+
+def embedder_choices(galleries) -> list[tuple[str, str]]:
+    """``(label, value)`` pairs for the *Embedder* dropdown: weight-free local matching, the
+    spec'd embedders (MegaDescriptor, MiewID, DINOv2), then re-ID models trained or published
+    in this install (installed models are visible to every visitor; on a public Space a
+    visitor's model is installed only when the Space's owner publishes it)."""
+    out = [("local: weight-free pattern matching (no model)", LOCAL)]
+    for c in galleries.embedders():
+        where = "trained here" if c.installed else "model spec"
+        weights = "" if c.on_disk else ", weights fetched on first use"
+        out.append((f"{c.name} ({where}{weights})", c.name))
+    return out
 
 
 def _verdict_text(result) -> str:
@@ -100,6 +114,11 @@ def build_tab(galleries, detectors, out_dir: Path | None = None, owner_state=Non
     with gr.Row():
         name = gr.Textbox(label="Name for this animal", elem_id="lookup-identity",
                           info="A new name enrols a new individual; an existing name adds a photo.")
+        embedder_in = gr.Dropdown(choices=embedder_choices(galleries), value=LOCAL,  # type: ignore[arg-type]
+                                  label="Embedder for a new gallery", allow_custom_value=True,
+                                  elem_id="lookup-embedder",
+                                  info="Used when Enrol creates a gallery (a gallery keeps the "
+                                       "embedder it was made with); local needs no model.")
         enrol_button = gr.Button("Enrol", elem_id="lookup-enrol")
         enrolled = gr.Markdown(elem_id="lookup-enrolled")
 
@@ -146,7 +165,8 @@ def build_tab(galleries, detectors, out_dir: Path | None = None, owner_state=Non
         return _verdict_text(r), image_file(_thumb(ans.crop, 512), folder, "query"), thumbs, rows
 
     def enrol_individual(gallery_name, image_path, identity, flank_shown="unknown",
-                         detector=NO_DETECTOR, token=None, request: gr.Request | None = None):
+                         detector=NO_DETECTOR, embedder=LOCAL, token=None,
+                         request: gr.Request | None = None):
         """Add a photo of an animal to a gallery under a name (a new name enrols a new animal).
 
         Args:
@@ -155,6 +175,8 @@ def build_tab(galleries, detectors, out_dir: Path | None = None, owner_state=Non
             identity: the animal's name.
             flank_shown: "left", "right" or "unknown".
             detector: detector that crops the animal from a whole frame, or "none …".
+            embedder: for a gallery this creates: "local" (weight-free matching only) or an
+                embedder's name (a model spec or a re-ID model trained here).
         Returns:
             a confirmation line.
         """
@@ -167,17 +189,25 @@ def build_tab(galleries, detectors, out_dir: Path | None = None, owner_state=Non
         with app_errors():
             crop_img, bbox = prepare_query(rgb, None, galleries.crop_fn(det))
             g = galleries.enrol(gallery_name, crop_img, identity.strip(), view, bbox, create=True,
-                                owner=private_owner(request, token))
+                                owner=private_owner(request, token),
+                                embedder=None if embedder in (None, "", LOCAL) else embedder)
         animals = len(set(g.identities.tolist()))
+        uses = f" (embedder {g.embedder} + local matching)" if g.embedder else ""
         return (f"Enrolled **{identity.strip()}** in gallery '{gallery_name}': {len(g)} photos of "
-                f"{animals} animals.")
+                f"{animals} animals{uses}.")
 
     def _choices(current, token=None, request: gr.Request | None = None):
         return gr.update(choices=galleries.names(owner_of(request, token)), value=current)
 
+    def _embedder_choices(current):
+        return gr.update(choices=embedder_choices(galleries), value=current or LOCAL)
+
     button.click(lookup_individual, [gallery_in, image, flank, crop_with, method, owner_state],
                  [verdict, crop, matches, table], api_name="lookup_individual")
-    enrol_button.click(enrol_individual, [gallery_in, image, name, flank, crop_with, owner_state],
+    enrol_button.click(enrol_individual, [gallery_in, image, name, flank, crop_with, embedder_in,
+                                          owner_state],
                        enrolled, api_name="enrol_individual").then(
         _choices, [gallery_in, owner_state], gallery_in, api_name=False)
     owner_state.change(_choices, [gallery_in, owner_state], gallery_in, api_name=False)
+    # models trained or published since the page was built appear without a restart
+    embedder_in.focus(_embedder_choices, embedder_in, embedder_in, api_name=False)  # type: ignore[arg-type]  # gradio takes False: private
