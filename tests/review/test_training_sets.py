@@ -100,6 +100,52 @@ def test_identities_and_yolo_zips(colours_review, tmp_path):
         assert "images/img00.png" in z.namelist() and "animal" in z.read("data.yaml").decode()
 
 
+def test_coco_boxes_load_in_pycocotools_and_convert_to_the_yolo_labels(colours_review, review, tmp_path):
+    """COCO instances for detector fine-tuning: integer ids, absolute pixel boxes; the reference
+    COCO API reads them, and ultralytics' COCO converter (the way into its YOLO trainer) gives back
+    the YOLO export's labels. Empty and misfire images are negatives (no annotations)."""
+    from wildspace.review.exports import COCO_JSON, write_coco_boxes, write_yolo
+
+    pycocotools_coco = pytest.importorskip("pycocotools.coco")
+    path, n = write_coco_boxes(colours_review, tmp_path / "coco.zip")
+    assert n == 12
+    with zipfile.ZipFile(path) as z:
+        z.extractall(tmp_path / "coco")
+        names = z.namelist()
+    assert sorted(names) == sorted([COCO_JSON, *(f"images/img{i:02d}.png" for i in range(12))])
+    coco = pycocotools_coco.COCO(str(tmp_path / "coco" / COCO_JSON))
+    assert len(coco.getImgIds()) == 12 and len(coco.getAnnIds()) == 12
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["animal"]
+    (im,) = [i for i in coco.loadImgs(coco.getImgIds()) if i["file_name"] == "img00.png"]
+    assert (im["width"], im["height"]) == (128, 96) and (tmp_path / "coco" / "images" / im["file_name"]).is_file()
+    (ann,) = coco.loadAnns(coco.getAnnIds(imgIds=[im["id"]]))
+    assert ann["bbox"] == [30.0, 20.0, 70.0, 60.0] and ann["area"] == 4200.0 and ann["category_id"] == 1
+
+    from ultralytics.data.converter import convert_coco
+
+    convert_coco(str(tmp_path / "coco" / "annotations"), str(tmp_path / "converted"), cls91to80=False)
+    yolo, _ = write_yolo(colours_review, tmp_path / "yolo.zip")
+    with zipfile.ZipFile(yolo) as z:
+        for i in range(12):
+            ours = [float(v) for v in z.read(f"labels/img{i:02d}.txt").decode().split()]
+            theirs = [float(v) for v in (tmp_path / "converted" / "labels" / "train" / f"img{i:02d}.txt")
+                      .read_text().split()]
+            assert theirs == pytest.approx(ours, abs=1e-4)
+
+    service, owner, sid = review  # an empty image: a negative, no annotation
+    service.open(owner, "s", sid, 0.2)
+    service.act(owner, "s", "empty", "Ann")
+    service.act(owner, "s", "accept", "Ann")
+    path, n = write_coco_boxes(service.opened(owner, sid), tmp_path / "mixed.zip")
+    with zipfile.ZipFile(path) as z:
+        doc = json.loads(z.read(COCO_JSON))
+    assert n == 2 and [im["original_file"] for im in doc["images"]] == ["cam1/a.jpg", "cam1/b.jpg"]
+    per_image = {im["original_file"]: sum(a["image_id"] == im["id"] for a in doc["annotations"])
+                 for im in doc["images"]}
+    assert per_image == {"cam1/a.jpg": 0, "cam1/b.jpg": 2}  # a: empty; b: its 2 boxes at 0.2 accepted
+    assert [c["name"] for c in doc["categories"]] == ["animal", "person", "vehicle"]
+
+
 def test_one_species_is_not_a_training_set(review, tmp_path):
     from wildspace.review.exports import write_class_folders
 

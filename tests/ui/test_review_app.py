@@ -49,6 +49,7 @@ def test_review_a_batch_restart_and_another_visitor(app_service, upload_zip, tmp
         assert "2 of 3" in after[1] and "Reviewed 1/3" in after[-1]
         alice.predict("Ann", api_name="/review_empty")
         files, note = alice.predict(0.5, "Ann", api_name="/review_export")
+        assert any(f.endswith("_coco.zip") for f in files) and "COCO boxes: 2 reviewed images" in note
         doc = read_results(next(f for f in files if f.endswith("_megadetector.json")))
         reviewed = [im for im in doc["images"] if im.get("review")]
         assert sorted(im["review"]["status"] for im in reviewed) == ["empty", "reviewed"]

@@ -10,7 +10,8 @@
   human`` with the reviewer in ``classifiedBy``, their species in ``scientificName`` and the
   individual in ``individualID``; the rest stay ``machine``.
 - **Training sets** the Train tab reads as they are: a zip of class folders (crops of the
-  accepted boxes per species), a zip of crops with ``identities.csv`` (re-ID), and YOLO boxes.
+  accepted boxes per species), a zip of crops with ``identities.csv`` (re-ID), and YOLO and
+  COCO boxes (detector fine-tuning).
 """
 
 from __future__ import annotations
@@ -310,24 +311,77 @@ def write_identities(opened: OpenSource, path: Path, max_pixels: int) -> tuple[P
     return Path(path), counts
 
 
+def _training_images(opened: OpenSource):
+    """``(file, image path, member stem, boxes)`` of every reviewed image with its image: the
+    accepted boxes of a ``reviewed`` one, none for ``empty`` and ``misfire`` (negatives)."""
+    for file in sorted(opened.states.states):
+        s = opened.states.states[file]
+        src = opened.source.image_path(file)
+        if not s.reviewed or src is None:
+            continue
+        stem = re.sub(r"[^\w\-]+", "_", str(PurePosixPath(file).with_suffix("")))
+        boxes = [b for b in s.boxes if b.status == ACCEPTED] if s.status == "reviewed" else []
+        yield file, Path(src), stem, boxes
+
+
 def write_yolo(opened: OpenSource, path: Path) -> tuple[Path, int]:
     """A zip in YOLO's layout (``images/``, ``labels/`` with ``class cx cy w h`` lines,
     ``data.yaml``) of every reviewed image; empty and misfire images have empty label files."""
     labels = opened.source.results.labels
     n = 0
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as z:
-        for file in sorted(opened.states.states):
-            s = opened.states.states[file]
-            src = opened.source.image_path(file)
-            if not s.reviewed or src is None:
-                continue
-            stem = re.sub(r"[^\w\-]+", "_", str(PurePosixPath(file).with_suffix("")))
-            z.write(src, f"images/{stem}{Path(src).suffix.lower()}")
+        for _, src, stem, boxes in _training_images(opened):
+            z.write(src, f"images/{stem}{src.suffix.lower()}")
             lines = [f"{b.class_id} {b.bbox[0] + b.bbox[2] / 2:.6f} {b.bbox[1] + b.bbox[3] / 2:.6f} "
-                     f"{b.bbox[2]:.6f} {b.bbox[3]:.6f}" for b in s.boxes if b.status == ACCEPTED
-                     and s.status == "reviewed"]
+                     f"{b.bbox[2]:.6f} {b.bbox[3]:.6f}" for b in boxes]
             z.writestr(f"labels/{stem}.txt", "\n".join(lines) + ("\n" if lines else ""))
             n += 1
         names = "\n".join(f"  {i}: {json.dumps(label(labels, i))}" for i in range(len(labels)))
         z.writestr("data.yaml", f"path: .\ntrain: images\nval: images\nnames:\n{names}\n")
     return Path(path), n
+
+
+COCO_JSON = "annotations/instances_train.json"
+
+
+def coco_instances(opened: OpenSource) -> dict:
+    """A COCO *instances* document (what detector fine-tuning tools read: integer ids, boxes in
+    absolute pixels ``[x, y, width, height]``, ``area``, ``iscrowd``) of every reviewed image,
+    ``file_name`` relative to ``images/``. Category ids are MegaDetector's (``class_id + 1``).
+    Images are sized as displayed (EXIF rotation applied); one whose size cannot be read is left out."""
+    from wildspace.formats.categories import label_kind
+    from wildspace.media.exif import image_size
+
+    labels = opened.source.results.labels
+    classes = max([len(labels) - 1, *(b.class_id for s in opened.states.states.values() for b in s.boxes)])
+    categories = [{"id": i + 1, "name": label(labels, i), "supercategory": label_kind(label(labels, i))}
+                  for i in range(classes + 1)]
+    images: list[dict] = []
+    annotations: list[dict] = []
+    for file, src, stem, boxes in _training_images(opened):
+        size = image_size(src)
+        if size is None:
+            continue
+        W, H = size
+        image_id = len(images) + 1
+        images.append({"id": image_id, "file_name": f"{stem}{src.suffix.lower()}", "width": W, "height": H,
+                       "original_file": file})
+        for b in boxes:
+            x, y, w, h = (round(b.bbox[0] * W, 2), round(b.bbox[1] * H, 2), round(b.bbox[2] * W, 2),
+                          round(b.bbox[3] * H, 2))
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": b.class_id + 1,
+                                "bbox": [x, y, w, h], "area": round(w * h, 2), "iscrowd": 0})
+    return {"info": {"description": "wildspace review: reviewed boxes for detector fine-tuning", "version": "1.0"},
+            "licenses": [], "images": images, "annotations": annotations, "categories": categories}
+
+
+def write_coco_boxes(opened: OpenSource, path: Path) -> tuple[Path, int]:
+    """A zip of ``images/`` and ``annotations/instances_train.json`` (:func:`coco_instances`);
+    returns the path and the number of images."""
+    doc = coco_instances(opened)
+    sources = {f"{stem}{src.suffix.lower()}": src for _, src, stem, _ in _training_images(opened)}
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w") as z:
+        for im in doc["images"]:
+            z.write(sources[im["file_name"]], f"images/{im['file_name']}")
+        z.writestr(COCO_JSON, json.dumps(doc, indent=1))
+    return Path(path), len(doc["images"])

@@ -172,7 +172,7 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None, galle
             export = gr.Button("Export corrected results", variant="primary", elem_id="review-export")
         export_note = gr.Markdown(elem_id="review-export-note")
         downloads = gr.File(file_count="multiple", label="Corrected: MegaDetector JSON, Camtrap DP, "
-                            "training sets (class folders, identities, YOLO)", elem_id="review-downloads")
+                            "training sets (class folders, identities, YOLO, COCO)", elem_id="review-downloads")
         if queue is not None and settings.allow_training:
             with gr.Row():
                 train_name = gr.Textbox(label="Train a species classifier on the reviewed crops: model name",
@@ -279,7 +279,7 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None, galle
 
     def review_export(thr, name, token=None, request: gr.Request | None = None):
         """The corrected results: MegaDetector JSON (originals kept), Camtrap DP (human
-        classifications) and training sets (class folders, identities CSV, YOLO)."""
+        classifications) and training sets (class folders, identities CSV, YOLO and COCO boxes)."""
         owner, session = who(token, request)
         reviewer_name = (name or "").strip() or default_reviewer(owner)
         with _errors():
@@ -458,4 +458,7 @@ def export_all(o, work: Path, threshold: float, reviewer: str, max_pixels: int) 
     path, n = review_exports.write_yolo(o, work / f"{stem}_yolo.zip")
     files.append(path)
     notes.append(f"YOLO boxes: {n} reviewed images")
+    path, n = review_exports.write_coco_boxes(o, work / f"{stem}_coco.zip")
+    files.append(path)
+    notes.append(f"COCO boxes: {n} reviewed images")
     return files, notes
