@@ -9,6 +9,7 @@ import torch
 
 from wildspace.detect.cpu import available_cores, machine_fingerprint, resolve_threads
 from wildspace.detect.factory import build_detector
+from wildspace.detect.onnx_backend import SPIN_KEY
 from wildspace.settings import load_settings
 
 
@@ -54,6 +55,9 @@ def test_onnx_runtime_sessions_use_the_projects_threads(model_files, tmp_path, m
                            threads=2)  # the torch-free exported path
     assert type(again).__name__ == "ExportedYoloDetector"
     assert again.network.session.get_session_options().intra_op_num_threads == 2
+    # idle threads sleep rather than spin (bench/bench_ort_spinning.py measured the saving)
+    for session in (first._onnx.session, again.network.session):
+        assert session.get_session_options().get_session_config_entry(SPIN_KEY) == "0"
 
 
 def test_fingerprint_names_what_a_speed_figure_depends_on():

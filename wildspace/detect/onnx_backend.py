@@ -102,6 +102,9 @@ def cache_key(weights_sha256: str, kind: str) -> str:
     return f"{weights_sha256[:16]}-{kind}-{hashlib.sha1(versions.encode()).hexdigest()[:10]}"
 
 
+SPIN_KEY = "session.intra_op.allow_spinning"
+
+
 class OnnxNetwork:
     """An ONNX Runtime session over one exported network: ``float32 NCHW -> float32``."""
 
@@ -114,6 +117,11 @@ class OnnxNetwork:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.threads = resolve_threads(threads)  # the project's choice, not ORT's guess
         opts.intra_op_num_threads = self.threads
+        # Idle intra-op threads sleep instead of busy-waiting: on a few cores shared with the
+        # decode threads the spinning is CPU time nobody gets (bench/bench_ort_spinning.py:
+        # 0.81x CPU-s per image for yolov5n at 1280, 0.90x for yolov9c; the arithmetic is
+        # the same, so the detections are too).
+        opts.add_session_config_entry(SPIN_KEY, "0")
         self.path = Path(path)
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
