@@ -222,16 +222,15 @@ def _species_step(service, args: argparse.Namespace, info):
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from wildspace.formats.camtrap_dp import PackageOptions
-    from wildspace.formats.events import DeploymentsError, parse_offset, read_deployments_csv
+    from wildspace.formats.events import DeploymentsError, parse_event_gap, parse_offset, read_deployments_csv
     from wildspace.formats.exports import EXPORT_KINDS, NEEDS_IMAGES, result_set_from_md, write_exports
     from wildspace.formats.megadetector import read_results
     from wildspace.formats.timestamps import TimeOptions, pattern_regex
 
     if args.images is not None and not args.images.is_dir():
         raise CliError(f"--images must be a folder: {args.images.name}")
-    if args.event_gap < 0:
-        raise CliError("--event-gap must be >= 0 seconds")
     try:
+        parse_event_gap(args.event_gap)
         parse_offset(args.utc_offset)
         deployments = tuple(read_deployments_csv(args.deployments)) if args.deployments else ()
         if args.time_from_filename:

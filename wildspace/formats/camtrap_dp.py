@@ -31,14 +31,22 @@ import shutil
 import tempfile
 import uuid
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from wildspace.atomic import atomic_path
 from wildspace.formats.categories import label_kind, label_of
 from wildspace.formats.csv_export import safe_row
-from wildspace.formats.events import DEFAULT_EVENT_GAP, Deployment, assign, group_events, parse_offset
+from wildspace.formats.events import (
+    DEFAULT_EVENT_GAP,
+    Deployment,
+    assign,
+    deployments_from_rows,
+    group_events,
+    parse_event_gap,
+    parse_offset,
+)
 from wildspace.formats.megadetector import parse_time
 from wildspace.formats.offline_schemas import offline_session
 from wildspace.formats.taxonomy import taxa_for
@@ -77,6 +85,19 @@ class PackageOptions:
     missing_times: str = "refuse"
     deployments: tuple[Deployment, ...] = ()
     event_gap: float = DEFAULT_EVENT_GAP
+
+
+def with_deployments(base: PackageOptions, rows: Iterable[Mapping] = (), utc_offset: str | None = None,
+                     event_gap: object = None) -> PackageOptions:
+    """``base`` with the deployments, camera clocks' UTC offset and event gap given as plain
+    values (the app's deployments form, a queued job's options): ``rows`` keyed by the
+    deployments CSV's columns, checked as ``convert --deployments/--utc-offset/--event-gap``
+    check theirs (:class:`~wildspace.formats.events.DeploymentsError` says which row and why);
+    an empty offset or gap keeps ``base``'s."""
+    offset = (utc_offset or "").strip() or base.utc_offset
+    parse_offset(offset)
+    return replace(base, deployments=tuple(deployments_from_rows(rows)), utc_offset=offset,
+                   event_gap=parse_event_gap(event_gap, base.event_gap))
 
 
 # Camtrap DP wants image/…, video/… or audio/…; Python's mimetypes says application/… for some

@@ -22,8 +22,10 @@ from wildspace.types import DetectorInfo, ImageResult
 
 if TYPE_CHECKING:
     from wildspace.classify.species import SpeciesStep
+    from wildspace.formats.camtrap_dp import PackageOptions
 
 Progress = Callable[[int, int, str], None]  # (done, total, what)
+PACKAGE_OPTION = "camtrap_dp"  # a queued batch's deployments form, in its JobSpec.options
 
 
 @dataclass
@@ -53,11 +55,13 @@ def run_image_batch(service: DetectorService, uploads: Sequence[str | Path], mod
                     threshold: float, work_dir: Path, progress: Progress | None = None,
                     batch_size: int = 4, limits: UploadLimits | None = None,
                     exports: Sequence[str] = EXPORT_KINDS, species: SpeciesStep | None = None,
-                    keep_above: float | None = None) -> RunOutput:
+                    keep_above: float | None = None, package: PackageOptions | None = None) -> RunOutput:
     """Unpack ``uploads`` (images and zips) under ``work_dir``, detect (and classify the
     animal boxes with ``species``), write every export. ``limits`` default to the service's
     settings (``WILDSPACE_MAX_*``). With ``keep_above`` below ``threshold`` the results (and the
-    MD JSON) keep the boxes down to it, for review; everything else still uses ``threshold``."""
+    MD JSON) keep the boxes down to it, for review; everything else still uses ``threshold``.
+    ``package``: the Camtrap DP package's deployments, UTC offset and event gap (the app's
+    deployments form; default: a deployment per camera folder, UTC, 60 s)."""
     work_dir = Path(work_dir)
     limits = limits or service.settings.limits.upload_limits()
     unpacked = unpack_uploads(uploads, work_dir / "inputs", limits)
@@ -79,23 +83,26 @@ def run_image_batch(service: DetectorService, uploads: Sequence[str | Path], mod
             progress(len(results), total, "images")
     out = RunOutput(results, detector.info, threshold, files={name: p for p, name in unpacked.files},
                     species=species, detect_threshold=detect_at)
-    out.exports = write_exports(result_set(out), work_dir / "exports", threshold, exports)
+    out.exports = write_exports(result_set(out), work_dir / "exports", threshold, exports, package=package)
     return out
 
 
 def submit_image_batch(queue, owner: str, uploads: Sequence[str | Path], model: str,
                        threshold: float, work_dir: Path, limits: UploadLimits | None = None,
-                       chunk_size: int = 16) -> str:
+                       chunk_size: int = 16, package: dict | None = None) -> str:
     """Hand a batch to the worker queue: inputs are unpacked here, then copied into the
     job's folder in the shared storage (workers may be elsewhere); files refused while
-    unpacking are recorded as failures at once."""
+    unpacking are recorded as failures at once. ``package`` (plain values: ``rows``,
+    ``utc_offset``, ``event_gap``, as :func:`~wildspace.formats.camtrap_dp.with_deployments`
+    takes them) is kept with the job for its Camtrap DP export."""
     from wildspace.jobs.store import JobSpec
 
     job_id = queue.store.new_id()
     limits = limits or queue.settings.limits.upload_limits()
     staged, refused = stage_uploads(queue.store, job_id, uploads, Path(work_dir) / "inputs", limits)
     spec = JobSpec(owner=owner, kind="detect-images", inputs=staged + [{"name": n, "path": ""} for n, _ in refused],
-                   model=model, threshold=threshold, chunk_size=chunk_size, id=job_id)
+                   model=model, threshold=threshold, chunk_size=chunk_size, id=job_id,
+                   options={PACKAGE_OPTION: dict(package)} if package else {})
     return submit_with_refused(queue, spec, refused)
 
 
@@ -126,6 +133,17 @@ def submit_with_refused(queue, spec, refused: list[tuple[str, str]]) -> str:
     return spec.id
 
 
+def job_package(spec) -> PackageOptions | None:
+    """The Camtrap DP options a queued batch was submitted with (None: the defaults)."""
+    given = spec.options.get(PACKAGE_OPTION)
+    if not given:
+        return None
+    from wildspace.formats.camtrap_dp import PackageOptions, with_deployments
+
+    return with_deployments(PackageOptions(missing_times="leave-out"), given.get("rows") or (),
+                            given.get("utc_offset"), given.get("event_gap"))
+
+
 def job_output(store, job_id: str, owner: str, work_dir: Path, threshold: float,
                exports: Sequence[str] = EXPORT_KINDS) -> RunOutput:
     """Results and exports of a queued job (done or not: what is finished so far)."""
@@ -141,7 +159,7 @@ def job_output(store, job_id: str, owner: str, work_dir: Path, threshold: float,
     files = {i["name"]: store.local_input(job_id, i["path"], cache) for i in spec.inputs if i["path"]}
     out = RunOutput(store.results(job_id), info, threshold, files=files)
     out.exports = write_exports(result_set(out), Path(work_dir) / "exports", threshold, exports,
-                                name=f"wildspace-job-{job_id[:8]}")
+                                name=f"wildspace-job-{job_id[:8]}", package=job_package(spec))
     return out
 
 

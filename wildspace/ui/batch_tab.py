@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
+from wildspace.formats.camtrap_dp import PackageOptions
 from wildspace.formats.categories import best_by_kind, image_status, label_of
 from wildspace.media.archives import count_inputs
 from wildspace.media.draw import draw_detections
@@ -15,6 +16,7 @@ from wildspace.media.images import IMAGE_EXTENSIONS, ImageReadError, load_image
 from wildspace.review.sources import REVIEW_FLOOR, record_run
 from wildspace.runs.batch import RunOutput, run_image_batch, submit_image_batch
 from wildspace.services.detectors import DetectorService
+from wildspace.ui import deployments_form
 from wildspace.ui.common import classifier_controls, gpu, model_controls, new_work_dir, species_step, user_errors
 from wildspace.ui.fair_use import AppGuard
 from wildspace.ui.identity import owner_of, private_owner
@@ -24,6 +26,7 @@ TABLE_HEADERS = ["file", "status", "detections", "max animal", "max person", "ma
 GALLERY_MAX = 48
 UPLOAD_TYPES = sorted({e for ext in (*IMAGE_EXTENSIONS, ".zip") for e in (ext, ext.upper())})
 THUMB_SIDE = 1024
+PACKAGE = PackageOptions(missing_times="leave-out")  # media without a capture time: named, left out
 
 
 def summary_markdown(out: RunOutput) -> str:
@@ -79,14 +82,19 @@ def gallery_items(out: RunOutput, work_dir: Path, max_pixels: int) -> list[tuple
 def run_batch_tab(service: DetectorService, files, model: str, threshold: float, out_root: Path,
                   progress=None, queue=None, owner: str = "anonymous", queue_above: int | None = None,
                   classifiers=None, classifier: str | None = None, species_threshold: float | None = None,
-                  guard: AppGuard | None = None, request=None):
+                  guard: AppGuard | None = None, request=None, deployments=None, utc_offset: str | None = None,
+                  event_gap=None):
     """Generator: small batches run here; batches above ``queue_above`` files go to the worker
     queue and this answers at once with the job id (the Jobs tab follows it; it goes on if the
     page closes), so no app slot is held while the workers do it. With a ``guard`` (the app) the
     visitor's fair-use and disk quotas apply. Species (``classifier``) are added to batches run
-    here; queued batches are detection only."""
+    here; queued batches are detection only. ``deployments``, ``utc_offset`` and ``event_gap``
+    (the deployments form) shape the Camtrap DP export, here and for a queued batch; they are
+    checked before anything runs."""
     if not files:
         raise gr.Error("Upload images or a zip of images first.")
+    form = deployments_form.form_values(deployments, utc_offset, event_gap)
+    package = deployments_form.package_options(form, PACKAGE)
     paths = [f if isinstance(f, str) else f.name for f in files]
     queued = queue is not None and queue_above is not None and count_inputs(paths) > queue_above
     with user_errors(), (guard.heavy(request, owner, paths, "batch") if guard else nullcontext()) as watch:
@@ -101,7 +109,8 @@ def run_batch_tab(service: DetectorService, files, model: str, threshold: float,
         if queued:
             if guard is not None:
                 guard.check_jobs(queue, owner)
-            job_id = submit_image_batch(queue, owner, paths, model, min(float(threshold), REVIEW_FLOOR), work_dir)
+            job_id = submit_image_batch(queue, owner, paths, model, min(float(threshold), REVIEW_FLOOR), work_dir,
+                                        package=form)
             note = (" Species are not added to queued batches yet: run them with "
                     "`python -m wildspace detect --classifier …`."
                     if classifier and classifier != "none" else "")
@@ -110,7 +119,7 @@ def run_batch_tab(service: DetectorService, files, model: str, threshold: float,
             return
         species = species_step(classifiers, classifier, species_threshold, float(threshold))
         out = run_image_batch(service, paths, model, float(threshold), work_dir, progress=report,
-                              species=species, keep_above=REVIEW_FLOOR)
+                              species=species, keep_above=REVIEW_FLOOR, package=package)
         record_run(work_dir, out, owner)  # the Review tab can open it
     downloads = [str(p) for p in out.exports.values()]
     images_csv = next(iter((work_dir / "exports").glob("*_images.csv")), None)
@@ -128,6 +137,7 @@ def build_tab(service: DetectorService, out_root: Path, owner_state=None, queue=
                             file_types=UPLOAD_TYPES, elem_id="batch-files")
             model, threshold = model_controls(service, "batch")
             classifier, species_threshold = classifier_controls(classifiers, "batch")
+            form = deployments_form.build_form("batch")
             button = gr.Button("Detect in all files", variant="primary", elem_id="batch-run")
         with gr.Column(scale=2):
             summary = gr.Markdown(label="Summary", elem_id="batch-summary")
@@ -139,8 +149,9 @@ def build_tab(service: DetectorService, out_root: Path, owner_state=None, queue=
                                 "COCO Camera Traps, Camtrap DP, crops, images sorted into folders")
 
     @gpu
-    def detect_batch(file_list, model_name, conf, classifier_name="none", species_conf=0.5, token=None,
-                     request: gr.Request | None = None, progress=gr.Progress()):
+    def detect_batch(file_list, model_name, conf, classifier_name="none", species_conf=0.5, deployments=None,
+                     utc_offset="+00:00", event_gap=60.0, token=None, request: gr.Request | None = None,
+                     progress=gr.Progress()):
         """Find animals, people and vehicles in many camera-trap images or zip files.
 
         Args:
@@ -149,6 +160,11 @@ def build_tab(service: DetectorService, out_root: Path, owner_state=None, queue=
             conf: confidence threshold between 0 and 1.
             classifier_name: species classifier for animal boxes, or "none".
             species_conf: species confidence below which a box reads "unknown".
+            deployments: for the Camtrap DP export, a table with the columns deploymentID, folder,
+                filePattern, latitude, longitude, cameraID, locationName, deploymentStart,
+                deploymentEnd, utcOffset (as `convert --deployments`); empty: one per camera folder.
+            utc_offset: the camera clocks' UTC offset, e.g. +02:00.
+            event_gap: seconds between media that start a new event (default 60).
         Returns:
             a summary, annotated images, one table row per file, and export files
             (MegaDetector JSON, CSV, COCO Camera Traps, Camtrap DP, crops, sorted images).
@@ -157,8 +173,9 @@ def build_tab(service: DetectorService, out_root: Path, owner_state=None, queue=
         big = queue is not None and queue_above is not None and count_inputs(paths) > queue_above
         owner = private_owner(request, token) if big else owner_of(request, token)  # a job must have one owner
         yield from run_batch_tab(service, file_list, model_name, conf, out_root, progress, queue, owner,
-                                 queue_above, classifiers, classifier_name, species_conf, guard, request)
+                                 queue_above, classifiers, classifier_name, species_conf, guard, request,
+                                 deployments, utc_offset, event_gap)
 
-    inputs = [files, model, threshold, classifier, species_threshold]
+    inputs = [files, model, threshold, classifier, species_threshold, *form.inputs]
     inputs += [owner_state] if owner_state is not None else []
     button.click(detect_batch, inputs, [summary, gallery, table, downloads], api_name="detect_batch")
