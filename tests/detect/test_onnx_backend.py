@@ -105,3 +105,17 @@ def test_auto_keeps_torch_when_the_export_is_not_faster(model_files, tmp_path, m
     assert json.loads(report.read_text())["speed"]["speedup"] == 0.5
     assert build_detector(model_files["mdv5_p6"], input_size=256, backend="onnx",
                           export_dir=tmp_path).backend == "onnx"
+
+
+def test_network_input_has_the_torch_paths_bits():
+    import torch
+
+    from wildspace.detect.onnx_backend import nchw_float
+
+    arr = np.random.default_rng(0).integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
+    arr[0, 0, 0] = (0, 255, 128)
+    x = nchw_float(arr)
+    assert x.dtype == np.float32 and x.shape == (2, 3, 48, 64) and x.flags.c_contiguous
+    expected = torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255  # yolov5_detector's formula
+    assert np.array_equal(x, expected.numpy())
+    assert np.array_equal(x, arr.transpose(0, 3, 1, 2).astype(np.float32) / 255)
