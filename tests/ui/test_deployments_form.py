@@ -78,10 +78,28 @@ def test_the_batch_form_gives_the_camtrap_dp_package_its_deployments(app_service
     from wildspace.ui.batch_tab import run_batch_tab
 
     *_, (summary, _, _, downloads) = run_batch_tab(
-        app_service, [str(two_cards)], MODEL, 0.3, tmp_path / "out", deployments=_table(),
+        app_service, [str(two_cards)], MODEL, 0.3, tmp_path / "out" / "batch", deployments=_table(),
         utc_offset="+02:00", event_gap=120)
     assert "3 files" in summary
     check_package(_package(downloads, tmp_path))
+
+
+def test_the_review_tab_exports_the_batch_with_the_same_form(app_service, two_cards, tmp_path):
+    from wildspace.ui.batch_tab import run_batch_tab
+    from wildspace.ui.deployments_form import package_options
+    from wildspace.ui.review_tab import REVIEW_PACKAGE, export_all, make_service
+
+    list(run_batch_tab(app_service, [str(two_cards)], MODEL, 0.3, tmp_path / "out" / "batch", owner="alice"))
+    backend = make_service(app_service.settings, tmp_path / "out")
+    ((_, source),) = backend.sources.list("alice")
+    backend.open("alice", "s", source, 0.3)
+    backend.act("alice", "s", "empty", "Ann")  # one reviewed image: a human observation in the package
+    package = package_options(form_values(_table(), "+02:00", 120), REVIEW_PACKAGE)
+    files, _ = export_all(backend.opened("alice", source), tmp_path / "export", 0.3, "Ann",
+                          app_service.settings.max_pixels, package=package)
+    pkg = _package(files, tmp_path)
+    check_package(pkg)
+    assert any(o["classificationMethod"] == "human" for o in _rows(pkg, "observations"))
 
 
 def test_a_deployments_csv_fills_the_form(tmp_path):
@@ -150,15 +168,25 @@ def test_a_queued_batch_keeps_the_form_for_its_camtrap_dp_export(app_service, tw
 
 
 def test_the_form_through_the_running_app(running_app, two_cards, tmp_path):
+    """The Batch and Review tabs' endpoints take the form (what the browser sends)."""
     from gradio_client import Client, handle_file
 
-    client = Client(running_app.local_url, verbose=False)
+    client = Client(running_app.local_url, verbose=False,
+                    headers={"X-Wildspace-Token": "deployments-form-token-0123456789abcdef"})
+    form = {"headers": HEADERS, "data": FORM}
     summary, _, _, downloads = client.predict(
-        [handle_file(str(two_cards))], MODEL, 0.3, "none", 0.5, {"headers": HEADERS, "data": FORM},
-        "+02:00", 120, api_name="/detect_batch")
+        [handle_file(str(two_cards))], MODEL, 0.3, "none", 0.5, form, "+02:00", 120, api_name="/detect_batch")
     assert "3 files" in summary
     check_package(_package(downloads, tmp_path))
+    bad = {"headers": HEADERS, "data": [["north", "cardA", "", "95", "", "", "", "", "", ""]]}
     with pytest.raises(Exception, match="latitude 95.0 is outside"):
-        client.predict([handle_file(str(two_cards))], MODEL, 0.3, "none", 0.5,
-                       {"headers": HEADERS, "data": [["north", "cardA", "", "95", "", "", "", "", "", ""]]},
-                       "+02:00", 120, api_name="/detect_batch")
+        client.predict([handle_file(str(two_cards))], MODEL, 0.3, "none", 0.5, bad, "+02:00", 120,
+                       api_name="/detect_batch")
+
+    choices = client.predict(api_name="/review_sources")
+    (_, source), = choices["choices"] if isinstance(choices, dict) else choices
+    client.predict(source, 0.3, api_name="/review_open")
+    files, _ = client.predict(0.3, "Ann", form, "+02:00", 120, api_name="/review_export")
+    check_package(_package(files, tmp_path))
+    with pytest.raises(Exception, match="UTC offset 'Mars'"):
+        client.predict(0.3, "Ann", form, "Mars", 120, api_name="/review_export")

@@ -1,5 +1,5 @@
 """A real browser (Debian's Chromium) reviews a batch with the keyboard: accepts an image,
-rejects a box, redraws one, relabels one species, and downloads the corrected MegaDetector
+rejects a box, redraws one, relabels one species, adds a box with two clicks on the image, and downloads the corrected MegaDetector
 JSON, which has the corrections and passes MegaDetector's own validator. Screenshots are saved
 in the test's tmp dir."""
 
@@ -37,6 +37,16 @@ def _boxes_have(page, text: str) -> None:
 def _key(page, key: str) -> None:
     page.click("#review-where")  # the focus out of any field: keys go to the page
     page.keyboard.press(key)
+
+
+def _click_image_at(page, fx: float, fy: float) -> None:
+    """Click the shown image at fractions of its own pixels (it is drawn scaled to fit its box)."""
+    img = page.locator("#review-image img")
+    nat = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    rect = img.bounding_box()
+    r = min(rect["width"] / nat[0], rect["height"] / nat[1], 1)
+    ox, oy = (rect["width"] - nat[0] * r) / 2, (rect["height"] - nat[1] * r) / 2
+    img.click(position={"x": ox + fx * nat[0] * r, "y": oy + fy * nat[1] * r})
 
 
 def test_review_a_batch_with_the_keyboard_and_download_the_corrections(running_app, upload_zip, tmp_path):
@@ -94,6 +104,12 @@ def test_review_a_batch_with_the_keyboard_and_download_the_corrections(running_a
             page.locator("#review-species input").press("Enter")
             page.click("#review-set-species")
             _boxes_have(page, "species Equus quagga")
+            # a box added with two clicks on the image (opposite corners, bottom right then top left)
+            page.locator("#review-draw-mode").get_by_text("add a box").click()
+            for fx, fy in ((0.85, 0.85), (0.55, 0.55)):
+                _click_image_at(page, fx, fy)
+                page.wait_for_timeout(300)
+            _boxes_have(page, "(added)")
             page.screenshot(path=str(tmp_path / "review-corrected.png"), full_page=True)
             _key(page, "a")
             _where_has(page, "reviewed")
@@ -121,7 +137,9 @@ def test_review_a_batch_with_the_keyboard_and_download_the_corrections(running_a
     zebra = next(im for im in doc["images"] if im["file"].endswith(ZEBRA))
     assert zebra["review"]["status"] == "reviewed" and zebra["review"]["reviewer"] == "Ann"
     shown = [d for d in zebra["original_detections"] if d["conf"] >= 0.2]
-    assert len(zebra["detections"]) == len(shown) - 1  # one rejected, the low ones too
+    assert len(zebra["detections"]) == len(shown) - 1 + 1  # one rejected, the low ones too; one added
+    added = next(d for d in zebra["detections"] if d.get("review") == "added")
+    assert added["bbox"] == pytest.approx([0.55, 0.55, 0.3, 0.3], abs=0.01) and added["conf"] == 1.0
     redrawn = next(d for d in zebra["detections"] if d.get("review") == "redrawn")
     assert redrawn["bbox"] == [0.1, 0.2, 0.3, 0.4] and redrawn["conf"] == 1.0
     (cid, conf), = redrawn["classifications"]

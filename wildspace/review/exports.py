@@ -195,9 +195,10 @@ def _files(opened: OpenSource) -> dict[str, Path]:
 
 
 def write_camtrap(opened: OpenSource, out_dir: Path, threshold: float, reviewer: str,
-                  zip_path: Path | None = None) -> Path:
-    """The package folder (and its zip when ``zip_path`` is given; returns that)."""
-    tables = camtrap_tables(opened, threshold, reviewer)
+                  zip_path: Path | None = None, options: camtrap_dp.PackageOptions | None = None) -> Path:
+    """The package folder (and its zip when ``zip_path`` is given; returns that). ``options``:
+    deployments, UTC offset, event gap (as :func:`camtrap_tables` takes them)."""
+    tables = camtrap_tables(opened, threshold, reviewer, options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for t in camtrap_dp.TABLES:

@@ -13,13 +13,22 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from wildspace.errors import UsageError
 from wildspace.review import progress
 from wildspace.review.sources import Sources
-from wildspace.review.state import PENDING, REJECTED, ImageState, accept_image, box_change, check_bbox, mark_image
+from wildspace.review.state import (
+    PENDING,
+    REJECTED,
+    ImageState,
+    accept_image,
+    box_change,
+    check_bbox,
+    corners_bbox,
+    mark_image,
+)
 from wildspace.review.store import Change, ReviewStores
 from wildspace.review.view import Filters, OpenSource, box_number, draw, label, order
 
@@ -36,6 +45,8 @@ class Cursor:
     selected: str | None = None
     threshold: float = 0.2
     filters: Filters = Filters()
+    view_size: tuple[int, int] | None = None  # the (width, height) of the image last shown
+    corner: tuple[str, int, int, tuple[int, int]] | None = None  # a box's first corner: file, x, y, view size
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -151,7 +162,7 @@ class ReviewService:
             o = self._need(owner, c)
             if c.files:
                 c.pos = min(max(c.pos + step, 0), len(c.files) - 1)
-            c.selected = None
+            c.selected, c.corner = None, None
             self._default_selection(o, c)
             return self._view(o, c)
 
@@ -187,6 +198,33 @@ class ReviewService:
                 c.selected = changes[0].target
             self._default_selection(o, c)
             return self._view(o, c, message=self._said(action, s))
+
+    def click(self, owner: str, session: str | None, x: int, y: int, then: str, reviewer: str,
+              class_id: int = 0) -> View:
+        """A click at pixel ``(x, y)`` of the image shown. The first click marks a box's corner;
+        the second, the opposite one: the box (fractions) goes into the view's ``bbox`` when
+        ``then`` is ``fill``, redraws the selected box with ``redraw``, is added with ``add``."""
+        if then not in ("fill", "redraw", "add"):
+            raise UsageError(f"unknown drawing mode '{then}'")
+        c = self.cursor(owner, session)
+        with c.lock:
+            o = self._need(owner, c)
+            if c.file is None or c.view_size is None:
+                raise UsageError("no image here: open a source, or change the filters")
+            W, H = c.view_size
+            x, y = int(x), int(y)
+            if not (0 <= x < W and 0 <= y < H):
+                raise UsageError("click inside the image")
+            first = c.corner
+            if first is None or first[0] != c.file or first[3] != c.view_size:
+                c.corner = (c.file, x, y, c.view_size)
+                return self._view(o, c, message="First corner marked: click the opposite corner.")
+            c.corner = None
+            bbox = corners_bbox((first[1], first[2]), (x, y), (W, H))
+            if then == "fill":
+                v = self._view(o, c, message="Box drawn: press *Redraw box* or *Add box*.")
+                return replace(v, bbox=bbox)
+        return self.act(owner, session, then, reviewer, bbox=bbox, class_id=class_id)
 
     def _changes(self, s: ImageState, c: Cursor, action: str, kw: dict) -> tuple[list[Change], bool]:
         if action == "accept":
@@ -274,7 +312,9 @@ class ReviewService:
             return View(None, where, "", [], None, None, None, None, summary, message)
         s = o.state(c.file)
         labels = o.source.results.labels
-        image = draw(o.source, s, c.threshold, c.selected, self.views_dir, self.max_pixels)
+        corner = c.corner[1:3] if c.corner is not None and c.corner[0] == c.file else None
+        image, c.view_size = draw(o.source, s, c.threshold, c.selected, self.views_dir, self.max_pixels,
+                                  corner=corner)
         shown = [b for b in s.boxes if b.shown(c.threshold) or (b.status == REJECTED and b.conf >= c.threshold)]
         lines, choices = [], []
         for b in shown:

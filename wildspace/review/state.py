@@ -139,6 +139,22 @@ def check_bbox(x: float, y: float, w: float, h: float) -> tuple[float, float, fl
     return (round(x, 4), round(y, 4), round(w, 4), round(h, 4))
 
 
+MIN_DRAWN_PX = 3
+
+
+def corners_bbox(a: tuple[int, int], b: tuple[int, int], size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The box whose opposite corners are the pixels ``a`` and ``b`` (clicked in either order)
+    of an image of ``size`` (width, height), as fractions x, y, width, height (both corner
+    pixels inside it). Corners closer than a few pixels are a slip, not a box: clear error."""
+    W, H = size
+    if W <= 0 or H <= 0:
+        raise UsageError("the image has no size")
+    (left, right), (top, bottom) = sorted((a[0], b[0])), sorted((a[1], b[1]))
+    if right - left + 1 < MIN_DRAWN_PX or bottom - top + 1 < MIN_DRAWN_PX:
+        raise UsageError("the two corners are too close: click two opposite corners of the animal")
+    return check_bbox(left / W, top / H, (right + 1 - left) / W, (bottom + 1 - top) / H)
+
+
 def _original(b: Box) -> dict | None:
     return detection_to_dict(b.original) if b.original is not None else None
 

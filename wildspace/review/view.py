@@ -111,9 +111,11 @@ _names = itertools.count()
 
 
 def draw(source: Source, state: ImageState, threshold: float, selected: str | None, out_dir: Path,
-         max_pixels: int, thumbnails: Thumbnails = THUMBNAILS) -> Path:
+         max_pixels: int, thumbnails: Thumbnails = THUMBNAILS, corner: tuple[int, int] | None = None
+         ) -> tuple[Path, tuple[int, int]]:
     """The image with its boxes at ``threshold`` (pending yellow, accepted green, rejected grey,
-    the selected one magenta and thicker), written as a JPEG under ``out_dir``."""
+    the selected one magenta and thicker) and a cross at ``corner`` (the first corner of a box
+    being drawn, in the view's pixels), written as a JPEG under ``out_dir``; and the view's size."""
     base = thumbnails.get(source.image_path(state.file), max_pixels)
     if base is None:
         w, h = (state.result.width or 4, state.result.height or 3)
@@ -144,12 +146,16 @@ def draw(source: Source, state: ImageState, threshold: float, selected: str | No
         if b.individual:
             text += f" #{b.individual}"
         d.text((rect[0] + line, rect[1] + line), text, fill=colour, font=font)
+    if corner is not None:
+        cx, cy, r = corner[0], corner[1], line * 6
+        d.line([cx - r, cy, cx + r, cy], fill=SELECTED, width=line)
+        d.line([cx, cy - r, cx, cy + r], fill=SELECTED, width=line)
     if base is None:
         d.text((10, 10), "image not available (only its boxes)", fill=(255, 255, 255), font=font)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"view-{next(_names) % 64:02d}.jpg"
     im.save(path, quality=85)
-    return path
+    return path, im.size
 
 
 def box_number(state: ImageState, key: str) -> int:

@@ -3,9 +3,9 @@ keyboard, correct boxes, species and individuals, and export the corrected resul
 
 Keys (when no text field has the focus): → / ← next / previous image, ``a`` accept the image
 as shown, ``r`` reject the selected box, ``e`` mark the image empty, ``m`` a misfire.
-Boxes are redrawn or added with numeric fields (x, y, width, height as fractions of the
-image: cheap and exact; a drawing editor such as ``gr.ImageEditor`` is heavy and its strokes
-are not boxes).
+Boxes are redrawn or added with two clicks on the image (opposite corners: ``gr.Image``'s
+select event gives the pixel) or with numeric fields (x, y, width, height as fractions of the
+image: exact); a drawing editor such as ``gr.ImageEditor`` is heavy and its strokes are not boxes.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ from wildspace.ui.identity import private_owner
 HELP = """Review what the models found. Choose one of your **batches** (run in the Batch tab),
 **queued jobs** (also while they run: what is done so far) or **upload** a MegaDetector JSON with
 its images. Keys: **→ / ←** next / previous, **a** accept the image as shown (boxes below the
-threshold are rejected), **r** reject the selected box, **e** empty, **m** misfire. The threshold
+threshold are rejected), **r** reject the selected box, **e** empty, **m** misfire. Draw a box with
+two clicks on the image (opposite corners; what they do: *Two clicks on the image*). The threshold
 only changes what is shown: nothing runs again. Corrections are saved at once, only you see them."""
+DRAW_MODES = [("fill x, y, width, height", "fill"), ("redraw the selected box", "redraw"), ("add a box", "add")]
 KEYS = {"ArrowRight": "review-next", "ArrowLeft": "review-prev", "a": "review-accept", "r": "review-reject",
         "e": "review-empty", "m": "review-misfire"}
 KEYS_JS = """() => {
@@ -137,6 +139,8 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None, galle
                     by = gr.Number(label="y", minimum=0, maximum=1, elem_id="review-y", precision=4)
                     bw = gr.Number(label="width", minimum=0, maximum=1, elem_id="review-w", precision=4)
                     bh = gr.Number(label="height", minimum=0, maximum=1, elem_id="review-h", precision=4)
+                draw_mode = gr.Radio(DRAW_MODES, value="fill", label="Two clicks on the image (opposite corners)",
+                                     elem_id="review-draw-mode")
                 with gr.Row():
                     redraw = gr.Button("Redraw box", elem_id="review-redraw", size="sm")
                     add_class = gr.Dropdown([], label="New box's category", elem_id="review-add-class")
@@ -340,6 +344,19 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None, galle
     box_chosen = box.input(review_select, [box, owner_state], view_outputs, api_name="review_select", **ui)
     box_in = [bx, by, bw, bh, add_class, reviewer, owner_state]
     redraw.click(review_box("redraw"), box_in, view_outputs, api_name="review_redraw", **ui)
+
+    def review_click(then, cls, name, token, evt: gr.SelectData, request: gr.Request | None = None):
+        """A click on the image: the first marks a corner, the second the opposite one."""
+        owner, session = who(token, request)
+        index = getattr(evt, "index", None)
+        if not isinstance(index, (list, tuple)) or len(index) != 2:
+            raise gr.Error("Click inside the image.")
+        with _errors():
+            return _outputs(backend.click(owner, session, int(index[0]), int(index[1]), then or "fill",
+                                          (name or "").strip() or default_reviewer(owner), class_id=int(cls or 0)))
+
+    image.select(review_click, [draw_mode, add_class, reviewer, owner_state], view_outputs, api_name=False,  # type: ignore[arg-type]
+                 show_progress="hidden", trigger_mode="multiple")
     add.click(review_box("add"), box_in, view_outputs, api_name="review_add", **ui)
     set_species.click(review_name("species"), [species, reviewer, owner_state], view_outputs,
                       api_name="review_species", **ui)
