@@ -18,12 +18,14 @@ from typing import Any
 import gradio as gr
 
 from wildspace.errors import UsageError
+from wildspace.formats.camtrap_dp import PackageOptions
 from wildspace.review import exports as review_exports
 from wildspace.review import progress as review_progress
 from wildspace.review.session import ReviewService, View, default_reviewer
 from wildspace.review.sources import SourceNotFound, Sources, save_upload
 from wildspace.review.store import ReviewStores
 from wildspace.review.view import ALL, BANDS, STATUSES, Filters
+from wildspace.ui import deployments_form
 from wildspace.ui.common import new_work_dir, user_errors
 from wildspace.ui.free_dropdown import FreeDropdown
 from wildspace.ui.identity import private_owner
@@ -35,6 +37,8 @@ threshold are rejected), **r** reject the selected box, **e** empty, **m** misfi
 two clicks on the image (opposite corners; what they do: *Two clicks on the image*). The threshold
 only changes what is shown: nothing runs again. Corrections are saved at once, only you see them."""
 DRAW_MODES = [("fill x, y, width, height", "fill"), ("redraw the selected box", "redraw"), ("add a box", "add")]
+# media without a capture time: their file time, flagged as such (PackageOptions.missing_times)
+REVIEW_PACKAGE = PackageOptions(missing_times="file-time")
 KEYS = {"ArrowRight": "review-next", "ArrowLeft": "review-prev", "a": "review-accept", "r": "review-reject",
         "e": "review-empty", "m": "review-misfire"}
 KEYS_JS = """() => {
@@ -172,6 +176,7 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None, galle
                                elem_id="review-pr-plot")
             pr_table = gr.Dataframe(headers=["threshold", "precision", "recall", "TP", "FP", "FN"],
                                     interactive=False, elem_id="review-pr-table")
+        form = deployments_form.build_form("review")
         with gr.Row():
             export = gr.Button("Export corrected results", variant="primary", elem_id="review-export")
         export_note = gr.Markdown(elem_id="review-export-note")
@@ -281,18 +286,21 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None, galle
         table = [[r["threshold"], fmt(r["precision"]), fmt(r["recall"]), r["tp"], r["fp"], r["fn"]] for r in rows]
         return (str(path) if path else None), table
 
-    def review_export(thr, name, token=None, request: gr.Request | None = None):
+    def review_export(thr, name, deployments=None, utc_offset="+00:00", event_gap=60.0, token=None,
+                      request: gr.Request | None = None):
         """The corrected results: MegaDetector JSON (originals kept), Camtrap DP (human
         classifications) and training sets (class folders, identities CSV, YOLO and COCO boxes)."""
         owner, session = who(token, request)
         reviewer_name = (name or "").strip() or default_reviewer(owner)
+        form_values = deployments_form.form_values(deployments, utc_offset, event_gap)
+        package = deployments_form.package_options(form_values, REVIEW_PACKAGE)
         with _errors():
             c = backend.cursor(owner, session)
             if c.source_id is None:
                 raise UsageError("open a source first")
             o = backend.opened(owner, c.source_id)
             work = guard.disk.new_run(review_root, owner) if guard else new_work_dir(review_root)
-            files, notes = export_all(o, work, float(thr), reviewer_name, settings.max_pixels)
+            files, notes = export_all(o, work, float(thr), reviewer_name, settings.max_pixels, package)
         return [str(p) for p in files], "  \n".join(notes)
 
     def review_upload(md, images, token=None, request: gr.Request | None = None):
@@ -366,7 +374,8 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None, galle
         wire_suggestions(galleries, backend, settings.max_pixels, who, owner_state, refresh, box_chosen, individual,
                          suggest_gallery, suggest_btn, suggest_note, suggested, suggest_for)
     pr_btn.click(review_progress_plot, [owner_state], [pr_plot, pr_table], api_name="review_precision_recall")
-    export.click(review_export, [threshold, reviewer, owner_state], [downloads, export_note], api_name="review_export")
+    export.click(review_export, [threshold, reviewer, *form.inputs, owner_state], [downloads, export_note],
+                 api_name="review_export")
     if train_btn is not None:
         def review_train(name, epochs, token=None, request: gr.Request | None = None):
             """Queue a species classifier trained on your reviewed crops (a Train tab job)."""
@@ -455,12 +464,16 @@ def wire_suggestions(galleries, backend: ReviewService, max_pixels: int, who, ow
                     api_visibility="undocumented")
 
 
-def export_all(o, work: Path, threshold: float, reviewer: str, max_pixels: int) -> tuple[list[Path], list[str]]:
-    """Every corrected export of an open source into ``work``; notes say what was left out and why."""
+def export_all(o, work: Path, threshold: float, reviewer: str, max_pixels: int,
+               package: PackageOptions | None = None) -> tuple[list[Path], list[str]]:
+    """Every corrected export of an open source into ``work`` (``package``: the Camtrap DP
+    package's deployments, UTC offset and event gap, from the deployments form); notes say what
+    was left out and why."""
     stem = "wildspace-reviewed"
     files = [review_exports.write_md(o, work / f"{stem}_megadetector.json"),
              review_exports.write_camtrap(o, work / f"{stem}_camtrap_dp", threshold, reviewer,
-                                          zip_path=work / f"{stem}_camtrap_dp.zip")]
+                                          zip_path=work / f"{stem}_camtrap_dp.zip",
+                                          options=package or REVIEW_PACKAGE)]
     notes = []
     crops = {"class folders": lambda: review_exports.write_class_folders(o, work / f"{stem}_species_folders.zip",
                                                                           max_pixels),
