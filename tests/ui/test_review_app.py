@@ -180,8 +180,17 @@ def test_train_a_classifier_from_the_review_without_handling_files(app_service, 
         alice.predict(sid["value"] if isinstance(sid, dict) else sid, 0.2, api_name="/review_open")
         for _ in range(6):
             alice.predict("Ann", api_name="/review_accept")
-        note = alice.predict("from-review", 1, api_name="/review_train")
+        note, shown = alice.predict("from-review", 1, api_name="/review_train")
         job = note.split("`")[1]
+        assert shown == job and "Train** tab shows how it goes" in note  # in the Train tab's job field...
+        fns = list(demo.fns.values())
+        train_job = next(o for o in next(f for f in fns if f.api_name == "review_train").outputs
+                         if o.elem_id == "train-job")
+        tick = next(f for f in fns if train_job in f.inputs and any(t[1] == "tick" for t in f.targets))
+        from types import SimpleNamespace
+
+        text, _ = tick.fn(job, None, SimpleNamespace(username=None, headers=ALICE, session_hash=None))
+        assert "**from-review**: queued, epoch 0 of 1" in text  # ...which the Train tab's timer follows
         spec = queue.store.spec(job)
         assert spec.kind != "detect-images" and "6 reviewed crops of 2 species" in note
         data = queue.store.local_input(job, spec.inputs[0]["path"], tmp_path / "cache")

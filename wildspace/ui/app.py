@@ -68,15 +68,17 @@ def build_app(service: DetectorService, out_dir: Path | None = None, queue=None,
             products_model = products_tab.build_tab(classifiers, feedback, owner, service.settings.max_pixels)
         with gr.Tab("Individual lookup"):
             lookup_tab.build_tab(galleries, service, out_dir / "lookup", owner)
+        train_job = None
         if queue is not None:
             with gr.Tab("Jobs"):
                 jobs_tab.build_tab(queue, out_dir / "jobs", owner)
             with gr.Tab("Train"):
-                train_tab.build_tab(queue, classifiers, owner, products_model, guard)
+                train_job = train_tab.build_tab(queue, classifiers, owner, products_model, guard)
         with gr.Tab("Review"):
             from wildspace.ui import review_tab
 
-            demo.wildspace_review = review_tab.build_tab(service, out_dir, owner, queue, guard, galleries)
+            demo.wildspace_review = review_tab.build_tab(service, out_dir, owner, queue, guard, galleries,
+                                                         train_job=train_job)
         with gr.Tab("Models"):
             models_tab.build_tab(service, models_tab.detector_dropdowns(demo), owner, guard)
         demo.load(on_load, stored, [stored, owner], api_name=False)

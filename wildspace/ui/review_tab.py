@@ -89,9 +89,12 @@ def _errors():
         raise gr.Error(str(exc)) from None
 
 
-def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None, galleries=None) -> ReviewService:
+def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None, galleries=None,
+              train_job=None) -> ReviewService:
     """The tab (returns its backend, for tests). With ``galleries`` (a GalleryService) the
-    selected box can be looked up in an individual gallery: its top matches fill the individual ID."""
+    selected box can be looked up in an individual gallery: its top matches fill the individual ID.
+    ``train_job`` (the Train tab's *Training job* field) gets the id of a training job queued
+    here, so the Train tab shows its status."""
     settings = service.settings
     backend = make_service(settings, out_dir, queue)
     review_root = Path(out_dir) / "review"
@@ -394,11 +397,12 @@ def build_tab(service, out_dir: Path, owner_state, queue=None, guard=None, galle
                 z, counts = review_exports.write_class_folders(o, work / "reviewed-species.zip", settings.max_pixels)
             job = submit_training(queue, owner, str(z), None, name or "reviewed-species", "resnet18", int(epochs),
                                   "ce", 160, "species", "", False)
-            return (f"Training job `{job}` queued on {sum(counts.values())} reviewed crops of "
-                    f"{len(counts)} species; follow it in the **Train** tab.")
+            note = (f"Training job `{job}` queued on {sum(counts.values())} reviewed crops of "
+                    f"{len(counts)} species; the **Train** tab shows how it goes.")
+            return (note, job) if train_job is not None else note
 
-        train_btn.click(review_train, [train_name, train_epochs, owner_state], [train_note],
-                        api_name="review_train")
+        train_btn.click(review_train, [train_name, train_epochs, owner_state],
+                        [train_note] if train_job is None else [train_note, train_job], api_name="review_train")
     root = gr.context.Context.root_block
     if root is not None:  # the keys work wherever the tab is built inside a Blocks
         root.load(None, None, None, js=KEYS_JS, api_name=False)  # type: ignore[arg-type]  # gradio takes False: private

@@ -231,16 +231,20 @@ def _register(classifiers, name: str) -> str:
     return " in the Products tab." if kind == "products" else " as a species classifier."
 
 
-def build_tab(queue, classifiers, owner_state, products_model=None, guard=None) -> None:
+def build_tab(queue, classifiers, owner_state, products_model=None, guard=None) -> gr.Textbox | None:
     """The tab; ``products_model`` (the Products tab's dropdown) gets new products models.
     Where training is off (a public Space without ``WILDSPACE_ALLOW_TRAINING=1``) the tab only
-    says so and no training endpoint exists."""
+    says so and no training endpoint exists.
+
+    Returns the *Training job* field (``None`` where training is off): the tab shows the status
+    of the job in it every few seconds, so another tab that queues training (Review's *Train in
+    the Train tab's queue*) puts its job there for the Train tab to follow."""
     from wildspace.train.reid import METRICS, REID_LOSSES
 
     settings = queue.settings
     if not settings.allow_training:
         gr.Markdown(TRAINING_OFF, elem_id="train-off")
-        return
+        return None
     allow_folders = not settings.public_space  # on a public Space, uploads only
     what = gr.Radio([CLASSIFIER, REID], value=CLASSIFIER, label="What to train", elem_id="train-what")
     with gr.Column(visible=True) as classifier_box:
@@ -325,3 +329,4 @@ def build_tab(queue, classifiers, owner_state, products_model=None, guard=None) 
                                 r_size, r_init, owner_state], [job, status], api_name="train_reid")
     outputs = [status, products_model if products_model is not None else gr.State()]
     timer.tick(_status, [job, owner_state], outputs, api_name=False, show_progress="hidden")  # type: ignore[arg-type]  # gradio takes False: private
+    return job
