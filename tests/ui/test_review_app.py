@@ -239,3 +239,34 @@ def test_gallery_suggestions_fill_the_individual_id(running_app, app_service, tm
         alice.predict("bo", api_name="/review_pick")
     with pytest.raises(Exception, match="no gallery named 'nope'"):
         alice.predict("nope", api_name="/review_suggest")
+
+
+def test_a_video_run_is_reviewed_frame_by_frame(running_app, shared_data):
+    """The Video tab's run keeps its low boxes; the Review tab pages through its sampled frames
+    and exports the corrected MegaDetector video JSON."""
+    from gradio_client import Client, handle_file
+
+    from tests.review.md_validator import md_validation_errors
+
+    alice = Client(running_app.local_url, verbose=False, headers=ALICE)
+    _, _, table, md_json = alice.predict([handle_file(str(shared_data / "video" / "chimp.mp4"))], MODEL, 0.3,
+                                         "every S seconds", 5, api_name="/detect_video")
+    assert table["data"][0][2] == 3  # 15 s at one frame every 5 s
+    doc = read_results(md_json)
+    assert doc["info"]["detector_metadata"]["output_threshold"] == 0.005
+    got = alice.predict(api_name="/review_sources")
+    sid = next(s for t, s in (got["choices"] if isinstance(got, dict) else got) if s.startswith("run:video/"))
+    out = alice.predict(sid, 0.3, api_name="/review_open")
+    assert "1 of 3" in out[1] and "chimp.mp4#frame000000" in out[1] and out[0]
+    alice.predict("Ann", api_name="/review_accept")
+    alice.predict("Ann", api_name="/review_empty")
+    assert "chimp.mp4#frame000300" in alice.predict(api_name="/review_next")[1]
+    files, note = alice.predict(0.3, "Ann", api_name="/review_export")
+    assert not any(f.endswith("_camtrap_dp.zip") for f in files) and "video JSON" in note
+    md = next(f for f in files if f.endswith("_megadetector.json"))
+    assert md_validation_errors(md) == []
+    chimp = read_results(md)["images"][0]
+    assert chimp["frames_processed"] == [0, 150, 300]
+    assert [(f["frame"], f["status"]) for f in chimp["review"]["frames"]] == [(0, "reviewed"), (150, "empty")]
+    assert not any(d["frame_number"] == 150 for d in chimp["detections"])
+    assert all(d["conf"] == 1.0 for d in chimp["detections"] if d["frame_number"] == 0)

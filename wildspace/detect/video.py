@@ -22,7 +22,8 @@ def detect_video(detector: Detector, path: str | Path, name: str, conf_threshold
                  sampling: Sampling = Sampling(), batch_size: int = 8,
                  annotated_path: str | Path | None = None,
                  on_frames: Callable[[int], None] | None = None, species=None,
-                 max_seconds: float | None = None, max_pixels: int = 50_000_000) -> ImageResult:
+                 max_seconds: float | None = None, max_pixels: int = 50_000_000,
+                 keep_above: float | None = None) -> ImageResult:
     """Run ``detector`` on the sampled frames of one video.
 
     Returns an :class:`ImageResult` with ``frame_rate``, ``frames_processed`` and
@@ -31,11 +32,14 @@ def detect_video(detector: Detector, path: str | Path, name: str, conf_threshold
     frames with boxes drawn is written there. With ``species`` (a
     :class:`wildspace.classify.species.SpeciesStep`) animal boxes get ``classifications``.
     A video longer than ``max_seconds`` or with frames over ``max_pixels`` is a failure.
+    With ``keep_above`` below ``conf_threshold`` the result keeps the boxes down to it (for
+    review); the annotated video draws only those at or above ``conf_threshold``.
     """
     try:
         fps = video_fps(path)
     except VideoReadError as exc:
         return ImageResult(name, None, failure=_no_paths(str(exc), path, name))
+    run_at = conf_threshold if keep_above is None else min(conf_threshold, keep_above)
     processed: list[int] = []
     detections: list[Detection] = []
     size: tuple[int, int] | None = None
@@ -45,7 +49,7 @@ def detect_video(detector: Detector, path: str | Path, name: str, conf_threshold
         sampled = read_frames(path, sampling, max_pixels, max_seconds)
         frames = prefetched(((f, detector.prepare(f.image)) for f in sampled), depth=2 * batch_size)
         for batch in _batches(frames, batch_size):
-            results = detector.run([p for _, p in batch], conf_threshold)
+            results = detector.run([p for _, p in batch], run_at)
             for (frame, _), dets in zip(batch, results):
                 processed.append(frame.number)
                 size = frame.image.shape[:2]
@@ -54,7 +58,8 @@ def detect_video(detector: Detector, path: str | Path, name: str, conf_threshold
                 detections.extend(Detection(d.class_id, d.conf, d.bbox_xywh_norm, frame.number, d.classifications)
                                   for d in dets)
                 if annotated_path is not None:
-                    yield _as_array(draw_detections(frame.image, dets, detector.info.labels,
+                    shown = tuple(d for d in dets if d.conf >= conf_threshold)
+                    yield _as_array(draw_detections(frame.image, shown, detector.info.labels,
                                                     species.caption if species is not None else None))
             if on_frames:
                 on_frames(len(processed))

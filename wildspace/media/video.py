@@ -178,6 +178,41 @@ def read_frames(path: str | Path, sampling: Sampling = Sampling(),
         raise VideoReadError("no decodable frames in the video")
 
 
+def read_frames_at(path: str | Path, numbers: Iterable[int], max_pixels: int = 50_000_000) -> Iterator[VideoFrame]:
+    """Decode the video once and yield the frames ``numbers`` (0-based decoded-frame indexes, as
+    :func:`read_frames` numbers them), in order; decoding stops after the last one. Frames the
+    video does not have are left out. Raises :class:`VideoReadError` like :func:`read_frames`."""
+    import av
+
+    wanted = sorted({int(n) for n in numbers if int(n) >= 0})
+    if not wanted:
+        return
+    fps = video_fps(path)
+    last, todo, decoded = wanted[-1], set(wanted), 0
+    try:
+        with av.open(str(path)) as c:
+            stream = c.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in c.decode(stream):
+                n = decoded
+                decoded += 1
+                if n in todo:
+                    if frame.width * frame.height > max_pixels:
+                        raise VideoReadError(f"video frames too large: {frame.width}x{frame.height} exceeds "
+                                             f"the limit of {max_pixels} pixels")
+                    t = float(frame.time) if frame.time is not None else (n / fps if fps else 0.0)
+                    yield VideoFrame(n, t, frame.to_ndarray(format="rgb24"))
+                if n >= last:
+                    break
+    except VideoReadError:
+        raise
+    except Exception as exc:
+        if decoded == 0:
+            raise VideoReadError(f"cannot decode video: {type(exc).__name__}: {exc}") from None
+    if decoded == 0:
+        raise VideoReadError("no decodable frames in the video")
+
+
 def _too_long(seconds: float, limit: float) -> str:
     return (f"video too long: {seconds:.1f} s exceeds the limit of {limit:g} s "
             "(WILDSPACE_MAX_VIDEO_SECONDS)")

@@ -1,9 +1,10 @@
 """Exports with the corrections applied.
 
-- **MegaDetector JSON**: an image a reviewer touched lists the boxes they kept (accepted,
-  redrawn or added ones with ``conf`` 1.0; undecided ones as the model gave them), species as
-  ``classifications`` (conf 1.0 when a person set them), and, in fields MegaDetector's
-  validator tolerates, ``review`` (status, reviewer, time), ``original_detections`` (what the
+- **MegaDetector JSON** (for videos reviewed frame by frame the video JSON, see
+  :func:`wildspace.review.videos.corrected_video_document`): an image a reviewer touched lists
+  the boxes they kept (accepted, redrawn or added ones with ``conf`` 1.0; undecided ones as the
+  model gave them), species as ``classifications`` (conf 1.0 when a person set them), and, in
+  fields MegaDetector's validator tolerates, ``review`` (status, reviewer, time), ``original_detections`` (what the
   model gave, unchanged) and per box ``review`` (accepted, redrawn, added) and
   ``individual_id``. Untouched images are as the model left them.
 - **Camtrap DP**: observations of reviewed boxes and images are ``classificationMethod:
@@ -33,6 +34,7 @@ from wildspace.formats.csv_export import safe_row
 from wildspace.formats.megadetector import CONF_DIGITS, build_results, detection_to_dict, image_to_dict, write_results
 from wildspace.media.images import ImageReadError, load_image
 from wildspace.review.state import ACCEPTED, PENDING, Box, ImageState
+from wildspace.review.videos import corrected_video_document
 from wildspace.review.view import OpenSource, label
 from wildspace.types import Detection, ImageResult
 
@@ -84,6 +86,10 @@ def corrected_document(opened: OpenSource) -> dict:
     ids = {v: k for k, v in cats.items()}
     doc = build_results([], rs.labels, rs.detector, rs.metadata, classification_categories=cats or None,
                         classifier=rs.classifier, classifier_metadata=dict(rs.classifier_metadata) or None)
+    doc["info"]["review"] = {"tool": "wildspace review", "reviewed_images": sum(
+        1 for s in opened.states.states.values() if s.reviewed)}
+    if is_video_source(opened):
+        return corrected_video_document(opened, lambda s: [_box_dict(b, ids) for b in kept(s)], doc)
     images = []
     for r in rs.results:
         s = opened.states.states[r.file]
@@ -97,9 +103,12 @@ def corrected_document(opened: OpenSource) -> dict:
         im["review"] = {"status": s.status, "reviewer": s.reviewer, "reviewed_at": s.at}
         images.append(im)
     doc["images"] = sorted(images, key=lambda d: d["file"])
-    doc["info"]["review"] = {"tool": "wildspace review", "reviewed_images": sum(
-        1 for s in opened.states.states.values() if s.reviewed)}
     return doc
+
+
+def is_video_source(opened: OpenSource) -> bool:
+    """A video run reviewed frame by frame (:mod:`wildspace.review.videos`)."""
+    return "video_results" in opened.source.extra
 
 
 def write_md(opened: OpenSource, path: Path) -> Path:
@@ -270,8 +279,16 @@ def _crops(opened: OpenSource, items, max_pixels: int):
         yield file, box, cls, buf.getvalue()
 
 
+def member_stem(file: str) -> str:
+    """A result's name as a zip member's stem: its extension (if it has one) dropped, separators
+    and odd characters as ``_`` (a video frame ``clip.mp4#frame000005``: ``clip_mp4_frame000005``)."""
+    p = PurePosixPath(file)
+    base = str(p.with_suffix("")) if re.fullmatch(r"\.[A-Za-z0-9]{1,5}", p.suffix) else file
+    return re.sub(r"[^\w\-]+", "_", base)
+
+
 def _member(file: str, box: Box) -> str:
-    stem = re.sub(r"[^\w\-]+", "_", str(PurePosixPath(file).with_suffix("")))[-80:]
+    stem = member_stem(file)[-80:]
     return f"{stem}_{box.key}.jpg"
 
 
@@ -320,7 +337,7 @@ def _training_images(opened: OpenSource):
         src = opened.source.image_path(file)
         if not s.reviewed or src is None:
             continue
-        stem = re.sub(r"[^\w\-]+", "_", str(PurePosixPath(file).with_suffix("")))
+        stem = member_stem(file)
         boxes = [b for b in s.boxes if b.status == ACCEPTED] if s.status == "reviewed" else []
         yield file, Path(src), stem, boxes
 

@@ -19,6 +19,7 @@ from wildspace.atomic import atomic_path
 from wildspace.errors import WildspaceError
 from wildspace.formats.exports import ResultSet, result_set_from_md
 from wildspace.formats.megadetector import FormatError, read_results
+from wildspace.review.videos import VideoFrames, is_video_results, video_source_results
 from wildspace.runs.disk import owner_tag
 
 MANIFEST = "review-source.json"
@@ -57,6 +58,23 @@ def record_run(work_dir: Path, out, owner: str, title: str | None = None) -> Pat
     stamp = _dt.datetime.now(_dt.timezone.utc)
     doc = {"owner": owner_tag(owner), "kind": "batch", "created": stamp.isoformat(timespec="seconds"),
            "title": title or f"Batch {stamp:%Y-%m-%d %H:%M} UTC: {len(out.results)} files, {out.info.name}",
+           "md": str(Path(md).resolve().relative_to(work_dir.resolve())),
+           "files": {name: str(Path(p).resolve()) for name, p in out.files.items()}}
+    return _write_manifest(work_dir, doc)
+
+
+def record_video_run(work_dir: Path, out, owner: str, title: str | None = None) -> Path | None:
+    """Make a finished video run reviewable frame by frame (its sampled frames are the items;
+    see :mod:`wildspace.review.videos`)."""
+    md = out.exports.get("md-json")
+    if md is None:
+        return None
+    work_dir = Path(work_dir)
+    stamp = _dt.datetime.now(_dt.timezone.utc)
+    frames = sum(len(r.frames_processed or ()) for r in out.results)
+    doc = {"owner": owner_tag(owner), "kind": "video", "created": stamp.isoformat(timespec="seconds"),
+           "title": title or (f"Video {stamp:%Y-%m-%d %H:%M} UTC: {len(out.results)} videos, {frames} frames, "
+                              f"{out.info.name}"),
            "md": str(Path(md).resolve().relative_to(work_dir.resolve())),
            "files": {name: str(Path(p).resolve()) for name, p in out.files.items()}}
     return _write_manifest(work_dir, doc)
@@ -107,10 +125,12 @@ def match_images(wanted: Sequence[str], have: Sequence[tuple[str, str]]) -> dict
 class Sources:
     """The owner's sources under the app's run folders (``roots``: tab -> folder) and queue."""
 
-    def __init__(self, roots: dict[str, Path], queue=None, cache_dir: Path | None = None):
+    def __init__(self, roots: dict[str, Path], queue=None, cache_dir: Path | None = None,
+                 max_pixels: int = 50_000_000):
         self.roots = {k: Path(v) for k, v in roots.items()}
         self.queue = queue
         self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.max_pixels = max_pixels  # video frames decoded for review
 
     def list(self, owner: str) -> list[tuple[str, str]]:
         """``(title, id)`` of every source the owner has, newest first."""
@@ -152,6 +172,11 @@ class Sources:
             raise SourceNotFound(source_id) from None
         files = {k: Path(v) for k, v in (doc.get("files") or {}).items()}
         rs = result_set_from_md(md)
+        if doc.get("kind") == "video" or is_video_results(rs):  # reviewed frame by frame
+            frames = VideoFrames(folder / "review-frames", {k: p for k, p in files.items() if _existing(p)}, rs,
+                                 self.max_pixels)
+            return Source(source_id, doc.get("title", run), video_source_results(rs), frames.path,
+                          extra={"video_results": rs})
         return Source(source_id, doc.get("title", run), rs, lambda f: _existing(files.get(f)))
 
     def _job(self, owner: str, source_id: str, job_id: str) -> Source:

@@ -166,9 +166,12 @@ def job_output(store, job_id: str, owner: str, work_dir: Path, threshold: float,
 def run_videos(service: DetectorService, uploads: Sequence[str | Path], model: str,
                threshold: float, work_dir: Path, sampling: Sampling,
                progress: Progress | None = None, batch_size: int = 8,
-               species: SpeciesStep | None = None) -> RunOutput:
+               species: SpeciesStep | None = None, keep_above: float | None = None) -> RunOutput:
     """Detect on the sampled frames of each video; write annotated MP4s and video MD JSON.
-    Uploads, frame sizes and video lengths are bounded by the service's limits."""
+    Uploads, frame sizes and video lengths are bounded by the service's limits. With
+    ``keep_above`` below ``threshold`` the results and the MD JSON keep the boxes down to it, for
+    review (the annotated videos and the CSV use ``threshold``). ``files`` of the output: the
+    videos on disk (set after the exports, which are written as before)."""
     work_dir = Path(work_dir)
     detector = service.load(name=model)
     limits = service.settings.limits
@@ -181,14 +184,17 @@ def run_videos(service: DetectorService, uploads: Sequence[str | Path], model: s
         target = work_dir / "annotated" / f"{i:03d}_{Path(name).stem}.mp4"
         r = detect_video(detector, path, name, threshold, sampling, batch_size, annotated_path=target,
                          species=species, max_seconds=limits.max_video_seconds,
-                         max_pixels=limits.max_pixels)
+                         max_pixels=limits.max_pixels, keep_above=keep_above)
         results.append(r)
         if not r.failed and target.is_file():
             annotated[name] = target
         if progress:
             progress(i + 1, total, "videos")
-    out = RunOutput(results, detector.info, threshold, files={}, annotated=annotated, species=species)
+    detect_at = threshold if keep_above is None else min(threshold, keep_above)
+    out = RunOutput(results, detector.info, threshold, files={}, annotated=annotated, species=species,
+                    detect_threshold=detect_at)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out.exports = write_exports(result_set(out), work_dir / "exports", threshold, ("md-json", "csv"),
                                 name=f"wildspace-video-{stamp}")
+    out.files = {name: Path(path) for path, name in unpacked.files}  # for review (record_video_run)
     return out

@@ -31,11 +31,12 @@ from wildspace.ui.free_dropdown import FreeDropdown
 from wildspace.ui.identity import private_owner
 
 HELP = """Review what the models found. Choose one of your **batches** (run in the Batch tab),
-**queued jobs** (also while they run: what is done so far) or **upload** a MegaDetector JSON with
-its images. Keys: **→ / ←** next / previous, **a** accept the image as shown (boxes below the
-threshold are rejected), **r** reject the selected box, **e** empty, **m** misfire. Draw a box with
-two clicks on the image (opposite corners; what they do: *Two clicks on the image*). The threshold
-only changes what is shown: nothing runs again. Corrections are saved at once, only you see them."""
+**videos** (run in the Video tab: frame by frame), **queued jobs** (also while they run: what is
+done so far) or **upload** a MegaDetector JSON with its images. Keys: **→ / ←** next / previous,
+**a** accept the image as shown (boxes below the threshold are rejected), **r** reject the selected
+box, **e** empty, **m** misfire. Draw a box with two clicks on the image (opposite corners; what
+they do: *Two clicks on the image*). The threshold only changes what is shown: nothing runs again.
+Corrections are saved at once, only you see them."""
 DRAW_MODES = [("fill x, y, width, height", "fill"), ("redraw the selected box", "redraw"), ("add a box", "add")]
 # media without a capture time: their file time, flagged as such (PackageOptions.missing_times)
 REVIEW_PACKAGE = PackageOptions(missing_times="file-time")
@@ -63,8 +64,8 @@ KEYS_JS = """() => {
 def make_service(settings, out_dir: Path, queue=None) -> ReviewService:
     """The tab's backend over the app's run folders, queue and data dir."""
     out_dir = Path(out_dir)
-    roots = {"batch": out_dir / "batch", "review": out_dir / "review"}
-    sources = Sources(roots, queue, cache_dir=out_dir / "review" / "job-inputs")
+    roots = {"batch": out_dir / "batch", "video": out_dir / "video", "review": out_dir / "review"}
+    sources = Sources(roots, queue, cache_dir=out_dir / "review" / "job-inputs", max_pixels=settings.max_pixels)
     return ReviewService(sources, ReviewStores(settings.home / "review"), out_dir / "review" / "views",
                          settings.max_pixels)
 
@@ -474,11 +475,14 @@ def export_all(o, work: Path, threshold: float, reviewer: str, max_pixels: int,
     package's deployments, UTC offset and event gap, from the deployments form); notes say what
     was left out and why."""
     stem = "wildspace-reviewed"
-    files = [review_exports.write_md(o, work / f"{stem}_megadetector.json"),
-             review_exports.write_camtrap(o, work / f"{stem}_camtrap_dp", threshold, reviewer,
-                                          zip_path=work / f"{stem}_camtrap_dp.zip",
-                                          options=package or REVIEW_PACKAGE)]
+    files = [review_exports.write_md(o, work / f"{stem}_megadetector.json")]
     notes = []
+    if review_exports.is_video_source(o):  # frames of videos: the MD video JSON, and training sets
+        notes.append("videos reviewed frame by frame: MegaDetector video JSON (no Camtrap DP package)")
+    else:
+        files.append(review_exports.write_camtrap(o, work / f"{stem}_camtrap_dp", threshold, reviewer,
+                                                  zip_path=work / f"{stem}_camtrap_dp.zip",
+                                                  options=package or REVIEW_PACKAGE))
     crops = {"class folders": lambda: review_exports.write_class_folders(o, work / f"{stem}_species_folders.zip",
                                                                           max_pixels),
              "identities": lambda: review_exports.write_identities(o, work / f"{stem}_identities.zip", max_pixels)}

@@ -1,5 +1,6 @@
 """The *Video* tab: sampled frames through the detector, an annotated video that plays in the
-browser, a per-video summary and MegaDetector video JSON."""
+browser, a per-video summary and MegaDetector video JSON (which keeps the boxes down to
+``REVIEW_FLOOR``: the Review tab pages through the sampled frames at any threshold)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import gradio as gr
 from wildspace.formats.categories import best_by_kind
 from wildspace.media.archives import VIDEO_EXTENSIONS
 from wildspace.media.video import Sampling
+from wildspace.review.sources import REVIEW_FLOOR, record_video_run
 from wildspace.runs.batch import RunOutput, run_videos
 from wildspace.services.detectors import DetectorService
 from wildspace.ui.common import classifier_controls, gpu, model_controls, new_work_dir, species_step, user_errors
@@ -74,7 +76,8 @@ def detect_videos(service: DetectorService, files, model: str, threshold: float,
 
         species = species_step(classifiers, classifier, species_threshold, float(threshold))
         out = run_videos(service, paths, model, float(threshold), work_dir, sampling, progress=report,
-                         species=species)
+                         species=species, keep_above=REVIEW_FLOOR)
+        record_video_run(work_dir, out, owner)  # the Review tab can open it, frame by frame
     videos = [str(p) for p in out.annotated.values()]
     first = videos[0] if videos else None
     return first, videos or None, summary_rows(out), str(out.exports["md-json"])
