@@ -10,11 +10,16 @@ ultralytics are not downloaded again)::
         > "$(/tmp/peers/bin/python -c 'import site; print(site.getsitepackages()[0])')/wildspace-venv.pth"
     /tmp/peers/bin/pip install --no-deps megadetector==10.0.28 megadetector-utils==10.0.28 \\
         jsonpickle humanfriendly fastquadtree send2trash clipboard dill
+    /tmp/peers/bin/pip install --no-deps PytorchWildlife==1.3.0 supervision==0.23.0 wget chardet \\
+        omegaconf antlr4-python3-runtime==4.9.3 soundfile defusedxml torchaudio librosa lazy_loader \\
+        yolov5 seaborn lightning tensorboard absl-py   # PW imports them all; none is run here
 
 MegaDetector's ``run_detector_batch`` runs with its own defaults (``--ncores 1``, no image
 queue) and ``model_type=ultralytics`` for ultralytics checkpoints. Its legacy-YOLOv5 path needs
 the ``ultralytics-yolov5`` package, whose build downloads files, so it cannot be installed
-here; a peer that is missing is reported and skipped. Agreement is MegaDetector's boxes vs
+here; a peer that is missing is reported and skipped. Pytorch-Wildlife 1.3 runs
+``MegaDetectorV6.batch_image_detection`` (batch 16, its default) through
+``peer_pytorchwildlife.py``; it needs a torchaudio matching torch only to import. Agreement is MegaDetector's boxes vs
 wildspace's at conf >= 0.2 (``wildspace.detect.parity``).
 
     python bench/bench_peers.py --peer-python /tmp/peers/bin/python [--ultralytics yolov9c.yaml] \\
@@ -24,6 +29,7 @@ wildspace's at conf >= 0.2 (``wildspace.detect.parity``).
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -81,6 +87,19 @@ def main() -> int:
         sides["MegaDetector run_detector_batch"] = (md, work / "megadetector.json")
     else:
         print("MegaDetector: not installed in --peer-python; skipped")
+    if args.weights:
+        print("Pytorch-Wildlife: its legacy MDv5 path needs the yolov5 package; skipped for --weights")
+    elif has_module(args.peer_python, "PytorchWildlife.models.detection"):
+        folder = work / "images"  # Pytorch-Wildlife reads a folder
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+        for p in images:
+            (folder / p.name).symlink_to(p)
+        pw = [args.peer_python, str(Path(__file__).resolve().parent / "peer_pytorchwildlife.py"), str(weights),
+              str(folder), str(work / "pytorchwildlife.json"), *common]
+        sides["Pytorch-Wildlife batch_image_detection"] = (pw, work / "pytorchwildlife.json")
+    else:
+        print("Pytorch-Wildlife: not installed in --peer-python; skipped")
     print(f"machine: {machine()}; load average {load_average()}")
     print(f"{n} real camera-trap images, {Path(weights).name} at {args.image_size} px, threshold {args.threshold}")
     measured_run(ours)  # untimed: makes or checks the cached export
