@@ -65,9 +65,10 @@ def add_parsers(sub) -> None:
                      help="minutes without a photo that end an encounter (default 30)")
     re_.add_argument("--group-by", help="CSV column(s), comma separated, whose images are left "
                      "out together instead of encounters (e.g. station,date)")
-    re_.add_argument("--pooling", choices=["max", "events", "keypoints"], default=None,
+    re_.add_argument("--pooling", choices=["max", "events", "keypoints", "lnbnn"], default=None,
                      help="identity score from its images: the best one, the sum of its two best "
-                     "encounters, or every query keypoint once per identity (default: max)")
+                     "encounters, every query keypoint once per identity, or HotSpotter's LNBNN "
+                     "scoring against the whole gallery at once (local only) (default: max)")
     re_.add_argument("--unknown", help="identities (comma separated) kept out of the gallery: "
                      "an open-set test (they should be called new, the others found)")
     re_.add_argument("--report", type=Path, help="folder for report.json, report.md and the "

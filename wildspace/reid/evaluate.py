@@ -57,7 +57,7 @@ def leave_one_out(gallery: GalleryData, method: str, groups: list[str] | None = 
         pooling: how image scores become identity scores (:mod:`wildspace.reid.pooling`).
         left_out: the sentence describing what was left out (default from ``groups``).
     """
-    matcher = Matcher(gallery, method)
+    matcher = Matcher(gallery, method, pooling="lnbnn" if pooling == "lnbnn" else None)
     exclude = exclusion_mask(gallery, groups)
     if method == "fused":
         for part in ("embed", "local"):

@@ -144,14 +144,24 @@ class Matcher:
         _check(self.gallery, self.method)
         if self.pooling is None:
             self.pooling = self.gallery.meta.get("pooling", DEFAULT_POOLING)
+            if self.pooling == "lnbnn" and self.method != "local":
+                self.pooling = DEFAULT_POOLING  # LNBNN name scoring is the local matcher's
         if self.pooling not in POOLING:
             raise MatchingError(f"pooling '{self.pooling}' is not one of {', '.join(POOLING)}")
+        if self.pooling == "lnbnn" and self.method != "local":
+            raise MatchingError("pooling 'lnbnn' scores local features: use it with method 'local'")
 
     # -- scoring -----------------------------------------------------------------------
     def scores(self, query_features=None, query_embeddings=None,
                exclude: np.ndarray | None = None, with_votes: bool = False):
         """Final ``(Q, G)`` scores in the units the method's calibration expects
         (``with_votes``: and the local matcher's votes, ``None`` for other methods)."""
+        if self.method == "local" and self.pooling == "lnbnn":
+            from wildspace.reid.lnbnn import lnbnn_scores
+
+            res = lnbnn_scores(query_features, _features(self.gallery), self.gallery.identities, exclude,
+                               gallery_stations=_context(self.gallery)["gallery_stations"])
+            return (res.frames, res) if with_votes else res.frames
         if self.method == "local":
             s, votes = score_against(self.gallery, "local", query_features=query_features,
                                      exclude=exclude, local_config=self.local_config,
@@ -178,7 +188,7 @@ class Matcher:
         """``(labels, (Q, I) scores)`` pooled per identity by :attr:`pooling` (keypoint
         pooling needs votes: other methods pool ``max``)."""
         mode = self.pooling or DEFAULT_POOLING  # set by __post_init__
-        if mode == "keypoints" and votes is None:
+        if mode in ("keypoints", "lnbnn") and votes is None:
             mode = "max"
         if events is None and mode == "events":
             from wildspace.reid.events import gallery_encounters

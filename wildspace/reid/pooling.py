@@ -11,6 +11,10 @@ Pooling asks for evidence from several photos and encounters of the same animal.
   identity, with its best verified vote among that identity's images; the identity's score
   is the sum. Two photos showing different parts of the coat add up, one keypoint matched in
   ten near-identical frames counts once.
+- ``lnbnn`` (``local`` only): HotSpotter's whole scoring, :mod:`wildspace.reid.lnbnn`: every
+  query descriptor searched among all gallery descriptors at once, LNBNN votes, one vote per
+  descriptor per identity, spatial verification, scene background removed; the matcher's
+  "votes" are then its :class:`~wildspace.reid.lnbnn.LnbnnResult`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 
 from wildspace.errors import UsageError
 
-MODES = ("max", "events", "keypoints")
+MODES = ("max", "events", "keypoints", "lnbnn")
 
 
 def identity_labels(gallery_ids) -> np.ndarray:
@@ -100,6 +104,17 @@ def pooled_scores(mode: str, sim: np.ndarray, gallery_ids, *, votes=None, galler
         return identity_scores(sim, gallery_ids)
     if mode == "events":
         return pool_events(sim, gallery_ids, gallery_events, top)
+    if mode == "lnbnn":
+        from wildspace.reid.lnbnn import LnbnnResult
+
+        if not isinstance(votes, LnbnnResult):
+            raise UsageError("lnbnn pooling needs the LNBNN matcher's result (method local)")
+        names = np.array(votes.names, dtype=np.float64)
+        if compared is not None:
+            ids = np.asarray(gallery_ids)
+            for k, label in enumerate(votes.labels):
+                names[~np.asarray(compared, bool)[:, ids == label].any(axis=1), k] = -np.inf
+        return votes.labels, names
     if votes is None:
         raise UsageError("keypoint pooling needs the matcher's votes")
     return pool_keypoints(votes, gallery_ids, np.isfinite(sim) if compared is None else compared)
