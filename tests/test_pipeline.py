@@ -78,6 +78,9 @@ def test_batch_size_from_memory():
 def test_auto_batch_size_on_cpu(detector):
     assert auto_batch_size(detector) == CPU_BATCH_SIZE
     assert auto_batch_size(detector, 7) == 7
+    # the same images in flight when a detector runs two batches at once (memory stays put)
+    assert auto_batch_size(_TwoStreams()) == CPU_BATCH_SIZE // 2
+    assert auto_batch_size(_TwoStreams(), 3) == 3
 
 
 def test_prefetched_keeps_order_raises_and_stops_early():
@@ -108,3 +111,61 @@ def test_prefetched_keeps_order_raises_and_stops_early():
     it.close()
     assert closed.wait(5)
     assert len(produced) <= 3 + 2 + 2
+
+
+class _TwoStreams:
+    """A fake detector with two network sessions: the first batch waits (10 s at most) until a
+    second is in ``run`` with it, and every batch holding the image whose pixels are 7 fails."""
+
+    parallel_batches = 2
+
+    def __init__(self):
+        from wildspace.types import DetectorInfo
+
+        self.info = DetectorInfo(name="fake", labels=("animal",), input_size=32)
+        self.two_inside = threading.Event()
+        self.calls = 0
+        self.lock = threading.Lock()
+        self.inside = 0
+
+    def prepare(self, image):
+        from wildspace.detect.base import Prepared
+
+        return Prepared(key=image.shape, data=image, orig_hw=image.shape[:2])
+
+    def run(self, batch, conf):
+        from wildspace.types import Detection
+
+        with self.lock:
+            self.inside += 1
+            self.calls += 1
+            first = self.calls == 1
+            if self.inside == 2:
+                self.two_inside.set()
+        try:
+            if first and not self.two_inside.wait(10):
+                raise RuntimeError("no second batch came while the first ran")
+            if any(int(p.data[0, 0, 0]) == 7 for p in batch):
+                raise RuntimeError("this batch holds the bad image")
+            return [(Detection(0, 0.9, (0.1, 0.1, 0.2, 0.2)),) for _ in batch]
+        finally:
+            with self.lock:
+                self.inside -= 1
+
+
+def test_detectors_with_two_sessions_run_two_batches_at_once(tmp_path):
+    files = []
+    for i in range(12):
+        rgb = np.full((24, 40, 3), i, np.uint8)
+        Image.fromarray(rgb).save(tmp_path / f"{i}.png")
+        files.append((tmp_path / f"{i}.png", f"{i}.png"))
+    det = _TwoStreams()
+    seen_in: set = set()
+    results = list(detect_files(det, iter(files), 0.1, batch_size=2, workers=2,
+                                on_result=lambda r: seen_in.add(threading.current_thread().name)))
+    assert det.two_inside.is_set()  # two batches were in the network at the same time
+    assert sorted(r.file for r in results) == sorted(name for _, name in files)  # each once
+    failed = [r for r in results if r.failure]
+    assert [r.file for r in failed] == ["7.png"]  # only the bad image, its batch partner rerun alone
+    assert all(len(r.detections) == 1 for r in results if not r.failure)
+    assert seen_in == {threading.current_thread().name}  # callbacks on the caller's thread

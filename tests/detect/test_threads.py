@@ -54,9 +54,13 @@ def test_onnx_runtime_sessions_use_the_projects_threads(model_files, tmp_path, m
     again = build_detector(model_files["yolov9"], input_size=256, backend="onnx", export_dir=tmp_path,
                            threads=2)  # the torch-free exported path
     assert type(again).__name__ == "ExportedYoloDetector"
-    assert again.network.session.get_session_options().intra_op_num_threads == 2
+    # two sessions of one thread each, so the pipeline runs two batches at once
+    assert again.threads == 2 and again.parallel_batches == 2 == len(again.network.sessions)
+    assert [s.get_session_options().intra_op_num_threads for s in again.network.sessions] == [1, 1]
+    one = build_detector(model_files["yolov9"], input_size=256, backend="onnx", export_dir=tmp_path, threads=1)
+    assert one.parallel_batches == 1 and one.network.session.get_session_options().intra_op_num_threads == 1
     # idle threads sleep rather than spin (bench/bench_ort_spinning.py measured the saving)
-    for session in (first._onnx.session, again.network.session):
+    for session in (first._onnx.session, *again.network.sessions):
         assert session.get_session_options().get_session_config_entry(SPIN_KEY) == "0"
 
 

@@ -28,7 +28,8 @@ def add_parsers(sub) -> None:
                    "(default: WILDSPACE_QUEUE or the embedded queue)")
     w.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (pin one worker per GPU)")
     w.add_argument("--concurrency", type=positive_arg, default=1, help="jobs processed at once")
-    w.add_argument("--batch-size", type=positive_arg, default=4, help="images per forward pass")
+    w.add_argument("--batch-size", type=positive_arg, default=None,
+                   help="images per forward pass (default: chosen for the detector and device)")
     w.add_argument("--backend", choices=["torch", "onnx", "auto"], help=BACKEND_HELP)
     w.add_argument("--precision", choices=["fp32", "bf16", "auto"], help=PRECISION_HELP)
     w.add_argument("--only", choices=["detect", "train"], help="take only detection batches or only training "

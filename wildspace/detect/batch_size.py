@@ -36,13 +36,15 @@ def batch_size_for_memory(free_bytes: int, per_image_bytes: int, fixed_bytes: in
 
 
 def auto_batch_size(detector, requested: int | None = None) -> int:
-    """``requested`` when given; else :data:`CPU_BATCH_SIZE` on CPU, or a batch sized from
-    the free GPU memory (measured with one and two images at ``input_size`` square)."""
+    """``requested`` when given; else on CPU :data:`CPU_BATCH_SIZE` images in flight, split
+    over the detector's ``parallel_batches`` network sessions (two sessions: batches of 2, so
+    memory stays about where one session with batches of 4 is), or on a GPU a batch sized
+    from the free memory (measured with one and two images at ``input_size`` square)."""
     if requested:
         return requested
     device = getattr(detector, "device", "cpu")
     if not str(device).startswith("cuda") or not hasattr(detector, "forward"):
-        return CPU_BATCH_SIZE
+        return max(1, CPU_BATCH_SIZE // max(1, int(getattr(detector, "parallel_batches", 1))))
     import torch
 
     size = detector.info.input_size

@@ -106,29 +106,46 @@ SPIN_KEY = "session.intra_op.allow_spinning"
 
 
 class OnnxNetwork:
-    """An ONNX Runtime session over one exported network: ``float32 NCHW -> float32``."""
+    """ONNX Runtime sessions over one exported network: ``float32 NCHW -> float32``.
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    ``streams`` sessions share the ``threads`` (``threads // streams`` intra-op threads each)
+    so that up to ``streams`` batches run at once from different threads (the pipeline does
+    that for :attr:`streams` > 1): on few cores, two one-thread sessions spend less CPU per
+    image than one two-thread session, which synchronises its threads at every operator."""
+
+    def __init__(self, path: str | Path, threads: int | None = None, streams: int = 1):
+        import queue
+
         import onnxruntime as ort
 
         from wildspace.detect.cpu import resolve_threads
 
+        self.threads = resolve_threads(threads)  # the project's choice, not ORT's guess
+        self.streams = max(1, min(int(streams), self.threads))
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.threads = resolve_threads(threads)  # the project's choice, not ORT's guess
-        opts.intra_op_num_threads = self.threads
+        opts.intra_op_num_threads = self.threads // self.streams
         # Idle intra-op threads sleep instead of busy-waiting: on a few cores shared with the
         # decode threads the spinning is CPU time nobody gets (bench/bench_ort_spinning.py:
         # 0.81x CPU-s per image for yolov5n at 1280, 0.90x for yolov9c; the arithmetic is
         # the same, so the detections are too).
         opts.add_session_config_entry(SPIN_KEY, "0")
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self.sessions = [ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+                         for _ in range(self.streams)]
+        self.session = self.sessions[0]
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        for session in self.sessions:
+            self._free.put(session)
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Run the network on a ``(B, 3, H, W)`` float32 batch (values 0-1)."""
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        session = self._free.get()  # blocks while every session is busy
+        try:
+            return session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        finally:
+            self._free.put(session)
 
     def on_images(self, arr: np.ndarray) -> np.ndarray:
         """Run the network on a ``B x H x W x 3`` uint8 batch of letterboxed RGB images."""

@@ -5,15 +5,17 @@ again image by image, so only the image that fails is a failure).
 
 Decoding runs ahead of inference in a thread pool (at most a few batches in flight), so the
 network never waits for JPEG decoding and memory does not grow with the number of files:
-results are yielded as soon as their batch is done. With ``fast_decode`` big JPEGs are
+results are yielded as soon as their batch is done. A detector with ``parallel_batches`` > 1
+(several ONNX Runtime sessions) gets that many batches at once, from as many threads. With ``fast_decode`` big JPEGs are
 decoded at reduced size (:func:`wildspace.media.images.load_image_sized`)."""
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Hashable, Iterable, Iterator, TypeVar
 
@@ -26,7 +28,7 @@ INFERENCE_FAILURE = "inference failure"
 
 
 def detect_files(detector: Detector, files: Iterable[tuple[Path, str]], conf_threshold: float,
-                 batch_size: int | None = 4, workers: int = 2, max_pixels: int = 200_000_000,
+                 batch_size: int | None = None, workers: int = 2, max_pixels: int = 200_000_000,
                  on_result: Callable[[ImageResult], None] | None = None,
                  fast_decode: bool = False) -> Iterator[ImageResult]:
     """Yield one :class:`ImageResult` per ``(path, name)`` input, in completion order.
@@ -79,8 +81,23 @@ def detect_files(detector: Detector, files: Iterable[tuple[Path, str]], conf_thr
         for (name, _, (h, w)), dets in zip(items, all_dets):
             yield ImageResult(name, dets, width=w, height=h)
 
+    # detectors with several network sessions (ExportedYoloDetector) run that many batches at
+    # once; the others one at a time, here
+    parallel = max(1, int(getattr(detector, "parallel_batches", 1)))
+    in_flight: collections.deque[Future] = collections.deque()
+
     def flush(key: Hashable) -> Iterator[ImageResult]:
-        yield from run(pending.pop(key))
+        items = pending.pop(key)
+        if net_pool is None:
+            yield from run(items)
+            return
+        in_flight.append(net_pool.submit(lambda: list(run(items))))
+        while in_flight and (len(in_flight) >= parallel or in_flight[0].done()):
+            yield from in_flight.popleft().result()
+
+    def drain() -> Iterator[ImageResult]:
+        while in_flight:
+            yield from in_flight.popleft().result()
 
     def emit(results: Iterable[ImageResult]) -> Iterator[ImageResult]:
         for r in results:
@@ -88,7 +105,8 @@ def detect_files(detector: Detector, files: Iterable[tuple[Path, str]], conf_thr
                 on_result(r)
             yield r
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
+            (ThreadPoolExecutor(max_workers=parallel) if parallel > 1 else contextlib.nullcontext()) as net_pool:
         for name, prepared, failure, full_hw in _bounded_map(pool, load, files, ahead=batch_size * 2):
             if failure is not None:
                 yield from emit([ImageResult(name, None, failure=failure)])
@@ -101,6 +119,7 @@ def detect_files(detector: Detector, files: Iterable[tuple[Path, str]], conf_thr
                 yield from emit(flush(max(pending, key=lambda k: len(pending[k]))))
         for key in list(pending):
             yield from emit(flush(key))
+        yield from emit(drain())
 
 
 def _brief(exc: BaseException) -> str:

@@ -50,7 +50,7 @@ class WorkerContext:
     service: object  # DetectorService
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
     stop: threading.Event = field(default_factory=threading.Event)
-    batch_size: int = 4
+    batch_size: int | None = None  # None: wildspace.detect.batch_size.auto_batch_size
     consumer: Consumer | None = None
 
     def shutdown(self) -> None:

@@ -53,7 +53,7 @@ def result_set(out: RunOutput) -> ResultSet:
 
 def run_image_batch(service: DetectorService, uploads: Sequence[str | Path], model: str,
                     threshold: float, work_dir: Path, progress: Progress | None = None,
-                    batch_size: int = 4, limits: UploadLimits | None = None,
+                    batch_size: int | None = None, limits: UploadLimits | None = None,
                     exports: Sequence[str] = EXPORT_KINDS, species: SpeciesStep | None = None,
                     keep_above: float | None = None, package: PackageOptions | None = None) -> RunOutput:
     """Unpack ``uploads`` (images and zips) under ``work_dir``, detect (and classify the

@@ -44,7 +44,7 @@ def crop_training_data(data: str | Path, out_dir: str | Path, detector, threshol
     labels = detector.info.labels
     files = [(Path(s.path), str(i)) for i, s in enumerate(samples)]
     rows, cropped, whole, failed = [], 0, 0, 0
-    for result in detect_files(detector, files, threshold, batch_size=4, max_pixels=max_pixels):
+    for result in detect_files(detector, files, threshold, batch_size=None, max_pixels=max_pixels):
         i = int(result.file)
         s = samples[i]
         if tick is not None:
