@@ -42,8 +42,12 @@ def test_a_record_from_another_machine_or_versions_is_not_current(change):
 def test_bare_and_implausible_figures_are_not_current():
     threads = resolve_threads()
     assert not speed_record_current({"speedup_vs_torch": 0.37}, threads)  # from before fingerprints
-    assert not speed_record_current(_record(1000.0), threads)
     assert not speed_record_current(_record(0.0), threads)
+    assert not speed_record_current(_record(0.01), threads)
+    assert not speed_record_current(_record(float("nan")), threads)
+    # a huge figure keeps the export (the safe choice) and is not measured again every run:
+    # eager PyTorch under load measured 40-52x slower on the probe here
+    assert speed_record_current(_record(52.0), threads) and speed_record_current(_record(1000.0), threads)
 
 
 def test_measure_speed_record_shape(model_files, tmp_path):
@@ -77,7 +81,7 @@ def test_auto_measures_a_stale_record_again(model_files, tmp_path, monkeypatch, 
         del meta["speed"]
         meta["speedup_vs_torch"] = 0.37
     else:
-        meta["speed"]["speedup"] = 1e6
+        meta["speed"]["speedup"] = 0.001
     meta_file.write_text(json.dumps(meta))
     det = build_detector(weights, input_size=256, backend="auto", export_dir=tmp_path)
     assert len(calls) == 2  # measured again

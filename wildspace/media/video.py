@@ -119,6 +119,38 @@ def video_creation_time(path: str | Path):
     return t
 
 
+def _decoded(path: str | Path) -> Iterator[tuple[int, float, object]]:
+    """Every decoded frame of the first video stream as ``(index, seconds, av frame)``.
+
+    A corrupt tail ends the iteration (what was decoded is kept); a video with no decodable
+    frame raises :class:`VideoReadError`."""
+    import av
+
+    fps = video_fps(path)
+    decoded = 0
+    try:
+        with av.open(str(path)) as c:
+            stream = c.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in c.decode(stream):
+                n = decoded
+                decoded += 1
+                yield n, float(frame.time) if frame.time is not None else (n / fps if fps else 0.0), frame
+    except Exception as exc:
+        if decoded == 0:
+            raise VideoReadError(f"cannot decode video: {type(exc).__name__}: {exc}") from None
+        # a corrupt tail: keep what was decoded
+    if decoded == 0:
+        raise VideoReadError("no decodable frames in the video")
+
+
+def _rgb(frame, n: int, t: float, max_pixels: int) -> VideoFrame:
+    if frame.width * frame.height > max_pixels:
+        raise VideoReadError(f"video frames too large: {frame.width}x{frame.height} exceeds "
+                             f"the limit of {max_pixels} pixels")
+    return VideoFrame(n, t, frame.to_ndarray(format="rgb24"))
+
+
 def read_frames(path: str | Path, sampling: Sampling = Sampling(),
                 max_pixels: int = 50_000_000, max_seconds: float | None = None) -> Iterator[VideoFrame]:
     """Decode the video and yield only the sampled frames as RGB arrays.
@@ -130,9 +162,6 @@ def read_frames(path: str | Path, sampling: Sampling = Sampling(),
         VideoReadError: unreadable file, no video stream, no decodable frame, frames larger
             than ``max_pixels`` or a video longer than ``max_seconds``.
     """
-    import av
-
-    fps = video_fps(path)
     if max_seconds is not None:
         length = video_seconds(path)
         if length is not None and length > max_seconds:
@@ -140,77 +169,38 @@ def read_frames(path: str | Path, sampling: Sampling = Sampling(),
     step_s = sampling.every_seconds
     next_t = 0.0
     yielded = 0
-    decoded = 0
-    try:
-        with av.open(str(path)) as c:
-            stream = c.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in c.decode(stream):
-                n = decoded
-                decoded += 1
-                t = float(frame.time) if frame.time is not None else (n / fps if fps else 0.0)
-                if max_seconds is not None and t > max_seconds:
-                    raise VideoReadError(_too_long(t, max_seconds))
-                if sampling.every_n_frames is not None:
-                    take = n % sampling.every_n_frames == 0
-                elif step_s is not None:
-                    take = t + 1e-6 >= next_t
-                    if take:
-                        next_t = (math.floor(t / step_s + 1e-6) + 1) * step_s
-                else:
-                    take = True
-                if not take:
-                    continue
-                if frame.width * frame.height > max_pixels:
-                    raise VideoReadError(f"video frames too large: {frame.width}x{frame.height} exceeds "
-                                         f"the limit of {max_pixels} pixels")
-                yield VideoFrame(n, t, frame.to_ndarray(format="rgb24"))
-                yielded += 1
-                if yielded >= sampling.max_frames:
-                    break
-    except VideoReadError:
-        raise
-    except Exception as exc:
-        if decoded == 0:
-            raise VideoReadError(f"cannot decode video: {type(exc).__name__}: {exc}") from None
-        # a corrupt tail: keep what was decoded
-    if decoded == 0:
-        raise VideoReadError("no decodable frames in the video")
+    for n, t, frame in _decoded(path):
+        if max_seconds is not None and t > max_seconds:
+            raise VideoReadError(_too_long(t, max_seconds))
+        if sampling.every_n_frames is not None:
+            take = n % sampling.every_n_frames == 0
+        elif step_s is not None:
+            take = t + 1e-6 >= next_t
+            if take:
+                next_t = (math.floor(t / step_s + 1e-6) + 1) * step_s
+        else:
+            take = True
+        if not take:
+            continue
+        yield _rgb(frame, n, t, max_pixels)
+        yielded += 1
+        if yielded >= sampling.max_frames:
+            break
 
 
 def read_frames_at(path: str | Path, numbers: Iterable[int], max_pixels: int = 50_000_000) -> Iterator[VideoFrame]:
     """Decode the video once and yield the frames ``numbers`` (0-based decoded-frame indexes, as
     :func:`read_frames` numbers them), in order; decoding stops after the last one. Frames the
     video does not have are left out. Raises :class:`VideoReadError` like :func:`read_frames`."""
-    import av
-
-    wanted = sorted({int(n) for n in numbers if int(n) >= 0})
+    wanted = {int(n) for n in numbers if int(n) >= 0}
     if not wanted:
         return
-    fps = video_fps(path)
-    last, todo, decoded = wanted[-1], set(wanted), 0
-    try:
-        with av.open(str(path)) as c:
-            stream = c.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in c.decode(stream):
-                n = decoded
-                decoded += 1
-                if n in todo:
-                    if frame.width * frame.height > max_pixels:
-                        raise VideoReadError(f"video frames too large: {frame.width}x{frame.height} exceeds "
-                                             f"the limit of {max_pixels} pixels")
-                    t = float(frame.time) if frame.time is not None else (n / fps if fps else 0.0)
-                    yield VideoFrame(n, t, frame.to_ndarray(format="rgb24"))
-                if n >= last:
-                    break
-    except VideoReadError:
-        raise
-    except Exception as exc:
-        if decoded == 0:
-            raise VideoReadError(f"cannot decode video: {type(exc).__name__}: {exc}") from None
-    if decoded == 0:
-        raise VideoReadError("no decodable frames in the video")
+    last = max(wanted)
+    for n, t, frame in _decoded(path):
+        if n in wanted:
+            yield _rgb(frame, n, t, max_pixels)
+        if n >= last:
+            break
 
 
 def _too_long(seconds: float, limit: float) -> str:
