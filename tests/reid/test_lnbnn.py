@@ -190,3 +190,17 @@ def test_the_same_scene_from_a_camera_that_moved_is_background():
         off = lnbnn_scores(q, [again, filler], ["A", "B"], config=LnbnnConfig(k=1, depth=4, ransac_px=2.0,
                                                                                scene_shift=0.0))
         assert off.names[0, 0] > 10 * SQRT2  # without the scene check both count
+
+
+def test_reid_evaluate_cli_with_lnbnn_pooling(synthetic_set, capsys):
+    import json
+
+    from wildspace.cli import main
+
+    images, table = synthetic_set
+    assert main(["reid", "evaluate", "--images", str(images), "--identities", str(table), "--leave-out", "image",
+                 "--pooling", "lnbnn", "--unknown", "bo", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["pooling"] == "lnbnn" and out["top1"] >= 0.8
+    assert out["open_set"]["pooling"] == "lnbnn" and out["open_set"]["unknown_queries"] == 3
+    assert out["open_set"]["new_rate"] is not None
