@@ -16,8 +16,9 @@ The measurement (:func:`measure_speed`: interleaved rounds, best of each side, w
 seconds) is kept in the cache's report with the machine's fingerprint
 (:func:`~wildspace.detect.cpu.machine_fingerprint`: CPU model and flags, cores, threads,
 torch and onnxruntime versions) and taken again when that fingerprint changes or the saved
-figure is implausibly low (a figure that favours the export is kept however large). A noisy measurement (repeats that disagree) never locks in the slow
-path: it keeps the export, the default fast path.
+figure is implausibly low (a figure that favours the export is kept however large). A noisy
+measurement (repeats that disagree) never locks in the slow path: it keeps the export, the
+default fast path.
 """
 
 from __future__ import annotations
