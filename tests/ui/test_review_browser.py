@@ -96,8 +96,15 @@ def test_review_a_batch_with_the_keyboard_and_download_the_corrections(running_a
             page.locator("#review-box input").click()
             page.get_by_role("option", name=re.compile(r"^2\. ")).click()
             _boxes_have(page, "→ 2.")
-            for field, value in (("x", "0.1"), ("y", "0.2"), ("w", "0.3"), ("h", "0.4")):
-                page.fill(f"#review-{field} input", value)
+            # choosing the box fills the fields with its numbers, asynchronously: type ours until
+            # they stay (the box's own numbers can land after the first fill)
+            wanted = (("x", "0.1"), ("y", "0.2"), ("w", "0.3"), ("h", "0.4"))
+            for _ in range(5):
+                for field, value in wanted:
+                    page.fill(f"#review-{field} input", value)
+                page.wait_for_timeout(400)
+                if all(page.input_value(f"#review-{f} input") == v for f, v in wanted):
+                    break
             page.click("#review-redraw")
             _boxes_have(page, "(redrawn)")
             page.locator("#review-species input").fill("Equus quagga")
