@@ -27,6 +27,22 @@ def frame_with(animal_seed: int, seed: int) -> tuple[np.ndarray, list[float]]:
     return canvas, [AT[0] / FRAME[0], AT[1] / FRAME[1], w / FRAME[0], h / FRAME[1]]
 
 
+def frames_upload(tmp_path, frames) -> tuple:
+    """``(md.json, frames.zip)`` as a user uploads them: each ``(name, animal seed, seed)``
+    frame in the zip, and an MD JSON with one animal box per frame."""
+    z, images = tmp_path / "frames.zip", []
+    with zipfile.ZipFile(z, "w") as f:
+        for name, animal, seed in frames:
+            rgb, bbox = frame_with(animal, seed)
+            Image.fromarray(rgb).save(tmp_path / name, quality=92)
+            f.write(tmp_path / name, name)
+            images.append({"file": name, "detections": [{"category": "1", "conf": 0.9, "bbox": bbox}]})
+    md = tmp_path / "md.json"
+    md.write_text(json.dumps({"info": {"format_version": "1.5", "detector": "md_v5a.0.0.pt"},
+                              "detection_categories": {"1": "animal"}, "images": images}))
+    return md, z
+
+
 @pytest.fixture
 def gallery_and_review(tmp_path):
     """A GalleryService with gallery 'pair' (ana x3, bo x3) and a review of two frames: bo's and ana's."""
@@ -40,16 +56,7 @@ def gallery_and_review(tmp_path):
     table = write_set(folder, counts=(("ana", 3), ("bo", 3)))  # coats 1000 (ana) and 1001 (bo)
     galleries = GalleryService(load_settings(), background_calibration=False)
     galleries.build("pair", folder, table)
-    z, images = tmp_path / "frames.zip", []
-    with zipfile.ZipFile(z, "w") as f:
-        for name, animal, seed in (("bo.jpg", 1001, 901), ("ana.jpg", 1000, 902)):
-            rgb, bbox = frame_with(animal, seed)
-            Image.fromarray(rgb).save(tmp_path / name, quality=92)
-            f.write(tmp_path / name, name)
-            images.append({"file": name, "detections": [{"category": "1", "conf": 0.9, "bbox": bbox}]})
-    md = tmp_path / "md.json"
-    md.write_text(json.dumps({"info": {"format_version": "1.5", "detector": "md_v5a.0.0.pt"},
-                              "detection_categories": {"1": "animal"}, "images": images}))
+    md, z = frames_upload(tmp_path, (("bo.jpg", 1001, 901), ("ana.jpg", 1000, 902)))
     root = tmp_path / "out" / "review"
     (root / "run-frames").mkdir(parents=True)
     save_upload(md, [z], root / "run-frames", "alice", Limits().upload_limits())

@@ -203,28 +203,16 @@ def test_train_a_classifier_from_the_review_without_handling_files(app_service, 
 def test_gallery_suggestions_fill_the_individual_id(running_app, app_service, tmp_path):
     """*Suggest from gallery*: the selected box's crop is looked up in a gallery the visitor can
     see; its animal comes first, and a click fills the individual ID (for that box only)."""
-    import json
-    import zipfile
 
     from gradio_client import Client, handle_file
-    from PIL import Image
 
     from tests.reid.synthetic import write_set
-    from tests.review.test_suggest import frame_with
+    from tests.review.test_suggest import frames_upload
     from wildspace.services.galleries import GalleryService
 
     table = write_set(tmp_path / "pair", counts=(("ana", 3), ("bo", 3)))
     GalleryService(app_service.settings, background_calibration=False).build("pair-app", tmp_path / "pair", table)
-    z, images = tmp_path / "frames.zip", []
-    with zipfile.ZipFile(z, "w") as f:
-        for name, animal, seed in (("a-bo.jpg", 1001, 901), ("b-ana.jpg", 1000, 902)):
-            rgb, bbox = frame_with(animal, seed)
-            Image.fromarray(rgb).save(tmp_path / name, quality=92)
-            f.write(tmp_path / name, name)
-            images.append({"file": name, "detections": [{"category": "1", "conf": 0.9, "bbox": bbox}]})
-    md = tmp_path / "md.json"
-    md.write_text(json.dumps({"info": {"format_version": "1.5", "detector": "md_v5a.0.0.pt"},
-                              "detection_categories": {"1": "animal"}, "images": images}))
+    md, z = frames_upload(tmp_path, (("a-bo.jpg", 1001, 901), ("b-ana.jpg", 1000, 902)))
     alice = Client(running_app.local_url, verbose=False, headers=ALICE)
     got = alice.predict(handle_file(str(md)), [handle_file(str(z))], api_name="/review_upload")
     alice.predict(got["value"] if isinstance(got, dict) else got, 0.2, api_name="/review_open")
