@@ -76,8 +76,9 @@ def find_export(weights: str | Path, family: str, export_dir: str | Path, reques
 
 def default_streams(threads: int | None) -> int:
     """Network sessions for a torch-free detector: two when there are two threads or more
-    (each with half of them), which spent 10-15 % less CPU per image than one session with
-    all the threads on 2 cores (``bench/bench_cli.py``); else one."""
+    (each with half of them), else one. On 2 cores two sessions with batches of 2 took ~15 %
+    less wall time and ~5 % less CPU per image than one session with batches of 4 (an
+    interleaved A/B of the whole command, yolov9c at 640; README "Performance")."""
     from wildspace.detect.cpu import resolve_threads
 
     return 2 if resolve_threads(threads) >= 2 else 1

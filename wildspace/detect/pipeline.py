@@ -6,8 +6,9 @@ again image by image, so only the image that fails is a failure).
 Decoding runs ahead of inference in a thread pool (at most a few batches in flight), so the
 network never waits for JPEG decoding and memory does not grow with the number of files:
 results are yielded as soon as their batch is done. A detector with ``parallel_batches`` > 1
-(several ONNX Runtime sessions) gets that many batches at once, from as many threads. With ``fast_decode`` big JPEGs are
-decoded at reduced size (:func:`wildspace.media.images.load_image_sized`)."""
+(several ONNX Runtime sessions) gets that many batches at once, from as many threads. With
+``fast_decode`` big JPEGs are decoded at reduced size
+(:func:`wildspace.media.images.load_image_sized`)."""
 
 from __future__ import annotations
 
