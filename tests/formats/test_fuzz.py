@@ -9,7 +9,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from wildspace.formats.megadetector import FormatError, read_results
@@ -153,6 +153,7 @@ def _zip_bytes(names: list[str], payload: bytes) -> bytes:
 @given(st.lists(st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=20),
                 min_size=1, max_size=4), st.binary(max_size=64),
        st.integers(0, 400), st.binary(min_size=1, max_size=8))
+@example(names=["0000\x80\x80\U00010000"], payload=bytes(13), cut=105, noise=b"\x00")  # an empty member name
 def test_archive_reader(tmp_path_factory, names, payload, cut, noise):
     from wildspace.media.archives import unpack_uploads
 

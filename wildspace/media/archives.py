@@ -151,8 +151,9 @@ def _unpack_zip(zpath: Path, dest: Path, limits: UploadLimits, extensions: froze
         out.failures.append((unique_name(zpath.name, seen), f"not a readable zip file: {_why(exc)}"))
         return total
     with zf:
+        # folders by name, not ZipInfo.is_dir(): that raises on an empty (corrupt) member name
         members = [(info, _refuse(info, limits, extensions)) for info in zf.infolist()
-                   if not (info.is_dir() or any(j in info.filename for j in _JUNK)
+                   if not (info.filename.endswith("/") or any(j in info.filename for j in _JUNK)
                            or PurePosixPath(info.filename).name.startswith("._"))]
         members = [(info, reason) for info, reason in members if reason != "skip"]
         _check_count(out, limits, sum(reason is None for _, reason in members))  # before writing anything

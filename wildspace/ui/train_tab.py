@@ -122,8 +122,8 @@ def submit_reid_training(queue, owner: str, upload: str | None, folder: str | No
             if Path(upload).suffix.lower() != ".zip":
                 raise UsageError("upload a .zip of images with identities.csv")
             try:
-                with zipfile.ZipFile(upload) as z:
-                    names = [i.filename for i in z.infolist() if not i.is_dir()]
+                with zipfile.ZipFile(upload) as z:  # names, not is_dir(): it raises on an empty name
+                    names = [i.filename for i in z.infolist() if not i.filename.endswith("/")]
             except (zipfile.BadZipFile, OSError, ValueError) as exc:
                 raise UsageError(f"not a readable zip file: {exc}") from None
             if find_identity_table(names) is None:
