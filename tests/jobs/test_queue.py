@@ -150,7 +150,7 @@ def test_jobs_cli_round_trip(tmp_path, monkeypatch, workers, shared_data):
     from wildspace.cli.jobs import default_owner
     from wildspace.jobs.queue import JobQueue
 
-    store, deadline = JobQueue(url=None).store, time.time() + 240  # polled in-process: one CLI start per poll cost ~40 s
+    store, deadline = JobQueue(url=None).store, time.time() + 240  # polled in-process, not one CLI process per poll
     while store.status(job, default_owner()).state != "done":
         assert time.time() < deadline
         time.sleep(0.5)

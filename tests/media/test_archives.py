@@ -147,3 +147,23 @@ def test_an_upload_refused_as_a_whole_leaves_nothing_behind(tmp_path):
         unpack_uploads([first, loose, loose, loose], dest, UploadLimits(max_files=3))
     assert loose.is_file()  # loose files are the caller's: never deleted
     assert [p for p in dest.rglob("*") if p.is_file()] == []
+
+
+def test_a_member_with_an_empty_name_is_skipped_by_every_zip_reader(tmp_path):
+    """A corrupt central directory can give a member an empty name (``ZipInfo.is_dir()`` raises on it)."""
+    from wildspace.media.archives import count_inputs
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a.jpg", _jpeg())
+    data = bytearray(buf.getvalue())
+    cd = data.rindex(b"PK\x01\x02")
+    data[cd + 28:cd + 30] = (0).to_bytes(2, "little")  # name length 0 ...
+    data[cd + 32:cd + 34] = (5).to_bytes(2, "little")  # ... and "a.jpg" read as the comment
+    up = tmp_path / "up.zip"
+    up.write_bytes(bytes(data))
+    with zipfile.ZipFile(up) as z:
+        assert [i.filename for i in z.infolist()] == [""]
+    assert count_inputs([up]) == 0
+    out = unpack_uploads([up], tmp_path / "dest")
+    assert out.files == []

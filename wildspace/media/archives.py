@@ -151,9 +151,8 @@ def _unpack_zip(zpath: Path, dest: Path, limits: UploadLimits, extensions: froze
         out.failures.append((unique_name(zpath.name, seen), f"not a readable zip file: {_why(exc)}"))
         return total
     with zf:
-        # folders by name, not ZipInfo.is_dir(): that raises on an empty (corrupt) member name
         members = [(info, _refuse(info, limits, extensions)) for info in zf.infolist()
-                   if not (info.filename.endswith("/") or any(j in info.filename for j in _JUNK)
+                   if not (is_folder(info) or any(j in info.filename for j in _JUNK)
                            or PurePosixPath(info.filename).name.startswith("._"))]
         members = [(info, reason) for info, reason in members if reason != "skip"]
         _check_count(out, limits, sum(reason is None for _, reason in members))  # before writing anything
@@ -209,6 +208,12 @@ def _why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def is_folder(info: zipfile.ZipInfo) -> bool:
+    """Whether a zip member is a folder; unlike ``ZipInfo.is_dir()`` it does not raise on the
+    empty name of a corrupt member."""
+    return info.filename.endswith("/")
+
+
 def _refuse(info: zipfile.ZipInfo, limits: UploadLimits, extensions: frozenset[str]) -> str | None:
     """A reason to refuse a member, ``"skip"`` to ignore it silently, or None."""
     p = PurePosixPath(info.filename.replace("\\", "/"))
@@ -256,7 +261,7 @@ def count_inputs(uploads: Iterable[str | Path], extensions: frozenset[str] = IMA
             try:
                 with zipfile.ZipFile(upload) as z:
                     n += sum(1 for i in z.infolist()
-                             if not i.is_dir() and PurePosixPath(i.filename).suffix.lower() in extensions)
+                             if not is_folder(i) and PurePosixPath(i.filename).suffix.lower() in extensions)
             except (zipfile.BadZipFile, OSError, UnicodeDecodeError, ValueError, EOFError, NotImplementedError):
                 n += 1
         else:

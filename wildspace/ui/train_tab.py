@@ -112,6 +112,7 @@ def submit_reid_training(queue, owner: str, upload: str | None, folder: str | No
     (checked here when cheap: zip layout, backbone, settings; the worker checks the rest)."""
     from wildspace.hub.specs import model_name
     from wildspace.jobs.training import NO_TABLE, find_identity_table, reid_training_spec
+    from wildspace.media.archives import is_folder
     from wildspace.train.reid import ReidConfig, build_backbone
 
     try:
@@ -122,8 +123,8 @@ def submit_reid_training(queue, owner: str, upload: str | None, folder: str | No
             if Path(upload).suffix.lower() != ".zip":
                 raise UsageError("upload a .zip of images with identities.csv")
             try:
-                with zipfile.ZipFile(upload) as z:  # names, not is_dir(): it raises on an empty name
-                    names = [i.filename for i in z.infolist() if not i.filename.endswith("/")]
+                with zipfile.ZipFile(upload) as z:
+                    names = [i.filename for i in z.infolist() if not is_folder(i)]
             except (zipfile.BadZipFile, OSError, ValueError) as exc:
                 raise UsageError(f"not a readable zip file: {exc}") from None
             if find_identity_table(names) is None:
