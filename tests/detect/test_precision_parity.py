@@ -52,15 +52,19 @@ def test_default_path_matches_the_reference(shared_data, golden, images, tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("precision,backend", [("fp32", "torch"), ("fp32", "onnx"), ("bf16", "torch")])
-def test_recorded_parity_is_what_the_paths_measure(shared_data, golden, images, tmp_path, precision, backend):
+@pytest.mark.parametrize("precision,backend,runtime", [("fp32", "torch", "any"), ("fp32", "onnx", "any"),
+                                                      ("bf16", "torch", "torch"), ("bf16", "onnx", "openvino")])
+def test_recorded_parity_is_what_the_paths_measure(shared_data, golden, images, tmp_path, precision, backend,
+                                                   runtime):
     """``auto`` trusts MEASURED_PARITY; this keeps it honest on the machine the tests run on."""
-    recorded = MEASURED_PARITY[("yolov5-legacy", precision)]
+    recorded = MEASURED_PARITY[("yolov5-legacy", precision, runtime)]
     verdicts = []
     for size in (640, 1280):
         det = build_detector(shared_data / "weights" / "yolov5n.pt", input_size=size, backend=backend,
                              precision=precision, export_dir=tmp_path)
         assert (det.backend, det.precision) == (backend, precision)
+        if runtime == "openvino":
+            assert (getattr(det, "_onnx", None) or det.network).runtime == "openvino"
         r = _parity(det, golden, images, size)
         m, total = recorded.matched[size]
         assert r["total"] == total

@@ -25,6 +25,8 @@ def backend_reason(det, requested: str) -> str:
     if requested != "auto":
         return f"{requested} asked for; {det.backend} is what this model can run"
     if getattr(det, "precision", "fp32") != "fp32":
+        if det.backend == "onnx":
+            return f"{det.precision} runs the verified ONNX export through OpenVINO (no eager-vs-export timing)"
         return f"{det.precision} runs eager PyTorch"
     if not str(getattr(det, "device", "cpu")).startswith("cpu"):
         return "auto on a GPU runs eager PyTorch"
@@ -45,7 +47,10 @@ def explain(det, requested_backend: str, requested_precision: str) -> list[str]:
     from wildspace.detect.cpu import cpu_model, has_fast_bf16, has_fast_int8
 
     info = det.info
-    backend = "ONNX Runtime" if det.backend == "onnx" else "PyTorch"
+    runtime = getattr(getattr(det, "_onnx", None) or getattr(det, "network", None), "runtime", "")
+    backend = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}.get(runtime, "PyTorch")
+    if det.backend == "onnx" and backend == "PyTorch":
+        backend = "ONNX Runtime"
     lines = [
         f"model: {info.name} ({type(det).__name__}), input {info.input_size} px",
         f"runs: {backend} ({det.backend}), {getattr(det, 'precision', 'fp32')}, "

@@ -84,8 +84,8 @@ def build_detector(path: str | Path, *, family: str | None = None, name: str | N
         conservative_threshold=thresholds.get("conservative", 0.05), version=version,
         extra={"file": path.name},
     )
-    chosen, why = resolve_precision(precision, family, device)
-    det = (chosen == "fp32" and _exported(path, family, info, device, backend, export_dir, threads)) or \
+    chosen, why = resolve_precision(precision, family, device, backend)
+    det = _exported(path, family, info, device, backend, export_dir, threads, chosen) or \
         _BUILDERS[family](path, info, device, backend=backend, export_dir=export_dir, threads=threads,
                           precision=chosen)
     det.precision_reason = why if det.precision == chosen else f"{det.precision} (RT-DETR runs fp32)"
@@ -100,16 +100,21 @@ def build_detector(path: str | Path, *, family: str | None = None, name: str | N
 
 
 def _exported(path: Path, family: str, info: DetectorInfo, device: str, backend: str,
-              export_dir: str | Path | None, threads: int | None) -> BuiltDetector | None:
+              export_dir: str | Path | None, threads: int | None, precision: str) -> BuiltDetector | None:
     """The torch-free detector over this checkpoint's cached export, when there is one."""
     from wildspace.detect.exported import ExportedYoloDetector, find_export
     from wildspace.detect.onnx_backend import default_export_dir
 
-    found = find_export(path, family, export_dir or default_export_dir(), backend, device, threads)
+    if precision == "bf16":
+        from wildspace.detect.onnx_backend import bf16_on_export
+
+        if not bf16_on_export(precision, backend):
+            return None  # eager bf16 (backend torch, or no openvino)
+    found = find_export(path, family, export_dir or default_export_dir(), backend, device, threads, precision)
     if not found:
         return None
     try:
-        return ExportedYoloDetector(found[0], found[1], info, threads)
+        return ExportedYoloDetector(found[0], found[1], info, threads, precision=precision)
     except Exception as exc:  # a damaged cache entry: the full path checks and re-exports it
         import logging
 

@@ -118,6 +118,9 @@ class OnnxNetwork:
     that for :attr:`streams` > 1): on few cores, two one-thread sessions spend less CPU per
     image than one two-thread session, which synchronises its threads at every operator."""
 
+    runtime = "onnxruntime"
+    precision = "fp32"
+
     def __init__(self, path: str | Path, threads: int | None = None, streams: int = 1):
         import queue
 
@@ -297,7 +300,7 @@ def speed_record_current(meta: dict, threads: int) -> bool:
 def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int], stride: int,
                    torch_forward: Callable[[np.ndarray], object] | None = None,
                    runtime: dict | None = None, threads: int | None = None,
-                   remeasure: bool = False) -> tuple[OnnxNetwork, dict]:
+                   remeasure: bool = False, precision: str = "fp32") -> tuple:
     """The cached ONNX network for ``key`` and its report, exporting and verifying it first
     when absent.
 
@@ -314,15 +317,20 @@ def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int],
         threads: ONNX Runtime's intra-op threads (default :func:`~wildspace.detect.cpu.resolve_threads`).
         remeasure: on a cache hit, measure again when the saved speed record is not current
             (:func:`speed_record_current`); ``auto`` asks for this.
+        precision: ``fp32`` returns the ONNX Runtime network; ``bf16`` the same verified
+            export compiled by OpenVINO in bf16 (:mod:`wildspace.detect.openvino_backend`),
+            with no speed record (there is no eager-vs-export choice to make for it).
 
     Raises:
         BackendUnavailable: the export failed or its outputs differ from the eager network's.
     """
     cache_dir = Path(cache_dir)
     onnx_path, meta_path = cache_dir / f"{key}.onnx", cache_dir / f"{key}.json"
+    if precision == "bf16":
+        remeasure, torch_forward = False, None
     if onnx_path.is_file() and meta_path.is_file():
         try:
-            net, meta = OnnxNetwork(onnx_path, threads), json.loads(meta_path.read_text())
+            net, meta = exported_network(onnx_path, threads, precision=precision), json.loads(meta_path.read_text())
             changed = runtime is not None and meta.get("runtime") != runtime
             if changed:
                 meta["runtime"] = runtime
@@ -355,7 +363,16 @@ def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int],
         _record_speed(meta, net, torch_forward, stride)
     write_text_atomic(meta_path, json.dumps(meta, indent=1))
     log.info("exported %s: %s", onnx_path, meta)
-    return net, meta
+    return (exported_network(onnx_path, threads, precision=precision) if precision != "fp32" else net), meta
+
+
+def exported_network(path: Path, threads: int | None = None, streams: int = 1, precision: str = "fp32"):
+    """The runtime for an exported network: ONNX Runtime for ``fp32``, OpenVINO for ``bf16``."""
+    if precision == "bf16":
+        from wildspace.detect.openvino_backend import OpenVinoNetwork
+
+        return OpenVinoNetwork(path, threads, streams, precision="bf16")
+    return OnnxNetwork(path, threads, streams)
 
 
 def _record_speed(meta: dict, net: OnnxNetwork, torch_forward: Callable, stride: int) -> None:
@@ -380,25 +397,38 @@ def prefer_exported(requested: str, meta: dict) -> bool:
 
 
 def eager_precision(precision: str, backend: str, device: str) -> str:
-    """The precision an eager detector runs: ``bf16`` (CPU, eager PyTorch only: raises
-    :class:`BackendUnavailable` with ``backend="onnx"``) or ``fp32``."""
+    """The precision a detector runs: ``bf16`` (CPU only; with ``backend="onnx"`` it needs
+    openvino, else :class:`BackendUnavailable`) or ``fp32``."""
     if precision not in ("fp32", "bf16"):
         raise UsageError(f"a detector runs fp32 or bf16, not '{precision}'")
     if precision == "bf16":
+        from wildspace.detect.openvino_backend import openvino_available
+
         if not str(device).startswith("cpu"):
             raise BackendUnavailable(f"precision bf16 is a CPU path (device is {device})")
-        if backend == "onnx":
-            raise BackendUnavailable("precision bf16 runs eager PyTorch (ONNX Runtime has no fast CPU "
-                                     "bf16); use backend torch or auto, or precision fp32 with onnx")
+        if backend == "onnx" and not openvino_available():
+            raise BackendUnavailable("precision bf16 with backend onnx runs the export through OpenVINO "
+                                     "(pip install openvino); ONNX Runtime has no fast CPU bf16. Use "
+                                     "backend torch for eager bf16, or precision fp32")
     return precision
 
 
-def choose_network(requested: str, device: str, export: Callable[[], tuple]) -> tuple:
+def bf16_on_export(precision: str, backend: str) -> bool:
+    """Whether a ``precision`` detector with ``backend`` runs bf16 through OpenVINO over the
+    export (else bf16 is eager PyTorch autocast)."""
+    from wildspace.detect.precision import bf16_runtime
+
+    return precision == "bf16" and bf16_runtime(backend) == "openvino"
+
+
+def choose_network(requested: str, device: str, export: Callable[[], tuple], precision: str = "fp32") -> tuple:
     """``(exported network or None, backend name, export report or None)`` for a detector
     asked for ``requested``.
 
     ``export()`` returns ``(network, meta)``; it runs only when ONNX applies. ``onnx`` raises
     :class:`BackendUnavailable` when the export cannot be used; ``auto`` falls back to torch.
+    A ``bf16`` export (OpenVINO) is always preferred to eager PyTorch: eager bf16 is the
+    slower path and fails the parity rule.
     """
     if resolve_backend(requested, device) != "onnx":
         return None, "torch", None
@@ -409,7 +439,7 @@ def choose_network(requested: str, device: str, export: Callable[[], tuple]) -> 
             raise
         log.warning("backend auto: using torch, %s", exc)
         return None, "torch", {"error": str(exc)}
-    if prefer_exported(requested, meta):
+    if precision == "bf16" or prefer_exported(requested, meta):
         return network, "onnx", meta
     log.info("backend auto: eager torch, the export measured %.2fx", (meta.get("speed") or {}).get("speedup", 0))
     return None, "torch", meta

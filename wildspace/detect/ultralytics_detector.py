@@ -17,7 +17,7 @@ import numpy as np
 
 from wildspace.detect.base import Prepared, xyxy_to_detections
 from wildspace.detect.cpu import set_torch_threads
-from wildspace.detect.onnx_backend import BackendUnavailable, choose_network, eager_precision
+from wildspace.detect.onnx_backend import BackendUnavailable, bf16_on_export, choose_network, eager_precision
 from wildspace.hub.safe_pickle import UnsafeCheckpoint, check_globals
 from wildspace.types import Detection, DetectorInfo
 
@@ -96,8 +96,9 @@ class UltralyticsDetector:
         threads: CPU threads for PyTorch and ONNX Runtime (default
             :func:`~wildspace.detect.cpu.resolve_threads`), set again after ultralytics'
             ``select_device`` has changed PyTorch's.
-        precision: ``fp32`` or ``bf16`` (CPU, eager PyTorch under bf16 autocast with the
-            head in fp32; :mod:`wildspace.detect.precision`). RT-DETR runs fp32.
+        precision: ``fp32`` or ``bf16`` (CPU: OpenVINO over the export with backends
+            ``onnx``/``auto``, eager PyTorch bf16 autocast with the head in fp32 with ``torch``;
+            :mod:`wildspace.detect.precision`). RT-DETR runs fp32.
     """
 
     precision_reason: str  # set by wildspace.detect.factory
@@ -149,13 +150,20 @@ class UltralyticsDetector:
         self.stride = int(network.stride)
         self._torch = torch
         self.precision = eager_precision(precision, backend, device)
-        if self.precision == "bf16":
-            from wildspace.detect.precision import prepare_bf16
-
-            prepare_bf16(network.model, network.model.model[-1])
+        if self.precision == "bf16" and not bf16_on_export(self.precision, backend):
+            self._eager_bf16()
             return
         self._onnx, self.backend, self.export_meta = choose_network(
-            backend, device, lambda: self._export(source, export_dir, remeasure=backend == "auto"))
+            backend, device, lambda: self._export(source, export_dir, remeasure=backend == "auto"),
+            precision=self.precision)
+        if self.precision == "bf16" and self._onnx is None:  # the export failed: eager bf16
+            self._eager_bf16()
+
+    def _eager_bf16(self) -> None:
+        from wildspace.detect.precision import prepare_bf16
+
+        network = self._eager()
+        prepare_bf16(network.model, network.model.model[-1])
 
     def _eager(self) -> AutoBackend:
         """The eager network; RT-DETR has none (it runs ultralytics' predictor)."""
@@ -188,7 +196,7 @@ class UltralyticsDetector:
                                                      getattr(network, "end2end", False),
                                                      self.trained_image_size(), DEFAULT_CFG.iou,
                                                      DEFAULT_CFG.max_det, DEFAULT_CFG.agnostic_nms),
-                              threads=self.threads, remeasure=remeasure)
+                              threads=self.threads, remeasure=remeasure, precision=self.precision)
 
     def trained_image_size(self) -> int | None:
         """The ``imgsz`` the checkpoint was trained at, when it records one."""

@@ -13,7 +13,7 @@ from wildspace.detect.base import Prepared, xyxy_to_detections
 from wildspace.detect.cpu import resolve_threads, set_torch_threads
 from wildspace.detect.letterbox import boxes_to_original, letterbox
 from wildspace.detect.nms import MAX_WH
-from wildspace.detect.onnx_backend import choose_network, eager_precision
+from wildspace.detect.onnx_backend import bf16_on_export, choose_network, eager_precision
 from wildspace.detect.precision import bf16_autocast, prepare_bf16
 from wildspace.detect.yolov5_legacy import load_yolov5_checkpoint
 from wildspace.types import Detection, DetectorInfo
@@ -57,8 +57,9 @@ class YOLOv5Detector:
         half: fp16 autocast on CUDA (default: on for CUDA, never on CPU).
         threads: CPU threads for PyTorch and ONNX Runtime (default
             :func:`~wildspace.detect.cpu.resolve_threads`).
-        precision: ``fp32`` or ``bf16`` (CPU, eager PyTorch under bf16 autocast with the
-            head in fp32; :mod:`wildspace.detect.precision`).
+        precision: ``fp32`` or ``bf16`` (CPU: OpenVINO over the export with backends
+            ``onnx``/``auto``, eager PyTorch bf16 autocast with the head in fp32 with ``torch``;
+            :mod:`wildspace.detect.precision`).
     """
 
     precision_reason: str  # set by wildspace.detect.factory
@@ -84,11 +85,14 @@ class YOLOv5Detector:
         self._onnx = None
         self.export_meta: dict | None = None
         self.precision = eager_precision(precision, backend, device)
-        if self.precision == "bf16":
+        if self.precision == "bf16" and not bf16_on_export(self.precision, backend):
             prepare_bf16(self.model, self.model.model[-1])
             return
         self._onnx, self.backend, self.export_meta = choose_network(
-            backend, device, lambda: self._export(Path(weights), export_dir, remeasure=backend == "auto"))
+            backend, device, lambda: self._export(Path(weights), export_dir, remeasure=backend == "auto"),
+            precision=self.precision)
+        if self.precision == "bf16" and self._onnx is None:  # the export failed: eager bf16
+            prepare_bf16(self.model, self.model.model[-1])
 
     def _export(self, weights: Path, export_dir: str | Path | None, remeasure: bool = False):
         from wildspace.detect.onnx_backend import cache_key, default_export_dir, load_or_export, no_grad, single_output
@@ -104,7 +108,7 @@ class YOLOv5Detector:
                               torch_forward=no_grad(lambda x: net(torch.from_numpy(x))),
                               runtime=runtime_record("yolov5-legacy", self.labels, self.stride, False, None,
                                                      self.iou_threshold, 300, False),
-                              threads=self.threads, remeasure=remeasure)
+                              threads=self.threads, remeasure=remeasure, precision=self.precision)
 
     def prepare(self, image: np.ndarray) -> Prepared:
         padded, geom = letterbox(image, self.info.input_size, self.stride)
