@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -124,8 +125,7 @@ def main() -> int:
     print(f"default command: python -m wildspace detect --weights {weights.name} "
           f"--image-size {args.image_size} --threshold {args.threshold} -o OUT IMAGES... (no --backend/--precision)")
     if not args.keep_export:
-        for f in (Path(os.environ["WILDSPACE_HOME"]) / "exported").glob("*"):
-            f.unlink()
+        shutil.rmtree(Path(os.environ["WILDSPACE_HOME"]) / "exported", ignore_errors=True)  # + OpenVINO's cache
         first = measured_run(default_cmd)
         print(run_line("wildspace default, first run (exports, verifies and times the network)", first, n),
               flush=True)

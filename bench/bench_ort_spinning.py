@@ -122,7 +122,7 @@ def main() -> int:
     cache = Path(os.environ["WILDSPACE_HOME"]) / "exported"
     cache.mkdir(parents=True, exist_ok=True)
     for f in (SCRATCH / "home" / "exported").glob("*"):
-        if not (cache / f.name).exists():
+        if f.is_file() and not (cache / f.name).exists():
             shutil.copy2(f, cache / f.name)
     images = camera_trap_images()[:args.images]
     n = len(images)
