@@ -29,7 +29,7 @@ def expand_inputs(paths: Iterable[str | Path], extensions: frozenset[str]) -> li
         if not p.exists():
             raise InputError(f"input not found: {p.name or p}")
     plain = [p for p in given if p.suffix.lower() != ".txt" or p.is_dir()]
-    anchors = [p.resolve() if p.is_dir() else p.resolve().parent for p in plain]
+    anchors = [p.resolve() if p.is_dir() else p.parent.resolve() for p in plain]
     if len(plain) == 1 and plain[0].is_dir():
         base = anchors[0]
     elif anchors:
@@ -42,7 +42,7 @@ def expand_inputs(paths: Iterable[str | Path], extensions: frozenset[str]) -> li
     for p in given:
         own = base
         if base is not None and base == Path(base.anchor):  # nothing shared but the root:
-            own = p.resolve().parent  # each input keeps its own folder's name
+            own = p.parent.resolve()  # each input keeps its own folder's name
         if p.suffix.lower() == ".txt" and not p.is_dir():
             for line in p.read_text(encoding="utf-8").splitlines():
                 line = line.strip()
@@ -58,12 +58,14 @@ def expand_inputs(paths: Iterable[str | Path], extensions: frozenset[str]) -> li
                     out.append((f, name))
             continue
         assert own is not None  # p is in `plain`, so `anchors` was not empty
+        # names come from where a file is listed, not where a symbolic link points
         if p.is_dir():
+            folder = p.resolve()
             for f in sorted(p.rglob("*")):
                 if f.is_file() and f.suffix.lower() in extensions:
-                    out.append((f, f.resolve().relative_to(own).as_posix()))
+                    out.append((f, (folder / f.relative_to(p)).relative_to(own).as_posix()))
         else:
-            out.append((p, p.resolve().relative_to(own).as_posix()))
+            out.append((p, (p.parent.resolve() / p.name).relative_to(own).as_posix()))
     dup = sorted(n for n, k in Counter(n for _, n in out).items() if k > 1)
     if dup:
         raise InputError(f"{len(dup)} name(s) given by more than one input ({', '.join(dup[:5])}); "
