@@ -154,7 +154,7 @@ def _sampling(args: argparse.Namespace):
 
 def _detect(args: argparse.Namespace, files: list, refused: list, videos: Sequence = ()) -> int:
     from wildspace.detect.pipeline import detect_files
-    from wildspace.formats.megadetector import build_results, detector_metadata, write_results
+    from wildspace.formats.megadetector import ResultsSpool, build_results, detector_metadata
     from wildspace.services.detectors import DetectorService
 
     sampling = _sampling(args) if videos else None
@@ -172,34 +172,38 @@ def _detect(args: argparse.Namespace, files: list, refused: list, videos: Sequen
     from tqdm import tqdm
 
     bar = tqdm(total=len(files) + len(videos), unit="file", disable=not sys.stderr.isatty(), file=sys.stderr)
-    results = list(refused)
-    fast = service.settings.fast_decode if args.fast_decode is None else args.fast_decode
-    stream = detect_files(detector, files, args.threshold, batch_size=args.batch_size,
-                          workers=args.workers, max_pixels=service.settings.max_pixels,
-                          fast_decode=fast)
-    if species is not None:
-        stream = species.on_results(stream, {name: path for path, name in files}, info.labels,
-                                    service.settings.max_pixels)
-    for r in stream:
-        results.append(r)
-        bar.update(1)
-    if videos and sampling is not None:
-        from wildspace.detect.video import detect_video
-
-        limits = service.settings.limits
-        for path, name in videos:
-            results.append(detect_video(detector, path, name, args.threshold, sampling,
-                                        batch_size=max(args.batch_size or 0, 8), species=species,
-                                        max_seconds=limits.max_video_seconds, max_pixels=limits.max_pixels))
+    # results go to a spool on disk as they come: memory stays flat however long the run
+    spool = ResultsSpool(info.labels, species.md_fields().get("classification_categories") if species else None)
+    try:
+        for r in refused:
+            spool.add(r)
+        fast = service.settings.fast_decode if args.fast_decode is None else args.fast_decode
+        stream = detect_files(detector, files, args.threshold, batch_size=args.batch_size,
+                              workers=args.workers, max_pixels=service.settings.max_pixels,
+                              fast_decode=fast)
+        if species is not None:
+            stream = species.on_results(stream, {name: path for path, name in files}, info.labels,
+                                        service.settings.max_pixels)
+        for r in stream:
+            spool.add(r)
             bar.update(1)
-    bar.close()
-    doc = build_results(results, info.labels, info.extra.get("file", info.name),
-                        detector_metadata(info, args.threshold), **(species.md_fields() if species else {}))
-    write_results(doc, args.output)
-    failed = sum(r.failed for r in results)
-    what = f"{len(results) - len(videos)} images" + (f", {len(videos)} videos" if videos else "")
-    print(f"{what}, {sum(len(r.detections or ()) for r in results)} detections, "
-          f"{failed} failed -> {args.output}", file=sys.stderr)
+        if videos and sampling is not None:
+            from wildspace.detect.video import detect_video
+
+            limits = service.settings.limits
+            for path, name in videos:
+                spool.add(detect_video(detector, path, name, args.threshold, sampling,
+                                       batch_size=max(args.batch_size or 0, 8), species=species,
+                                       max_seconds=limits.max_video_seconds, max_pixels=limits.max_pixels))
+                bar.update(1)
+        bar.close()
+        header = build_results([], info.labels, info.extra.get("file", info.name),
+                               detector_metadata(info, args.threshold), **(species.md_fields() if species else {}))
+        spool.write(header, args.output)
+    finally:
+        spool.close()
+    what = f"{len(spool) - len(videos)} images" + (f", {len(videos)} videos" if videos else "")
+    print(f"{what}, {spool.detections} detections, {spool.failed} failed -> {args.output}", file=sys.stderr)
     return 0
 
 

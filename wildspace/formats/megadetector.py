@@ -145,6 +145,61 @@ def write_results(doc: dict[str, Any], path: str | Path) -> Path:
     return Path(path)
 
 
+class ResultsSpool:
+    """The images of a MegaDetector document kept in a temporary file while a run goes on,
+    then written out sorted by file, byte for byte what :func:`build_results` +
+    :func:`write_results` write: memory stays flat however many images and boxes a run has
+    (only the file names and offsets stay in memory; 10,000 images at MegaDetector's 0.005
+    floor are ~680,000 boxes). Each image is checked as it is added, the header when written.
+    """
+
+    def __init__(self, labels: Iterable[str], classification_categories: dict[str, str] | None = None):
+        import tempfile
+
+        self._det_cats = categories_for(labels)
+        self._cls_cats = {str(k): str(v) for k, v in (classification_categories or {}).items()}
+        self._version = float(FORMAT_VERSION)
+        self._file = tempfile.TemporaryFile()
+        self._index: list[tuple[str, int, int]] = []
+        self.failed = 0
+        self.detections = 0
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def add(self, r: ImageResult) -> None:
+        d = image_to_dict(r)
+        _check_image(f"images[{len(self._index)}]", d, self._det_cats, self._cls_cats, self._version)
+        # as json.dump(doc, indent=1) writes an entry of the top-level "images" list
+        data = "\n".join("  " + line for line in json.dumps(d, indent=1).splitlines()).encode("utf-8")
+        self._index.append((d["file"], self._file.tell(), len(data)))
+        self._file.write(data)
+        self.failed += bool(r.failed)
+        self.detections += len(r.detections or ())
+
+    def write(self, header: dict[str, Any], path: str | Path) -> Path:
+        """Write ``header`` (a :func:`build_results` document, its ``images`` ignored) with
+        the spooled images, atomically and 0644 like :func:`write_results`."""
+        header = {k: v for k, v in header.items() if k != "images"}
+        validate({**header, "images": []})
+        head = json.dumps({**header, "images": []}, indent=1)
+        assert head.endswith('"images": []\n}')
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            if not self._index:
+                f.write(head.encode("utf-8") + b"\n")
+            else:
+                f.write(head[:-len("[]\n}")].encode("utf-8") + b"[\n")
+                for i, (_, offset, size) in enumerate(sorted(self._index)):
+                    self._file.seek(offset)
+                    f.write((b",\n" if i else b"") + self._file.read(size))
+                f.write(b"\n ]\n}\n")
+            os.chmod(tmp, 0o644)
+        return Path(path)
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def read_results(source: str | Path | dict) -> dict[str, Any]:
     """Load and validate a MegaDetector results file (any tool's, format 1.0 onwards)."""
     if isinstance(source, dict):
