@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from wildspace.detect import openvino_backend
+from wildspace.detect import cpu
 from wildspace.detect import precision as prec
 from wildspace.detect.cpu import has_fast_bf16
 from wildspace.detect.exported import ExportedYoloDetector
@@ -42,7 +42,7 @@ def test_auto_takes_the_openvino_bf16_path_only_on_a_cpu_built_for_it(monkeypatc
     chosen, why = resolve_precision("auto", "yolov5-legacy")
     assert chosen == "fp32" and "lacks AMX/AVX-512 BF16" in why
     monkeypatch.setattr(prec, "cpu_supports", lambda p: True)
-    monkeypatch.setattr(openvino_backend, "openvino_available", lambda: False)  # then bf16 would be eager
+    monkeypatch.setattr(cpu, "openvino_available", lambda: False)  # then bf16 would be eager
     assert resolve_precision("auto", "yolov5-legacy")[0] == "fp32"
     with pytest.raises(ValueError, match="choose from fp32, bf16, auto"):
         resolve_precision("fp8", "yolov5-legacy")
@@ -94,7 +94,7 @@ def test_bf16_with_backend_auto_runs_the_export_through_openvino(model_files, tm
 
 
 def test_bf16_with_backend_onnx_needs_openvino(model_files, tmp_path, monkeypatch):
-    monkeypatch.setattr(openvino_backend, "openvino_available", lambda: False)
+    monkeypatch.setattr(cpu, "openvino_available", lambda: False)
     with pytest.raises(BackendUnavailable, match="pip install openvino"):
         build_detector(model_files["mdv5_p6"], input_size=256, precision="bf16", backend="onnx", export_dir=tmp_path)
     det = build_detector(model_files["mdv5_p6"], input_size=256, precision="bf16", backend="auto", export_dir=tmp_path)

@@ -117,3 +117,10 @@ def machine_fingerprint(threads: int) -> dict:
     return {"cpu": cpu_model(), "flags": hashlib.sha1(" ".join(flags).encode()).hexdigest()[:12],
             "cores": available_cores(), "threads": int(threads), "torch": _version("torch"),
             "onnxruntime": _version("onnxruntime")}
+
+
+def openvino_available() -> bool:
+    """Whether the ``openvino`` package (the bf16 runtime) can be imported, without importing it."""
+    from importlib.util import find_spec
+
+    return find_spec("openvino") is not None

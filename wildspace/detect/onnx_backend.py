@@ -35,7 +35,8 @@ from typing import Callable
 import numpy as np
 
 from wildspace.atomic import write_text_atomic
-from wildspace.errors import UsageError, WildspaceError
+from wildspace.detect.network_io import BackendUnavailable, nchw_float  # noqa: F401  (re-exported)
+from wildspace.errors import UsageError
 
 BACKENDS = ("torch", "onnx", "auto")
 ONNX_OPSET = 17
@@ -55,10 +56,6 @@ MIN_PLAUSIBLE_SPEEDUP = 0.05
 SPEED_RECORD_VERSION = 1
 
 log = logging.getLogger(__name__)
-
-
-class BackendUnavailable(WildspaceError, RuntimeError):
-    """The requested inference backend cannot be used for this model on this machine."""
 
 
 def check_backend(name: str) -> str:
@@ -158,15 +155,6 @@ class OnnxNetwork:
     def on_images(self, arr: np.ndarray) -> np.ndarray:
         """Run the network on a ``B x H x W x 3`` uint8 batch of letterboxed RGB images."""
         return self(nchw_float(arr))
-
-
-def nchw_float(arr: np.ndarray) -> np.ndarray:
-    """``B x H x W x 3`` uint8 -> contiguous ``B x 3 x H x W`` float32 in [0, 1], in one pass:
-    the same float32 division by 255 as the torch paths (the same bits), 4x less time than
-    transpose, astype, divide and a contiguous copy."""
-    x = np.empty((arr.shape[0], 3, *arr.shape[1:3]), np.float32)
-    np.divide(arr.transpose(0, 3, 1, 2), np.float32(255), out=x, dtype=np.float32)
-    return x
 
 
 def probe_batch(height: int, width: int, batch: int = 2, seed: int = 0) -> np.ndarray:
@@ -402,7 +390,7 @@ def eager_precision(precision: str, backend: str, device: str) -> str:
     if precision not in ("fp32", "bf16"):
         raise UsageError(f"a detector runs fp32 or bf16, not '{precision}'")
     if precision == "bf16":
-        from wildspace.detect.openvino_backend import openvino_available
+        from wildspace.detect.cpu import openvino_available
 
         if not str(device).startswith("cpu"):
             raise BackendUnavailable(f"precision bf16 is a CPU path (device is {device})")

@@ -18,16 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from wildspace.detect.onnx_backend import BackendUnavailable, nchw_float
+from wildspace.detect.network_io import BackendUnavailable, nchw_float
 
 OV_PRECISIONS = {"bf16": "bf16", "fp32": "f32"}
-
-
-def openvino_available() -> bool:
-    """Whether the ``openvino`` package can be imported (without importing it)."""
-    from importlib.util import find_spec
-
-    return find_spec("openvino") is not None
 
 
 class OpenVinoNetwork:
@@ -46,7 +39,7 @@ class OpenVinoNetwork:
 
     def __init__(self, path: str | Path, threads: int | None = None, streams: int = 1, precision: str = "bf16",
                  cache_dir: str | Path | None = None):
-        from wildspace.detect.cpu import resolve_threads
+        from wildspace.detect.cpu import openvino_available, resolve_threads
 
         if precision not in OV_PRECISIONS:
             raise BackendUnavailable(f"OpenVINO runs {', '.join(OV_PRECISIONS)}, not '{precision}'")

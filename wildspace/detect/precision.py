@@ -97,7 +97,7 @@ def cpu_supports(precision: str) -> bool:
 def bf16_runtime(backend: str) -> str:
     """What runs a bf16 network for ``backend``: ``openvino`` (the exported graph; backends
     ``onnx`` and ``auto`` when openvino is installed) or ``torch`` (eager autocast)."""
-    from wildspace.detect.openvino_backend import openvino_available
+    from wildspace.detect.cpu import openvino_available
 
     return "torch" if backend == "torch" or not openvino_available() else "openvino"
 
