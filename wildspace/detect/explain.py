@@ -49,8 +49,6 @@ def explain(det, requested_backend: str, requested_precision: str) -> list[str]:
     info = det.info
     runtime = getattr(getattr(det, "_onnx", None) or getattr(det, "network", None), "runtime", "")
     backend = {"openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}.get(runtime, "PyTorch")
-    if det.backend == "onnx" and backend == "PyTorch":
-        backend = "ONNX Runtime"
     lines = [
         f"model: {info.name} ({type(det).__name__}), input {info.input_size} px",
         f"runs: {backend} ({det.backend}), {getattr(det, 'precision', 'fp32')}, "

@@ -48,13 +48,13 @@ def find_export(weights: str | Path, family: str, export_dir: str | Path, reques
     checkpoint's (``ultralytics`` or ``yolov5-legacy``)."""
     from importlib.util import find_spec
 
-    from wildspace.detect.cpu import resolve_threads
+    from wildspace.detect.cpu import openvino_available, resolve_threads
     from wildspace.detect.onnx_backend import cache_key, prefer_exported, speed_record_current
     from wildspace.hub.fetch import sha256_file
 
     if family not in RUNTIME_FAMILIES or requested == "torch" or not str(device).startswith("cpu"):
         return None
-    if find_spec("onnxruntime") is None or (precision == "bf16" and find_spec("openvino") is None):
+    if find_spec("onnxruntime") is None or (precision == "bf16" and not openvino_available()):
         return None
     key = cache_key(sha256_file(Path(weights)), family)
     onnx_path, meta_path = Path(export_dir) / f"{key}.onnx", Path(export_dir) / f"{key}.json"

@@ -105,11 +105,6 @@ def _exported(path: Path, family: str, info: DetectorInfo, device: str, backend:
     from wildspace.detect.exported import ExportedYoloDetector, find_export
     from wildspace.detect.onnx_backend import default_export_dir
 
-    if precision == "bf16":
-        from wildspace.detect.onnx_backend import bf16_on_export
-
-        if not bf16_on_export(precision, backend):
-            return None  # eager bf16 (backend torch, or no openvino)
     found = find_export(path, family, export_dir or default_export_dir(), backend, device, threads, precision)
     if not found:
         return None

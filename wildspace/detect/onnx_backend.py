@@ -359,7 +359,7 @@ def exported_network(path: Path, threads: int | None = None, streams: int = 1, p
     if precision == "bf16":
         from wildspace.detect.openvino_backend import OpenVinoNetwork
 
-        return OpenVinoNetwork(path, threads, streams, precision="bf16")
+        return OpenVinoNetwork(path, threads, streams)
     return OnnxNetwork(path, threads, streams)
 
 

@@ -20,11 +20,9 @@ import numpy as np
 
 from wildspace.detect.network_io import BackendUnavailable, nchw_float
 
-OV_PRECISIONS = {"bf16": "bf16", "fp32": "f32"}
-
 
 class OpenVinoNetwork:
-    """An exported ONNX network compiled by OpenVINO for the CPU: ``float32 NCHW -> float32``.
+    """An exported ONNX network compiled by OpenVINO for the CPU in bf16: ``float32 NCHW -> float32``.
 
     Same interface as :class:`~wildspace.detect.onnx_backend.OnnxNetwork`. ``streams``
     infer requests over one compiled model (OpenVINO splits the ``threads`` between its
@@ -36,23 +34,21 @@ class OpenVinoNetwork:
     """
 
     runtime = "openvino"
+    precision = "bf16"
 
-    def __init__(self, path: str | Path, threads: int | None = None, streams: int = 1, precision: str = "bf16",
+    def __init__(self, path: str | Path, threads: int | None = None, streams: int = 1,
                  cache_dir: str | Path | None = None):
         from wildspace.detect.cpu import openvino_available, resolve_threads
 
-        if precision not in OV_PRECISIONS:
-            raise BackendUnavailable(f"OpenVINO runs {', '.join(OV_PRECISIONS)}, not '{precision}'")
         if not openvino_available():
             raise BackendUnavailable("precision bf16 on the exported network needs the openvino package "
                                      "(pip install openvino)")
         import openvino as ov
 
         self.path = Path(path)
-        self.precision = precision
         self.threads = resolve_threads(threads)
         self.streams = max(1, min(int(streams), self.threads))
-        config = {"INFERENCE_PRECISION_HINT": OV_PRECISIONS[precision],
+        config = {"INFERENCE_PRECISION_HINT": "bf16",
                   "INFERENCE_NUM_THREADS": self.threads, "NUM_STREAMS": self.streams,
                   # decode threads share these cores: do not pin OpenVINO's threads to them
                   "ENABLE_CPU_PINNING": False}
