@@ -79,12 +79,26 @@ def test_auto_batch_size_on_cpu(detector):
     # the service's detector is the torch-free export (two sessions) once an earlier test has
     # exported these weights, else the eager one (one batch at a time)
     sessions = getattr(detector, "parallel_batches", 1)
-    assert auto_batch_size(detector) == CPU_BATCH_SIZE // sessions
+    preferred = getattr(detector, "cpu_batch_size", None)  # OpenVINO bf16: single images
+    assert auto_batch_size(detector) == (preferred or CPU_BATCH_SIZE // sessions)
     assert auto_batch_size(detector, 7) == 7
     assert auto_batch_size(object()) == CPU_BATCH_SIZE  # no parallel_batches: one at a time
     # the same images in flight when a detector runs two batches at once (memory stays put)
     assert auto_batch_size(_TwoStreams()) == CPU_BATCH_SIZE // 2
     assert auto_batch_size(_TwoStreams(), 3) == 3
+
+
+def test_auto_batch_size_takes_the_runtimes_preference():
+    class OneAtATime:
+        parallel_batches = 1
+        cpu_batch_size = 1
+
+    class NoPreference(OneAtATime):
+        cpu_batch_size = None
+
+    assert auto_batch_size(OneAtATime()) == 1
+    assert auto_batch_size(OneAtATime(), 6) == 6  # --batch-size still wins
+    assert auto_batch_size(NoPreference()) == CPU_BATCH_SIZE
 
 
 def test_prefetched_keeps_order_raises_and_stops_early():

@@ -36,7 +36,8 @@ def batch_size_for_memory(free_bytes: int, per_image_bytes: int, fixed_bytes: in
 
 
 def auto_batch_size(detector, requested: int | None = None) -> int:
-    """``requested`` when given; else on CPU :data:`CPU_BATCH_SIZE` images in flight, split
+    """``requested`` when given; else on CPU the runtime's preferred batch
+    (``detector.cpu_batch_size``) or :data:`CPU_BATCH_SIZE` images in flight, split
     over the detector's ``parallel_batches`` network sessions (two sessions: batches of 2, so
     memory stays about where one session with batches of 4 is), or on a GPU a batch sized
     from the free memory (measured with one and two images at ``input_size`` square)."""
@@ -44,6 +45,9 @@ def auto_batch_size(detector, requested: int | None = None) -> int:
         return requested
     device = getattr(detector, "device", "cpu")
     if not str(device).startswith("cuda") or not hasattr(detector, "forward"):
+        preferred = getattr(detector, "cpu_batch_size", None)
+        if preferred:  # the runtime's own choice (OpenVINO: single images)
+            return int(preferred)
         return max(1, CPU_BATCH_SIZE // max(1, int(getattr(detector, "parallel_batches", 1))))
     import torch
 

@@ -121,6 +121,12 @@ class ExportedYoloDetector:
         self.device = "cpu"
 
     @property
+    def cpu_batch_size(self) -> int | None:
+        """Images per forward pass the runtime prefers (None: the pipeline's default)."""
+        choose = getattr(self.network, "batch_size_for", None)
+        return choose(self.info.input_size) if choose else None
+
+    @property
     def parallel_batches(self) -> int:
         """Batches the pipeline may run at once (one per ONNX Runtime session)."""
         return self.network.streams

@@ -108,7 +108,7 @@ def detect_files(detector: Detector, files: Iterable[tuple[Path, str]], conf_thr
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
             (ThreadPoolExecutor(max_workers=parallel) if parallel > 1 else contextlib.nullcontext()) as net_pool:
-        for name, prepared, failure, full_hw in _bounded_map(pool, load, files, ahead=batch_size * 2):
+        for name, prepared, failure, full_hw in _bounded_map(pool, load, files, ahead=max(batch_size, workers) * 2):
             if failure is not None:
                 yield from emit([ImageResult(name, None, failure=failure)])
                 continue
