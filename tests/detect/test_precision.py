@@ -19,7 +19,7 @@ import torch
 from wildspace.detect import cpu
 from wildspace.detect import precision as prec
 from wildspace.detect.cpu import has_fast_bf16
-from wildspace.detect.exported import ExportedYoloDetector
+from wildspace.detect.exported import ExportedYoloDetector, default_streams
 from wildspace.detect.factory import build_detector
 from wildspace.detect.onnx_backend import BackendUnavailable
 from wildspace.detect.precision import ParityResult, resolve_precision
@@ -85,11 +85,11 @@ def test_bf16_with_backend_auto_runs_the_export_through_openvino(model_files, tm
     again = build_detector(model_files[key], input_size=256, precision="bf16", backend="auto", export_dir=tmp_path)
     assert isinstance(again, ExportedYoloDetector) and again.network.runtime == "openvino"
     assert again.precision == "bf16"
-    # OpenVINO's batch holds four 640 px images' pixels (1280 px: one), at most 4 images;
-    # ONNX Runtime leaves the choice to the pipeline
-    assert again.cpu_batch_size == 4 and fp32.cpu_batch_size is None
-    assert [again.network.batch_size_for(s) for s in (640, 960, 1280, 1920)] == [4, 1, 1, 1]
-    assert again.network.batch_size_for(320) == 4
+    # OpenVINO: single images over two one-thread streams on 2+ cores (as many as ONNX
+    # Runtime's sessions); ONNX Runtime leaves the batch to the pipeline
+    assert again.cpu_batch_size == 1 and fp32.cpu_batch_size is None
+    assert again.network.streams == fp32.network.streams == default_streams(None)
+    assert again.parallel_batches == again.network.streams
     batch = np.stack([again.prepare(np.full((240, 320, 3), 90, np.uint8)).data] * 2)
     out, ref = np.asarray(again.forward(batch)), np.asarray(fp32.forward(batch))
     assert out.dtype == np.float32 and out.shape == ref.shape and np.isfinite(out).all()

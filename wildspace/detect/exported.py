@@ -110,10 +110,9 @@ class ExportedYoloDetector:
         self.end2end = bool(rt["end2end"])
         self._trained_size = rt.get("trained_size")
         self.iou, self.max_det, self.agnostic = float(rt["iou"]), int(rt["max_det"]), bool(rt["agnostic"])
-        # ONNX Runtime fp32 runs two one-thread sessions (see default_streams); OpenVINO bf16
-        # one request over all threads (measured: 0.214 vs 0.233 CPU-s per yolov9c image)
-        streams = default_streams(threads) if precision == "fp32" else 1
-        self.network = exported_network(Path(onnx_path), threads, streams, precision=precision)
+        # two one-thread sessions (ONNX Runtime) or streams (OpenVINO) on 2+ cores, see
+        # default_streams and OpenVinoNetwork.batch_size
+        self.network = exported_network(Path(onnx_path), threads, default_streams(threads), precision=precision)
         self.precision = precision
         self.export_meta = meta
         self.threads = self.network.threads
@@ -123,8 +122,7 @@ class ExportedYoloDetector:
     @property
     def cpu_batch_size(self) -> int | None:
         """Images per forward pass the runtime prefers (None: the pipeline's default)."""
-        choose = getattr(self.network, "batch_size_for", None)
-        return choose(self.info.input_size) if choose else None
+        return getattr(self.network, "batch_size", None)
 
     @property
     def parallel_batches(self) -> int:

@@ -41,10 +41,12 @@ class OpenVinoNetwork:
 
     runtime = "openvino"
     precision = "bf16"
-    # pixels per forward pass: four 640 px images or one 1280 px image (see batch_size_for),
-    # never more than four images (decoded full-size photos wait for their pass in memory)
-    batch_pixels = 4 * 640 * 640
-    max_batch = 4
+    # images per forward pass. Two one-thread streams with single images were the fastest
+    # on 2 cores (2026-12-03, network alone over the 24 bench images' shapes, bf16): yolov5n
+    # at 1280 1.9 s against 2.2-2.5 s for one two-thread request (single images) and 2.6-2.8 s
+    # for it with batches of 4; yolov9c at 640 0.20-0.21 s per image against 0.21-0.22 (one
+    # request, batches of 4) and 0.23-0.25 (two streams, batches of 2)
+    batch_size = 1
 
     def __init__(self, path: str | Path, threads: int | None = None, streams: int = 1,
                  cache_dir: str | Path | None = None):
@@ -70,14 +72,6 @@ class OpenVinoNetwork:
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         for _ in range(self.streams):
             self._free.put(self.compiled.create_infer_request())
-
-    def batch_size_for(self, input_size: int) -> int:
-        """Images per forward pass at ``input_size``: as many as fit :attr:`batch_pixels`.
-        At 1280 px single images are faster (yolov5n on 2 cores, network alone over the bench
-        images: 2.2-2.5 s one at a time, 2.6-2.8 s in batches of 4, whose first pass costs
-        0.3-0.5 s more; the whole command ~5 % faster, peak RSS 1162 -> 484 MiB); at 640 px
-        batches of 4 stay ~5 % faster than single images (yolov9c)."""
-        return max(1, min(self.max_batch, self.batch_pixels // max(1, int(input_size) ** 2)))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Run the network on a ``(B, 3, H, W)`` float32 batch (values 0-1)."""
