@@ -77,10 +77,12 @@ def find_export(weights: str | Path, family: str, export_dir: str | Path, reques
 
 
 def default_streams(threads: int | None) -> int:
-    """Network sessions for a torch-free detector: two when there are two threads or more
-    (each with half of them), else one. On 2 cores two sessions with batches of 2 took ~15 %
-    less wall time and ~5 % less CPU per image than one session with batches of 4 (an
-    interleaved A/B of the whole command, yolov9c at 640; README "Performance")."""
+    """Network sessions (ONNX Runtime) or streams (OpenVINO) for a torch-free detector: two
+    when there are two threads or more (each with half of them), else one. On 2 cores two
+    ONNX Runtime sessions with batches of 2 took ~15 % less wall time and ~5 % less CPU per
+    image than one session with batches of 4 (an interleaved A/B of the whole command,
+    yolov9c at 640); two OpenVINO streams with single images beat one request (README
+    "Performance")."""
     from wildspace.detect.cpu import resolve_threads
 
     return 2 if resolve_threads(threads) >= 2 else 1
@@ -126,7 +128,7 @@ class ExportedYoloDetector:
 
     @property
     def parallel_batches(self) -> int:
-        """Batches the pipeline may run at once (one per ONNX Runtime session)."""
+        """Batches the pipeline may run at once (one per ONNX Runtime session or OpenVINO stream)."""
         return self.network.streams
 
     def trained_image_size(self) -> int | None:
