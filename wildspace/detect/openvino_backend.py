@@ -69,6 +69,11 @@ class OpenVinoNetwork:
             self.compiled = _compile(ov, self.path, config, cache)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
             raise BackendUnavailable(f"OpenVINO cannot compile {self.path.name}: {str(exc)[:300]}") from exc
+        # OpenVINO's Python binding sets up its NumPy bridge (a C++ function-local static that
+        # waits for the GIL) on first use: two threads making their first call at once could
+        # deadlock (one holds the static and waits for the GIL, the other holds the GIL and waits
+        # for the static; 2 of 20 fresh processes hung here). Set it up now, on this one thread.
+        ov.Type.f32.to_dtype()
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         for _ in range(self.streams):
             self._free.put(self.compiled.create_infer_request())
