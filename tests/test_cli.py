@@ -231,3 +231,27 @@ def test_convert_ena24_gives_event_level_species_with_honest_times(shared_data, 
     coco = json.loads((tmp_path / "out" / "md_annotations_coco_camera_traps.json").read_text())
     assert all(im["location"] == "deployment-1" for im in coco["images"])
     assert all(a["bbox"] for a in coco["annotations"] if a["category_id"])  # pixel boxes, sizes known
+
+
+EXIT_CHILD = """
+import atexit, sys, threading, time
+from pathlib import Path
+from wildspace.cli import exit_now
+
+out = Path(sys.argv[1])
+atexit.register(lambda: print("atexit ran"))
+if sys.argv[2] == "thread":  # a non-daemon thread still working: the normal exit waits for it
+    threading.Thread(target=lambda: (time.sleep(0.5), out.write_text("thread finished"))).start()
+print("buffered output", end="; ")
+exit_now(int(sys.argv[3]))
+"""
+
+
+@pytest.mark.parametrize("thread", ["none", "thread"])
+def test_exit_now_keeps_the_exit_code_output_exit_handlers_and_threads(tmp_path, thread):
+    marker = tmp_path / "marker.txt"
+    r = subprocess.run([sys.executable, "-c", EXIT_CHILD, str(marker), thread, "3"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 3, r.stderr
+    assert r.stdout == "buffered output; atexit ran\n"  # stdout is a pipe here: block-buffered
+    assert marker.exists() == (thread == "thread")

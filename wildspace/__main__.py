@@ -1,7 +1,6 @@
 """Entry point for ``python -m wildspace``."""
 
-import sys
 
-from wildspace.cli import main
+from wildspace.cli import exit_now, main
 
-sys.exit(main())
+exit_now(main())

@@ -65,3 +65,34 @@ def test_first_calls_from_two_threads_never_deadlock(tmp_path):
             pytest.fail(f"fresh process {attempt + 1}: two threads' first OpenVINO calls deadlocked")
         assert r.returncode == 0, r.stderr[-2000:]
         assert r.stdout.strip() == "[(1, 4, 32, 32), (1, 4, 32, 32)]"
+
+
+TELEMETRY_CHILD = textwrap.dedent("""
+    import sys, threading
+    from wildspace.detect.openvino_backend import OpenVinoNetwork
+
+    OpenVinoNetwork(sys.argv[1], threads=1)
+    from openvino.tools.ovc import telemetry_utils
+    print(telemetry_utils.tm.__name__)
+    print(sorted(t.name for t in threading.enumerate() if t is not threading.main_thread()))
+""")
+
+
+def test_openvino_sends_no_telemetry_and_writes_nothing_home(tmp_path):
+    """OpenVINO's converter reports every import to Google Analytics and keeps a usage count in
+    ``~/intel`` when no consent file exists (``CI=true`` alone turns it off): wildspace imports
+    it with its no-op telemetry stub."""
+    import os
+
+    model, home = tmp_path / "tiny.onnx", tmp_path / "home"
+    tiny_conv_onnx(model)
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    env["HOME"] = str(home)
+    r = subprocess.run([sys.executable, "-c", TELEMETRY_CHILD, str(model)], capture_output=True, text=True,
+                       timeout=120, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    module, threads = r.stdout.split("\n")[:2]
+    assert module == "openvino.tools.ovc.telemetry_stub"
+    assert "ThreadPoolExecutor" not in threads  # the sender's thread
+    assert not list(home.rglob("*")), "OpenVINO wrote under HOME"

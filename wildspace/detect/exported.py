@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from wildspace.detect.base import Prepared, xyxy_to_detections
+from wildspace.detect.network_io import nchw_float
 from wildspace.errors import UsageError
 from wildspace.types import Detection, DetectorInfo
 
@@ -154,14 +155,17 @@ class ExportedYoloDetector:
         if not batch:
             return []
         arr = np.stack([p.data for p in batch])
-        pred = self.forward(arr)
         out = []
+        # NMS reads the network's output in place (it keeps copies of the candidates only)
         if self.family == "yolov5-legacy":
-            for p, det in zip(batch, yolov5_nms(pred, min(conf_threshold, 0.999), self.iou, self.max_det)):
+            kept = self.network.apply(nchw_float(arr), lambda pred: yolov5_nms(
+                pred, min(conf_threshold, 0.999), self.iou, self.max_det))
+            for p, det in zip(batch, kept):
                 xyxy = boxes_to_original(det[:, :4], p.meta) if len(det) else det[:, :4]
                 out.append(xyxy_to_detections(xyxy, det[:, 4], det[:, 5], p.orig_hw, conf_threshold))
             return out
-        kept = yolo_nms(pred, conf_threshold, self.iou, self.max_det, self.agnostic, self.end2end)
+        kept = self.network.apply(nchw_float(arr), lambda pred: yolo_nms(
+            pred, conf_threshold, self.iou, self.max_det, self.agnostic, self.end2end))
         for p, det in zip(batch, kept):
             xyxy = unletterbox_boxes(det[:, :4], arr.shape[1:3], p.orig_hw)
             out.append(xyxy_to_detections(xyxy, det[:, 4], det[:, 5], p.orig_hw, conf_threshold))

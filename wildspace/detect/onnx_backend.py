@@ -30,7 +30,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from wildspace.atomic import write_text_atomic
 from wildspace.detect.network_io import BackendUnavailable, nchw_float  # noqa: F401  (re-exported)
 from wildspace.errors import UsageError
 
+T = TypeVar("T")
 BACKENDS = ("torch", "onnx", "auto")
 ONNX_OPSET = 17
 EXPORT_FORMAT_VERSION = 1  # bump when the export recipe changes (invalidates caches)
@@ -151,6 +152,10 @@ class OnnxNetwork:
             return session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
         finally:
             self._free.put(session)
+
+    def apply(self, x: np.ndarray, reduce: Callable[[np.ndarray], T]) -> T:
+        """``reduce`` of the output (ONNX Runtime hands each call a fresh array already)."""
+        return reduce(self(x))
 
     def on_images(self, arr: np.ndarray) -> np.ndarray:
         """Run the network on a ``B x H x W x 3`` uint8 batch of letterboxed RGB images."""

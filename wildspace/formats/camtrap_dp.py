@@ -48,7 +48,6 @@ from wildspace.formats.events import (
     parse_offset,
 )
 from wildspace.formats.megadetector import parse_time
-from wildspace.formats.offline_schemas import offline_session
 from wildspace.formats.taxonomy import taxa_for
 from wildspace.formats.timestamps import CaptureTime, MissingTimesError, TimeOptions, file_time, find_times
 from wildspace.media.exif import gps_position
@@ -398,6 +397,8 @@ def validate_package(package_dir: str | Path) -> list[str]:
         (tmp / "datapackage.json").write_text(json.dumps(descriptor), encoding="utf-8")
         # the official profile and schemas by their URLs, answered from the verbatim copies
         # bundled in schemas/ (no network); every data path was checked and copied above
+        from wildspace.formats.offline_schemas import offline_session  # imports requests (~50 ms)
+
         with frictionless.system.use_context(http_session=offline_session()):
             report = frictionless.validate(str(tmp / "datapackage.json"))
         problems += [f"{e.type}: {e.message}" for e in report.errors]

@@ -267,7 +267,9 @@ def write_spec_file(spec: ModelSpec, path: Path) -> Path:
 
 def load_spec_file(path: Path) -> ModelSpec:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        # libyaml's safe loader when PyYAML has it: the same documents, ~8x faster (every
+        # command reads every spec)
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML ({exc})") from None
     spec = parse_spec(data, str(path))
