@@ -12,14 +12,11 @@ process; its peak RSS is read from the kernel (``wait4`` rusage).
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SCRATCH, SHARED, camera_trap_images, load_average, machine, setup_env  # noqa: E402
+from common import SCRATCH, SHARED, camera_trap_images, load_average, machine, measured_run, setup_env  # noqa: E402
 
 
 def small_images(folder: Path) -> list[Path]:
@@ -49,14 +46,8 @@ def linked_folder(folder: Path, sources: list[Path], count: int) -> Path:
 
 def peak_rss_mib(cmd: list[str]) -> tuple[float, float]:
     """Run ``cmd``; return (peak RSS in MiB, wall seconds)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode()[-1500:]
-    if proc.returncode:
-        raise SystemExit(f"command failed: {' '.join(cmd)}\n{err}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - t0
+    m = measured_run(cmd)
+    return m.rss_mib, m.wall
 
 
 def main() -> int:
