@@ -41,25 +41,82 @@ def _read_hashes(path: Path) -> tuple[str, str]:
 
 
 _HASHES_SEEN: dict[tuple, tuple[str, str]] = {}
+SETTLED_S = 2.0  # a file changed more recently than this is always read again
+DISK_MIN_BYTES = 1 << 20  # smaller files are quicker to hash than to look up
+DISK_MAX_ENTRIES = 512
+HASHES_FILE = "file-hashes.json"
 
 
 def file_hashes(path: Path) -> tuple[str, str]:
-    """``(sha256, md5)`` of a file, read once; remembered per process while the file's size,
-    mtime and inode stay the same (a command may need the hashes of the same 100+ MB
-    checkpoint several times). A file changed in the last 2 s is always read again: file
-    timestamps are coarse, so it could change without its mtime moving."""
+    """``(sha256, md5)`` of a file, read once while the file stays the same.
+
+    Remembered per process and, for files of 1 MB or more, across processes in
+    ``$WILDSPACE_HOME/file-hashes.json``: every ``detect`` looks its checkpoint up by hash,
+    and reading MDv5a's 281 MB took ~0.5 s of each command. "The same" is the same path,
+    size, mtime, inode, device and **ctime**: any write to the file, and any reset of its
+    mtime (``touch -d``), moves the ctime, which a user cannot set back. A file changed in
+    the last 2 s is always read again: file timestamps are coarse, so a file could change
+    again within the same tick."""
     import time
 
     path = Path(path)
     st = path.stat()
-    if time.time() - st.st_mtime < 2:
+    if time.time() - max(st.st_mtime, st.st_ctime) < SETTLED_S:
         return _read_hashes(path)
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
-    if key not in _HASHES_SEEN:
-        if len(_HASHES_SEEN) > 256:
-            _HASHES_SEEN.clear()
-        _HASHES_SEEN[key] = _read_hashes(path)
-    return _HASHES_SEEN[key]
+    resolved = str(path.resolve())
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+    key = (resolved, *stamp)
+    if key in _HASHES_SEEN:
+        return _HASHES_SEEN[key]
+    disk = _disk_hashes() if st.st_size >= DISK_MIN_BYTES else None
+    entry = (disk or {}).get(resolved)
+    if isinstance(entry, dict) and entry.get("stat") == stamp and _is_hex(entry.get("sha256"), 64) \
+            and _is_hex(entry.get("md5"), 32):
+        found = (entry["sha256"], entry["md5"])
+    else:
+        found = _read_hashes(path)
+        if disk is not None:
+            _store_disk_hashes(disk, resolved, stamp, found)
+    if len(_HASHES_SEEN) > 256:
+        _HASHES_SEEN.clear()
+    _HASHES_SEEN[key] = found
+    return found
+
+
+def _is_hex(value, n: int) -> bool:
+    return isinstance(value, str) and len(value) == n and all(c in "0123456789abcdef" for c in value)
+
+
+def _hashes_path() -> Path:
+    from wildspace.settings import load_settings
+
+    return load_settings().home / HASHES_FILE
+
+
+def _disk_hashes() -> dict:
+    """The remembered hashes; an unreadable or damaged file counts as empty."""
+    try:
+        data = json.loads(_hashes_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _store_disk_hashes(disk: dict, resolved: str, stamp: list, found: tuple[str, str]) -> None:
+    """Add one file's hashes (the oldest entries go beyond :data:`DISK_MAX_ENTRIES`), written
+    atomically; a read-only data dir just means reading the file again next time."""
+    from wildspace.atomic import write_text_atomic
+
+    disk.pop(resolved, None)
+    disk[resolved] = {"stat": stamp, "sha256": found[0], "md5": found[1]}
+    while len(disk) > DISK_MAX_ENTRIES:
+        disk.pop(next(iter(disk)))
+    try:
+        path = _hashes_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(disk, indent=0))
+    except OSError:
+        pass
 
 
 def sha256_file(path: Path) -> str:
