@@ -54,9 +54,10 @@ def file_hashes(path: Path) -> tuple[str, str]:
     ``$WILDSPACE_HOME/file-hashes.json``: every ``detect`` looks its checkpoint up by hash,
     and reading MDv5a's 281 MB took ~0.5 s of each command. "The same" is the same path,
     size, mtime, inode, device and **ctime**: any write to the file, and any reset of its
-    mtime (``touch -d``), moves the ctime, which a user cannot set back. A file changed in
-    the last 2 s is always read again: file timestamps are coarse, so a file could change
-    again within the same tick."""
+    mtime (``touch -d``), moves the ctime, which a user cannot set back (FAT/exFAT sticks keep
+    a creation time there instead: a file rewritten to the same size with its mtime forged
+    back would be taken for the old one). A file changed in the last 2 s is always read
+    again: file timestamps are coarse, so a file could change again within the same tick."""
     import time
 
     path = Path(path)
