@@ -113,8 +113,14 @@ def test_worker_job_on_the_corpus(corpus, imported, tmp_path, monkeypatch, worke
         ref = clean[name if name in clean else "good.jpg"]
         assert image_to_dict(r)["detections"] == image_to_dict(ref)["detections"], name
     assert created_outside(before_in, tree(root)) == []
-    home_new = created_outside(before_home, tree(Path(queue.settings.home)), "queue", "storage")
+    # the data dir gains only the checkpoint's remembered hash (wildspace.hub.fetch.file_hashes),
+    # never anything about the uploads
+    home = Path(queue.settings.home)
+    home_new = created_outside(before_home, tree(home), "queue", "storage", "file-hashes.json")
     assert home_new == [], home_new
+    if (home / "file-hashes.json").exists():
+        remembered = json.loads((home / "file-hashes.json").read_text())
+        assert all(not Path(p).is_relative_to(root) and Path(p).suffix == ".pt" for p in remembered), remembered
     job_dir = Path(queue.store.root) / "jobs" / job
     assert all(job_dir in p.parents for p in (tmp_path / "storage").rglob("*") if p.is_file()
                and "jobs" in p.parts)
