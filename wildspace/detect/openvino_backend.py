@@ -90,9 +90,8 @@ class OpenVinoNetwork:
         """``reduce(output)`` on the request's own output buffer, before the request is reused.
 
         ``reduce`` must not keep a view of ``output`` (NMS keeps copies of the few candidate
-        rows). This spares a copy of the whole raw output: 26 MB per yolov5n image at
-        1280 px, each copy into fresh pages (~6,000 page faults an image, most of the
-        command's system time)."""
+        rows). This spares a copy of the whole raw output, 26 MB per yolov5n image at
+        1280 px (a few ms of memory traffic; the command's page faults did not change)."""
         request = self._free.get()  # blocks while every request is busy
         try:
             # shared, not copied: infer is synchronous and returns before x can change
