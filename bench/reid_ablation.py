@@ -128,6 +128,9 @@ def main() -> None:
                                    mirrored=mfeats if "mirror" in variant else None, found=nb)
                 r = ranks_from(res.labels, res.names, ids)
                 results[(name, "lnbnn")] = (float(np.mean(r <= 1)), float(np.mean(r <= 2)))
+                if args.query_encounter and name == "LOEO":
+                    r = ranks_from(res.labels, encounter_query(res.names, events), ids)
+                    results[("LOEO-encq", "lnbnn")] = (float(np.mean(r <= 1)), float(np.mean(r <= 2)))
         image_pools = [x for x in pools if x != "lnbnn"]
         for name, exclude in (("LOEO", loeo), ("LOIO", loio)) if image_pools else ():
             sim, votes = score_matrix(feats, feats, cfg, exclude=exclude, return_votes=True, **extra)
