@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 
 from wildspace.errors import WildspaceError
+
+T = TypeVar("T")  # what a network's ``apply`` makes of its output
 
 
 class BackendUnavailable(WildspaceError, RuntimeError):

@@ -30,15 +30,14 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable
 
 import numpy as np
 
 from wildspace.atomic import write_text_atomic
-from wildspace.detect.network_io import BackendUnavailable, nchw_float  # noqa: F401  (re-exported)
+from wildspace.detect.network_io import BackendUnavailable, T, nchw_float  # noqa: F401  (re-exported)
 from wildspace.errors import UsageError
 
-T = TypeVar("T")
 BACKENDS = ("torch", "onnx", "auto")
 ONNX_OPSET = 17
 EXPORT_FORMAT_VERSION = 1  # bump when the export recipe changes (invalidates caches)

@@ -22,13 +22,11 @@ from __future__ import annotations
 import queue
 import sys
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable
 
 import numpy as np
 
-from wildspace.detect.network_io import BackendUnavailable, nchw_float
-
-T = TypeVar("T")
+from wildspace.detect.network_io import BackendUnavailable, T, nchw_float
 
 
 class OpenVinoNetwork:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import urllib.request
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from wildspace.errors import NotFound, WildspaceError
 from wildspace.hub.specs import HubSource, ModelSpec
-from wildspace.settings import Settings
+from wildspace.settings import Settings, load_settings
 
 _CHUNK = 1 << 20
 
@@ -45,6 +46,7 @@ SETTLED_S = 2.0  # a file changed more recently than this is always read again
 DISK_MIN_BYTES = 1 << 20  # smaller files are quicker to hash than to look up
 DISK_MAX_ENTRIES = 512
 HASHES_FILE = "file-hashes.json"
+_REMEMBERED = re.compile(r"[0-9a-f]{64}:[0-9a-f]{32}")  # sha256:md5 of a remembered entry
 
 
 def file_hashes(path: Path) -> tuple[str, str]:
@@ -71,8 +73,8 @@ def file_hashes(path: Path) -> tuple[str, str]:
         return _HASHES_SEEN[key]
     disk = _disk_hashes() if st.st_size >= DISK_MIN_BYTES else None
     entry = (disk or {}).get(resolved)
-    if isinstance(entry, dict) and entry.get("stat") == stamp and _is_hex(entry.get("sha256"), 64) \
-            and _is_hex(entry.get("md5"), 32):
+    if isinstance(entry, dict) and entry.get("stat") == stamp \
+            and _REMEMBERED.fullmatch(f"{entry.get('sha256')}:{entry.get('md5')}"):
         found = (entry["sha256"], entry["md5"])
     else:
         found = _read_hashes(path)
@@ -84,13 +86,7 @@ def file_hashes(path: Path) -> tuple[str, str]:
     return found
 
 
-def _is_hex(value, n: int) -> bool:
-    return isinstance(value, str) and len(value) == n and all(c in "0123456789abcdef" for c in value)
-
-
 def _hashes_path() -> Path:
-    from wildspace.settings import load_settings
-
     return load_settings().home / HASHES_FILE
 
 
@@ -106,8 +102,6 @@ def _disk_hashes() -> dict:
 def _store_disk_hashes(disk: dict, resolved: str, stamp: list, found: tuple[str, str]) -> None:
     """Add one file's hashes (the oldest entries go beyond :data:`DISK_MAX_ENTRIES`), written
     atomically; a read-only data dir just means reading the file again next time."""
-    from wildspace.atomic import write_text_atomic
-
     disk.pop(resolved, None)
     disk[resolved] = {"stat": stamp, "sha256": found[0], "md5": found[1]}
     while len(disk) > DISK_MAX_ENTRIES:
@@ -115,7 +109,7 @@ def _store_disk_hashes(disk: dict, resolved: str, stamp: list, found: tuple[str,
     try:
         path = _hashes_path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, json.dumps(disk, indent=0))
+        _atomic_write_text(path, json.dumps(disk, indent=0))
     except OSError:
         pass
 
