@@ -26,18 +26,24 @@ from wildspace.detect.network_io import nchw_float
 from wildspace.errors import UsageError
 from wildspace.types import Detection, DetectorInfo
 
-RUNTIME_VERSION = 1
+# 2: legacy YOLOv5 records carry the head's strides and anchors (a record of version 1 makes
+# the next load go through the full detector once, which rewrites it)
+RUNTIME_VERSION = 2
 RUNTIME_FAMILIES = ("ultralytics", "yolov5-legacy")
 
 
 def runtime_record(family: str, labels: Sequence[str], stride: int, end2end: bool, trained_size: int | None,
-                   iou: float, max_det: int, agnostic: bool) -> dict:
-    """What a torch-free run of an exported YOLO network needs besides the network."""
+                   iou: float, max_det: int, agnostic: bool, head: dict | None = None) -> dict:
+    """What a torch-free run of an exported YOLO network needs besides the network (``head``:
+    a legacy YOLOv5 head's :func:`~wildspace.detect.yolov5_head.head_record`)."""
     if family not in RUNTIME_FAMILIES:
         raise UsageError(f"no torch-free runtime for family '{family}'")
-    return {"version": RUNTIME_VERSION, "family": family, "labels": list(labels), "stride": int(stride),
-            "end2end": bool(end2end), "trained_size": trained_size, "iou": float(iou), "max_det": int(max_det),
-            "agnostic": bool(agnostic)}
+    record = {"version": RUNTIME_VERSION, "family": family, "labels": list(labels), "stride": int(stride),
+              "end2end": bool(end2end), "trained_size": trained_size, "iou": float(iou), "max_det": int(max_det),
+              "agnostic": bool(agnostic)}
+    if head is not None:
+        record["head"] = head
+    return record
 
 
 def find_export(weights: str | Path, family: str, export_dir: str | Path, requested: str,
@@ -115,7 +121,8 @@ class ExportedYoloDetector:
         self.iou, self.max_det, self.agnostic = float(rt["iou"]), int(rt["max_det"]), bool(rt["agnostic"])
         # two one-thread sessions (ONNX Runtime) or streams (OpenVINO) on 2+ cores, see
         # default_streams and OpenVinoNetwork.batch_size
-        self.network = exported_network(Path(onnx_path), threads, default_streams(threads), precision=precision)
+        self.network = exported_network(Path(onnx_path), threads, default_streams(threads), precision=precision,
+                                        head=rt.get("head") if self.family == "yolov5-legacy" else None)
         self.precision = precision
         self.export_meta = meta
         self.threads = self.network.threads
@@ -158,8 +165,13 @@ class ExportedYoloDetector:
         out = []
         # NMS reads the network's output in place (it keeps copies of the candidates only)
         if self.family == "yolov5-legacy":
-            kept = self.network.apply(nchw_float(arr), lambda pred: yolov5_nms(
-                pred, min(conf_threshold, 0.999), self.iou, self.max_det))
+            conf = min(conf_threshold, 0.999)
+            if getattr(self.network, "head", None) is not None:  # OpenVINO, head cut: passing rows only
+                kept = self.network.apply_rows(nchw_float(arr), conf, lambda rows: yolov5_nms(
+                    rows, conf, self.iou, self.max_det))
+            else:
+                kept = self.network.apply(nchw_float(arr), lambda pred: yolov5_nms(
+                    pred, conf, self.iou, self.max_det))
             for p, det in zip(batch, kept):
                 xyxy = boxes_to_original(det[:, :4], p.meta) if len(det) else det[:, :4]
                 out.append(xyxy_to_detections(xyxy, det[:, 4], det[:, 5], p.orig_hw, conf_threshold))

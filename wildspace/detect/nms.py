@@ -9,6 +9,8 @@ two on random and adversarial inputs.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 MAX_WH = 7680  # class offset for class-aware NMS, larger than any input side
@@ -74,12 +76,14 @@ def yolo_nms(pred: np.ndarray, conf_threshold: float, iou_threshold: float = 0.7
     return out
 
 
-def yolov5_nms(pred: np.ndarray, conf_threshold: float, iou_threshold: float = 0.45,
+def yolov5_nms(pred: np.ndarray | Sequence[np.ndarray], conf_threshold: float, iou_threshold: float = 0.45,
                max_det: int = 300) -> list[np.ndarray]:
     """NumPy twin of :func:`wildspace.detect.yolov5_detector.yolov5_nms` (legacy YOLOv5 /
-    MegaDetector v5 output ``(B, N, 5 + nc)``: objectness x class probability)."""
+    MegaDetector v5 output ``(B, N, 5 + nc)``, or one ``(N, 5 + nc)`` array per image:
+    objectness x class probability)."""
     out = []
-    for x in np.asarray(pred, dtype=np.float32):
+    for x in pred:
+        x = np.asarray(x, dtype=np.float32)
         x = x[x[:, 4] > conf_threshold]
         if not len(x):
             out.append(np.zeros((0, 6), np.float32))

@@ -358,12 +358,15 @@ def load_or_export(module, cache_dir: Path, key: str, probe_hw: tuple[int, int],
     return (exported_network(onnx_path, threads, precision=precision) if precision != "fp32" else net), meta
 
 
-def exported_network(path: Path, threads: int | None = None, streams: int = 1, precision: str = "fp32"):
-    """The runtime for an exported network: ONNX Runtime for ``fp32``, OpenVINO for ``bf16``."""
+def exported_network(path: Path, threads: int | None = None, streams: int = 1, precision: str = "fp32",
+                     head: dict | None = None):
+    """The runtime for an exported network: ONNX Runtime for ``fp32``, OpenVINO for ``bf16``
+    (with ``head``, a legacy YOLOv5 head record, OpenVINO runs the graph up to the head's
+    convolutions where it can: :mod:`wildspace.detect.yolov5_head`)."""
     if precision == "bf16":
         from wildspace.detect.openvino_backend import OpenVinoNetwork
 
-        return OpenVinoNetwork(path, threads, streams)
+        return OpenVinoNetwork(path, threads, streams, head=head)
     return OnnxNetwork(path, threads, streams)
 
 

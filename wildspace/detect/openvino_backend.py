@@ -51,7 +51,7 @@ class OpenVinoNetwork:
     batch_size = 1
 
     def __init__(self, path: str | Path, threads: int | None = None, streams: int = 1,
-                 cache_dir: str | Path | None = None):
+                 cache_dir: str | Path | None = None, head: dict | None = None):
         from wildspace.detect.cpu import openvino_available, resolve_threads
 
         if not openvino_available():
@@ -66,8 +66,18 @@ class OpenVinoNetwork:
                   # decode threads share these cores: do not pin OpenVINO's threads to them
                   "ENABLE_CPU_PINNING": False}
         cache = Path(cache_dir) if cache_dir is not None else self.path.parent / "openvino-cache"
+        graph = self.path
+        # a legacy YOLOv5 export whose head can be cut off: its rows are decoded in NumPy,
+        # only where objectness passes (wildspace.detect.yolov5_head)
+        self.head: dict | None = None
+        if head is not None:
+            from wildspace.detect.yolov5_head import head_network
+
+            cut = head_network(ov, self.path, head)
+            if cut is not None:
+                graph, self.head = cut, head
         try:
-            self.compiled = _compile(ov, self.path, config, cache)
+            self.compiled = _compile(ov, graph, config, cache)
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
             raise BackendUnavailable(f"OpenVINO cannot compile {self.path.name}: {str(exc)[:300]}") from exc
         # OpenVINO's Python binding sets up its NumPy bridge (a C++ function-local static that
@@ -89,12 +99,31 @@ class OpenVinoNetwork:
 
         ``reduce`` must not keep a view of ``output`` (NMS keeps copies of the few candidate
         rows). This spares a copy of the whole raw output, 26 MB per yolov5n image at
-        1280 px (a few ms of memory traffic; the command's page faults did not change)."""
+        1280 px (a few ms of memory traffic; the command's page faults did not change).
+        With a cut head the output is decoded first, every row (the whole graph's output)."""
+        if self.head is not None:
+            return self.apply_rows(x, None, lambda rows: reduce(np.stack(rows)))
+        return self._infer(x, lambda outputs: reduce(outputs[0]))
+
+    def apply_rows(self, x: np.ndarray, conf_threshold: float | None,
+                   reduce: Callable[[list[np.ndarray]], T]) -> T:
+        """With a cut head: ``reduce(rows)``, one ``(n, 5 + nc)`` array per image of the rows
+        whose objectness is above ``conf_threshold``, decoded in NumPy
+        (:func:`~wildspace.detect.yolov5_head.decode_candidates`)."""
+        from wildspace.detect.yolov5_head import decode_candidates
+
+        if self.head is None:
+            raise ValueError("this network has no cut head")
+        head = self.head
+        return self._infer(x, lambda maps: reduce(decode_candidates(maps, head, conf_threshold)))
+
+    def _infer(self, x: np.ndarray, reduce: Callable[[list[np.ndarray]], T]) -> T:
+        """``reduce(outputs)`` on the request's own output buffers, before the request is reused."""
         request = self._free.get()  # blocks while every request is busy
         try:
             # shared, not copied: infer is synchronous and returns before x can change
             request.infer({0: np.ascontiguousarray(x, dtype=np.float32)}, share_inputs=True)
-            return reduce(request.get_output_tensor(0).data)
+            return reduce([request.get_output_tensor(i).data for i in range(len(self.compiled.outputs))])
         finally:
             self._free.put(request)
 

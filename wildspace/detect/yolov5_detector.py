@@ -107,8 +107,18 @@ class YOLOv5Detector:
                               (4 * self.stride, 5 * self.stride), self.stride,
                               torch_forward=no_grad(lambda x: net(torch.from_numpy(x))),
                               runtime=runtime_record("yolov5-legacy", self.labels, self.stride, False, None,
-                                                     self.iou_threshold, 300, False),
+                                                     self.iou_threshold, 300, False, head=self._head_record()),
                               threads=self.threads, remeasure=remeasure, precision=self.precision)
+
+    def _head_record(self) -> dict:
+        """The Detect head's strides and anchors in px, for the torch-free OpenVINO path."""
+        from wildspace.detect.yolov5_head import head_record
+        from wildspace.detect.yolov5_modules import Detect
+
+        head = self.model.model[-1]
+        assert isinstance(head, Detect)  # parse_model ends every model with its Detect head
+        strides = head.stride.float()
+        return head_record(strides.tolist(), (head.anchors.float() * strides.view(-1, 1, 1)).flatten(1).tolist())
 
     def prepare(self, image: np.ndarray) -> Prepared:
         padded, geom = letterbox(image, self.info.input_size, self.stride)
