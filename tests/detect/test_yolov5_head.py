@@ -28,6 +28,12 @@ def _head(nc: int = 3):
     return det, record
 
 
+def _logits(outs) -> list[np.ndarray]:
+    """The head's permuted outputs ``(B, na, ny, nx, no)`` back in the layout the cut graph
+    gives, ``(B, na, no, ny, nx)``."""
+    return [t.permute(0, 1, 4, 2, 3).contiguous().numpy() for t in outs]
+
+
 def _features(batch: int, h: int, w: int):
     g = torch.Generator().manual_seed(1)
     return [torch.randn(batch, c, h // s, w // s, generator=g) for c, s in ((8, 8), (16, 16), (32, 32))]
@@ -37,7 +43,7 @@ def test_decoding_every_row_is_the_heads_own_output():
     det, record = _head()
     with torch.no_grad():
         pred, logits = det(_features(2, 64, 96))
-    rows = decode_candidates([t.numpy() for t in logits], record, None)
+    rows = decode_candidates(_logits(logits), record, None)
     assert len(rows) == 2
     for got, want in zip(rows, pred.numpy()):
         assert got.dtype == np.float32 and got.shape == want.shape
@@ -49,7 +55,7 @@ def test_a_threshold_keeps_exactly_the_passing_rows_in_order(threshold):
     det, record = _head()
     with torch.no_grad():
         pred, logits = det(_features(2, 64, 64))
-    rows = decode_candidates([t.numpy() for t in logits], record, threshold)
+    rows = decode_candidates(_logits(logits), record, threshold)
     for got, want in zip(rows, pred.numpy()):
         passing = want[want[:, 4] > threshold]
         assert got.shape == passing.shape
@@ -61,7 +67,7 @@ def test_a_record_that_does_not_fit_the_outputs_is_refused():
     det, record = _head()
     with torch.no_grad():
         _, logits = det(_features(1, 64, 64))
-    maps = [t.numpy() for t in logits]
+    maps = _logits(logits)
     with pytest.raises(ValueError):
         decode_candidates(maps[:2], record, 0.5)
     with pytest.raises(ValueError):
@@ -92,7 +98,7 @@ def test_openvino_runs_the_cut_graph_with_the_whole_graphs_detections(model_file
     det = build_detector(weights, input_size=256, precision="bf16", backend="auto", export_dir=tmp_path)
     assert isinstance(det, ExportedYoloDetector) and det.network.head == head
     report = json.loads(next(tmp_path.glob("*-head.json")).read_text())
-    assert report["ok"] and report["head"] == head
+    assert report["ok"] and report["head"] == head and report["precision"] == "bf16"
     assert next(tmp_path.glob("*-head.xml")).is_file() and next(tmp_path.glob("*-head.bin")).is_file()
 
     images = _images()

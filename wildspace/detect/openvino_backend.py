@@ -73,7 +73,7 @@ class OpenVinoNetwork:
         if head is not None:
             from wildspace.detect.yolov5_head import head_network
 
-            cut = head_network(ov, self.path, head)
+            cut = head_network(ov, self.path, head, self.precision)
             if cut is not None:
                 graph, self.head = cut, head
         try:

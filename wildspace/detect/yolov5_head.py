@@ -6,9 +6,10 @@ arithmetic, a transpose to rows and the concatenation of all levels, ``(B, N, 5 
 reference kernels: a third of yolov5n's bf16 pass at 1280 (~25 of ~80 ms per image here),
 for rows that NMS then throws away (all but a few hundred fail the objectness threshold).
 
-So the OpenVINO path runs the verified export only up to the head's 1x1 convolutions (a
-graph cut, :func:`head_network`, saved once as an OpenVINO IR beside the export and checked
-there against the whole graph) and :func:`decode_candidates` decodes, in float32 with the
+So the OpenVINO path runs the verified export only up to the head's 1x1 convolutions, viewed
+as ``(B, na, 5 + nc, ny, nx)`` (a graph cut, :func:`head_network`, saved once as an OpenVINO IR
+beside the export and checked there against the whole graph: the same logits, bit for bit,
+in bf16 too) and :func:`decode_candidates` decodes, in float32 with the
 head's own arithmetic and row order, just the rows whose objectness passes the threshold.
 NMS then sees exactly the rows it would have kept from the full output.
 """
@@ -51,8 +52,8 @@ def decode_candidates(maps: Sequence[np.ndarray], head: dict, conf_threshold: fl
     (level, anchor, y, x), for the positions whose objectness is above ``conf_threshold``
     (every position when ``None``: the whole graph's output).
 
-    ``maps[i]`` is level ``i``'s head output as the graph permutes it before the sigmoid,
-    ``(B, na, ny, nx, 5 + nc)`` logits. The arithmetic is the head's, in float32:
+    ``maps[i]`` is level ``i``'s 1x1 convolution output as the head views it before the
+    permute, ``(B, na, 5 + nc, ny, nx)`` logits. The arithmetic is the head's, in float32:
     ``s = sigmoid``; ``xy = (2 s - 0.5 + grid) * stride``; ``wh = (2 s)^2 * anchor``.
     """
     if len(maps) != len(head["strides"]):
@@ -60,7 +61,7 @@ def decode_candidates(maps: Sequence[np.ndarray], head: dict, conf_threshold: fl
     batch = maps[0].shape[0]
     per_image: list[list[np.ndarray]] = [[] for _ in range(batch)]
     for logits, stride, anchors in zip(maps, head["strides"], head["anchors"]):
-        b, na, ny, nx, no = logits.shape
+        b, na, no, ny, nx = logits.shape
         if len(anchors) != 2 * na:
             raise ValueError(f"{na} anchors in the output, {len(anchors) // 2} in the head record")
         anchor_wh = np.asarray(anchors, np.float32).reshape(na, 2)
@@ -68,9 +69,9 @@ def decode_candidates(maps: Sequence[np.ndarray], head: dict, conf_threshold: fl
         for i in range(b):
             if conf_threshold is None:
                 a, y, x = (v.ravel() for v in np.indices((na, ny, nx)))
-            else:
-                a, y, x = np.nonzero(_sigmoid(logits[i, ..., 4]) > np.float32(conf_threshold))
-            s = _sigmoid(logits[i, a, y, x])  # (n, 5 + nc)
+            else:  # the objectness planes only: 1 / (5 + nc) of the output
+                a, y, x = np.nonzero(_sigmoid(logits[i, :, 4]) > np.float32(conf_threshold))
+            s = _sigmoid(logits[i, a, :, y, x])  # (n, 5 + nc)
             grid = np.stack([x, y], 1).astype(np.float32)
             xy = (s[:, 0:2] * np.float32(2) - np.float32(0.5) + grid) * s32
             wh = (s[:, 2:4] * np.float32(2)) ** 2 * anchor_wh[a]
@@ -80,30 +81,32 @@ def decode_candidates(maps: Sequence[np.ndarray], head: dict, conf_threshold: fl
 
 def find_head_outputs(model) -> list:
     """The head outputs of an OpenVINO model read from a YOLOv5 export, level 0 first: each
-    level's 1x1 convolution viewed as ``(B, na, no, ny, nx)`` (a Reshape) and permuted to
-    ``(B, na, ny, nx, no)`` (a Transpose), which feeds the head's sigmoid."""
+    level's 1x1 convolution viewed as ``(B, na, no, ny, nx)`` (a Reshape), which the head
+    then permutes (a Transpose) and feeds to its sigmoid."""
     found = []
     for op in model.get_ordered_ops():
         if op.get_type_name() != "Transpose":
             continue
         src = op.input_value(0).get_node()
         users = {t.get_node().get_type_name() for t in op.output(0).get_target_inputs()}
-        if src.get_type_name() == "Reshape" and "Sigmoid" in users and len(op.get_output_partial_shape(0)) == 5:
-            found.append(op.output(0))
+        if src.get_type_name() == "Reshape" and "Sigmoid" in users and len(src.get_output_partial_shape(0)) == 5:
+            found.append(src.output(0))
     return found
 
 
-def head_network(ov, onnx_path: Path, head: dict) -> Path | None:
-    """An OpenVINO IR of the export cut after the head's permute, before its decoding
-    (``<export>-head.xml`` beside it), made and checked once; ``None`` when the graph has no
-    such cut or the check fails (the caller then runs the whole graph).
+def head_network(ov, onnx_path: Path, head: dict, precision: str = "bf16") -> Path | None:
+    """An OpenVINO IR of the export cut where the head's decoding begins (``<export>-head.xml``
+    beside it), made and checked once; ``None`` when the graph has no such cut or the check
+    fails (the caller then runs the whole graph).
 
-    Up to the cut the graph is the export's own (same nodes, same precisions: the logits are
-    the whole graph's). The check: on a probe batch, both graphs compiled in fp32,
-    :func:`decode_candidates` of the cut graph's outputs must equal the whole graph's output
-    within rtol/atol 1e-4. Its report (``<export>-head.json``) records the head it was made for."""
+    The check, on a probe batch: :func:`decode_candidates` of the cut graph's outputs must
+    equal the whole graph's output within rtol/atol 1e-4, with both graphs compiled in fp32
+    (the decoding is the head's) and in ``precision``, the one the network will run in (the
+    cut must not change OpenVINO's arithmetic before it: a cut right after the convolution,
+    for one, lets OpenVINO fuse the bias into a bf16 convolution, and the logits move). Its
+    report (``<export>-head.json``) records the head and precision it was made for."""
     xml, report_path = (onnx_path.with_name(f"{onnx_path.stem}-head{ext}") for ext in (".xml", ".json"))
-    wanted = {"version": HEAD_CHECK_VERSION, "head": head}
+    wanted = {"version": HEAD_CHECK_VERSION, "head": head, "precision": precision}
     try:
         report = json.loads(report_path.read_text())
         if {k: report.get(k) for k in wanted} == wanted and (not report.get("ok") or _ir_present(xml)):
@@ -111,7 +114,7 @@ def head_network(ov, onnx_path: Path, head: dict) -> Path | None:
     except (OSError, ValueError):
         pass  # no report, or a damaged one: make the cut again
     try:
-        ok, detail = _make_head_network(ov, onnx_path, head, xml)
+        ok, detail = _make_head_network(ov, onnx_path, head, xml, precision)
     except (OSError, RuntimeError, ValueError) as exc:  # OpenVINO raises RuntimeError subclasses
         ok, detail = False, f"{type(exc).__name__}: {str(exc)[:300]}"
     if not ok:
@@ -127,7 +130,7 @@ def _ir_present(xml: Path) -> bool:
     return xml.is_file() and xml.with_suffix(".bin").is_file()
 
 
-def _make_head_network(ov, onnx_path: Path, head: dict, xml: Path) -> tuple[bool, str]:
+def _make_head_network(ov, onnx_path: Path, head: dict, xml: Path, precision: str) -> tuple[bool, str]:
     from wildspace.detect.onnx_backend import probe_batch
 
     core = ov.Core()
@@ -138,15 +141,17 @@ def _make_head_network(ov, onnx_path: Path, head: dict, xml: Path) -> tuple[bool
     cut = ov.Model(outputs, model.get_parameters(), "yolov5-head-logits")
     top = max(head["strides"])
     x = probe_batch(int(4 * top), int(5 * top), batch=1)
-    config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1}
-    whole = core.compile_model(model, "CPU", config)({0: x})[0]
-    cut_out = core.compile_model(cut, "CPU", config)({0: x})
-    decoded = decode_candidates([cut_out[i] for i in range(len(outputs))], head, None)[0]
-    if decoded.shape != whole.shape[1:]:
-        return False, f"decoded {decoded.shape} against the graph's {whole.shape[1:]}"
-    err = float((np.abs(decoded - whole[0]) / (HEAD_ATOL + HEAD_RTOL * np.abs(whole[0]))).max())
-    if not err <= 1:
-        return False, f"decoding differs from the graph ({err:.2f}x the tolerance)"
+    errors = {}
+    for p in dict.fromkeys(("f32", precision)):
+        config = {"INFERENCE_PRECISION_HINT": p, "INFERENCE_NUM_THREADS": 1}
+        whole = core.compile_model(model, "CPU", config)({0: x})[0]
+        cut_out = core.compile_model(cut, "CPU", config)({0: x})
+        decoded = decode_candidates([cut_out[i] for i in range(len(outputs))], head, None)[0]
+        if decoded.shape != whole.shape[1:]:
+            return False, f"decoded {decoded.shape} against the graph's {whole.shape[1:]}"
+        errors[p] = err = float((np.abs(decoded - whole[0]) / (HEAD_ATOL + HEAD_RTOL * np.abs(whole[0]))).max())
+        if not err <= 1:
+            return False, f"{p}: decoding differs from the graph ({err:.2f}x the tolerance)"
     tmp = xml.with_name(f".{xml.stem}.{os.getpid()}.xml")
     try:
         ov.save_model(cut, str(tmp), compress_to_fp16=False)
@@ -155,4 +160,4 @@ def _make_head_network(ov, onnx_path: Path, head: dict, xml: Path) -> tuple[bool
     finally:
         tmp.unlink(missing_ok=True)
         tmp.with_suffix(".bin").unlink(missing_ok=True)
-    return True, f"decoding within {err:.3f}x the tolerance"
+    return True, "decoding within " + ", ".join(f"{e:.3f}x the tolerance in {p}" for p, e in errors.items())
