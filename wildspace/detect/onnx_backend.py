@@ -35,7 +35,7 @@ from typing import Callable
 import numpy as np
 
 from wildspace.atomic import write_text_atomic
-from wildspace.detect.network_io import BackendUnavailable, T, nchw_float  # noqa: F401  (re-exported)
+from wildspace.detect.network_io import BackendUnavailable, T, nchw_float, probe_batch  # noqa: F401  (re-exported)
 from wildspace.errors import UsageError
 
 BACKENDS = ("torch", "onnx", "auto")
@@ -159,15 +159,6 @@ class OnnxNetwork:
     def on_images(self, arr: np.ndarray) -> np.ndarray:
         """Run the network on a ``B x H x W x 3`` uint8 batch of letterboxed RGB images."""
         return self(nchw_float(arr))
-
-
-def probe_batch(height: int, width: int, batch: int = 2, seed: int = 0) -> np.ndarray:
-    """A deterministic image-like ``(batch, 3, H, W)`` float32 batch in [0, 1]."""
-    rng = np.random.default_rng(seed)
-    smooth = rng.integers(0, 256, (batch, 3, height // 16 + 1, width // 16 + 1)).astype(np.float32)
-    smooth = smooth.repeat(16, 2).repeat(16, 3)[:, :, :height, :width]
-    noise = rng.normal(0, 12, (batch, 3, height, width)).astype(np.float32)
-    return (np.clip(smooth + noise, 0, 255) / 255).astype(np.float32)
 
 
 def parity_error(ours: np.ndarray, reference: np.ndarray) -> float:

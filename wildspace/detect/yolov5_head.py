@@ -131,7 +131,7 @@ def _ir_present(xml: Path) -> bool:
 
 
 def _make_head_network(ov, onnx_path: Path, head: dict, xml: Path, precision: str) -> tuple[bool, str]:
-    from wildspace.detect.onnx_backend import probe_batch
+    from wildspace.detect.network_io import probe_batch
 
     core = ov.Core()
     model = core.read_model(str(onnx_path))
