@@ -36,7 +36,7 @@ def test_spec_file(path):
         assert re.fullmatch(r"[0-9a-f]{32}", w.md5)
     assert w.hub or w.url
     assert len(set(spec.labels)) == len(spec.labels)
-    assert spec.labels or spec.task in ("embed", "backbone"), "detectors and classifiers need labels"
+    assert spec.labels or spec.task in ("embed", "backbone", "match"), "detectors and classifiers need labels"
     assert len(spec.card) > 40
     assert spec.license
     assert 0 < spec.conservative_threshold <= spec.typical_threshold < 1

@@ -277,8 +277,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         spec = _import_classifier(service, args)
     else:
         spec = service.import_model(args.file, args.name)
-    print(f"imported {args.file} as '{spec.name}' ({spec.family}, {len(spec.labels)} classes: "
-          f"{', '.join(spec.labels[:5])}{' …' if len(spec.labels) > 5 else ''})")
+    classes = (f", {len(spec.labels)} classes: {', '.join(spec.labels[:5])}"
+               f"{' …' if len(spec.labels) > 5 else ''}") if spec.labels else ""
+    print(f"imported {args.file} as '{spec.name}' ({spec.task}, {spec.family}{classes})")
     return 0
 
 

@@ -54,9 +54,16 @@ def add_parsers(sub) -> None:
     re_ = rsub.add_parser("evaluate", help="leave-one-out evaluation on a labelled folder")
     re_.add_argument("--images", type=Path, required=True)
     re_.add_argument("--identities", type=Path, required=True)
-    re_.add_argument("--method", choices=["local", "embed", "fused"], default="local")
+    re_.add_argument("--method", choices=["local", "embed", "fused", "lightglue"], default="local",
+                     help="local: weight-free RootSIFT; embed/fused: an embedder (--model); "
+                     "lightglue: learned ALIKED keypoints matched by LightGlue (models aliked-n16 "
+                     "and lightglue-aliked, fetched or imported like any model)")
     re_.add_argument("--model", help="embedder model name (needed for embed and fused)")
     _crop_arguments(re_)
+    re_.add_argument("--learned-side", type=int, default=1024,
+                     help="lightglue: long side in px each image is resized to (default 1024)")
+    re_.add_argument("--learned-keypoints", type=int, default=1024,
+                     help="lightglue: strongest ALIKED keypoints kept per image (default 1024)")
     re_.add_argument("--leave-out", choices=["encounter", "image"], default="encounter",
                      help="what each query leaves out of the gallery: its whole encounter (same "
                      "station within --event-gap; the default, used when the CSV has station and "
@@ -172,13 +179,23 @@ def cmd_reid(args: argparse.Namespace) -> int:
         raise CliError(f"--method {args.method} needs --model (an embedder)")
     if args.event_gap < 0:
         raise CliError("--event-gap must be >= 0 minutes")
+    if args.method == "lightglue" and args.pooling in ("keypoints", "lnbnn"):
+        raise CliError(f"--pooling {args.pooling} needs --method local (lightglue pools max or events)")
     svc = _service(args)
     rows = read_identity_table(args.identities)
     emb = svc.embedder(args.model) if args.model else None
+    learned = None
+    if args.method == "lightglue":
+        from wildspace.reid.learned import LearnedConfig, load_learned_matcher
+
+        if args.learned_side < 64 or args.learned_keypoints < 16:
+            raise CliError("--learned-side must be >= 64 px and --learned-keypoints >= 16")
+        learned = load_learned_matcher(svc.settings, LearnedConfig(
+            max_side=args.learned_side, keypoints=args.learned_keypoints))
     gallery, failures = build_gallery(args.images, rows, "evaluation", embedder=emb,
                                       crop_fn=svc.crop_fn(args.crop_with),
-                                      local=args.method != "embed",
-                                      max_pixels=svc.settings.max_pixels)
+                                      local=args.method in ("local", "fused"),
+                                      max_pixels=svc.settings.max_pixels, learned=learned)
     pooling = args.pooling or DEFAULT_POOLING
     groups: list[str] | None
     if args.group_by:
@@ -192,11 +209,15 @@ def cmd_reid(args: argparse.Namespace) -> int:
         groups, left_out = gallery_encounters(gallery, args.event_gap)
     else:
         groups, left_out = None, "left out: the query image only (--leave-out image)"
-    out = leave_one_out(gallery, args.method, groups, args.calibration, pooling, left_out)
+    scores = None
+    if learned is not None:
+        scores = _learned_scores(learned, gallery, groups)
+    out = leave_one_out(gallery, args.method, groups, args.calibration, pooling, left_out,
+                        scores=scores)
     if args.unknown:
         try:
             out["open_set"] = open_set_split(gallery, [u.strip() for u in args.unknown.split(",")],
-                                             args.method, groups, pooling)
+                                             args.method, groups, pooling, scores=scores)
         except ValueError as exc:
             raise CliError(str(exc)) from None
     out["failures"] = [{"file": f, "reason": why} for f, why in failures]
@@ -223,6 +244,22 @@ def cmd_reid(args: argparse.Namespace) -> int:
             print(f"  open set: {fmt(o['new_rate'])} of {o['unknown_queries']} unknown queries "
                   f"called new; {fmt(o['known_found'])} of {o['known_queries']} known ones found")
     return 0
+
+
+def _learned_scores(learned, gallery, groups):
+    """Every pair the evaluations can use (not self, not one encounter, not opposite flanks),
+    matched once, with a progress line on stderr."""
+    from wildspace.reid.evaluate import exclusion_mask
+
+    stations = [r.location for r in gallery.records]
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 50 == 0:
+            print(f"\rlightglue: {done}/{total} pairs", end="\n" if done == total else "",
+                  file=sys.stderr, flush=True)
+
+    return learned.score_matrix(gallery.learned, gallery.learned, exclusion_mask(gallery, groups),
+                                stations, stations, symmetric=True, progress=progress)
 
 
 COMMANDS = {"gallery": cmd_gallery, "reid": cmd_reid}

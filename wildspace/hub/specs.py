@@ -16,14 +16,16 @@ import yaml
 
 from wildspace.errors import UnknownName, UsageError, WildspaceError
 
-TASKS = ("detect", "classify", "embed", "backbone")
-FAMILIES = ("yolov5-legacy", "ultralytics", "timm", "torchvision", "transformers")
+TASKS = ("detect", "classify", "embed", "backbone", "match")
+FAMILIES = ("yolov5-legacy", "ultralytics", "timm", "torchvision", "transformers", "kornia")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]*[a-z0-9]$")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 PRETRAINED = ("imagenet", "reid", "self-supervised")
+# learned local features (wildspace.reid.learned): ALIKED keypoints, LightGlue for them
+MATCH_ARCHS = ("aliked-t16", "aliked-n16", "aliked-n16rot", "aliked-n32", "lightglue-aliked")
 
 
 class SpecError(WildspaceError, ValueError):
@@ -218,6 +220,8 @@ def parse_spec(data: dict, where: str = "<spec>") -> ModelSpec:
             raise SpecError(f"{where}: a backbone spec needs 'preprocessing' (mean, std, input_size, interpolation)")
         if data.get("pretrained") not in PRETRAINED:
             raise SpecError(f"{where}: a backbone spec needs 'pretrained', one of {', '.join(PRETRAINED)}")
+    if task == "match" and (family != "kornia" or data.get("arch") not in MATCH_ARCHS):
+        raise SpecError(f"{where}: a match spec is family kornia with 'arch' one of {', '.join(MATCH_ARCHS)}")
     known = {"name", "task", "family", "weights", "labels", "thresholds", "card",
              "input_size", "license", "version", "stride", "preprocessing"}
     return ModelSpec(

@@ -126,9 +126,12 @@ def prepare_query(rgb: np.ndarray, bbox=None, crop_fn: CropFn | None = None):
 def build_gallery(images_dir: Path, rows: list[TableRow], name: str, *, embedder=None,
                   crop_fn: CropFn | None = None, local: bool = True,
                   local_config: LocalFeatureConfig = LocalFeatureConfig(),
-                  max_pixels: int = 200_000_000, progress=None
+                  max_pixels: int = 200_000_000, progress=None, learned=None
                   ) -> tuple[GalleryData, list[tuple[str, str]]]:
     """Read, crop, embed and extract features for every row.
+
+    ``learned`` (a :class:`wildspace.reid.learned.LearnedMatcher`) also extracts its keypoints
+    into :attr:`GalleryData.learned` (animal chips as they are, whole frames without captions).
 
     Returns:
         ``(gallery, failures)``; failures are ``(file, reason)`` pairs. The gallery is not
@@ -166,6 +169,8 @@ def build_gallery(images_dir: Path, rows: list[TableRow], name: str, *, embedder
 
         # cached by content hash (a rebuild or an evaluation never extracts twice), in parallel
         gallery.features = extract_many(crops, local_config, cache=default_cache())
+    if learned is not None:
+        gallery.learned = learned.extract_many(crops, [r.bbox is not None for r in records])
     if embedder is not None:
         gallery.embeddings = embedder.embed(crops)
         gallery.embedder = embedder.name
@@ -190,7 +195,7 @@ def enrol(gallery: GalleryData, crop: np.ndarray, identity: str, *, viewpoint: s
     rec = Record(f"enrolled-{n}-{identity}", identity, normalise_viewpoint(viewpoint),
                  tuple(bbox) if bbox else None, date, location, file)
     new = replace(gallery, records=gallery.records + [rec], images=gallery.images + [encode_jpeg(crop)],
-                  calibrations={})
+                  calibrations={}, learned=None)
     if gallery.features is not None:
         new.features = gallery.features + [extract(crop, local_config)]
     if gallery.embeddings is not None:

@@ -6,6 +6,10 @@ frames make leave-one-image-out optimistic, and a ranger's question is "is this 
 last month?". Without stations/dates only the query image is left out, and the result says
 so. Images whose identity has no other usable image are *unknown* queries (``baus`` only).
 
+``lightglue`` (learned keypoints, :mod:`wildspace.reid.learned`) is scored outside the gallery
+matcher: the caller passes its symmetric pair-score matrix (``scores``), every pair scored
+once, and both evaluations slice it.
+
 The open-set decision for each query uses a calibration fitted **without that query's
 identity** (leave-one-identity-out) on the same cross-encounter scores, so ``baks``/``baus``,
 the Brier score and the reliability curve are not fitted on the answers they score. The
@@ -22,9 +26,23 @@ import numpy as np
 from wildspace.errors import UsageError
 from wildspace.reid.calibration import CalibrationError, brier_score, fit_calibration, reliability_curve
 from wildspace.reid.gallery import GalleryData
-from wildspace.reid.matching import Matcher, flank_mask
+from wildspace.reid.matching import Matcher, calibrate_identity_rows, flank_mask
 from wildspace.reid.metrics import evaluate
 from wildspace.reid.pooling import pooled_scores
+
+PRECOMPUTED = ("lightglue",)  # methods whose pair scores come in as a matrix
+LOG_SCALE = ("local", "lightglue")  # match counts: calibrated on a log scale
+
+
+def _precomputed(method: str, scores, shape: tuple[int, int], pooling: str) -> np.ndarray:
+    if scores is None:
+        raise UsageError(f"method '{method}' needs its pair scores (scores=)")
+    scores = np.array(scores, dtype=np.float64)
+    if scores.shape != shape:
+        raise UsageError(f"scores are {scores.shape}, the gallery needs {shape}")
+    if pooling not in ("max", "events"):
+        raise UsageError(f"pooling '{pooling}' needs the local matcher; '{method}' pools max or events")
+    return scores
 
 
 def exclusion_mask(gallery: GalleryData, groups: list[str] | None = None) -> np.ndarray:
@@ -48,7 +66,7 @@ def _pairs(best: np.ndarray, labels: np.ndarray, ids: np.ndarray, rows: np.ndarr
 
 def leave_one_out(gallery: GalleryData, method: str, groups: list[str] | None = None,
                   calibration: str = "logistic", pooling: str = "max",
-                  left_out: str | None = None) -> dict:
+                  left_out: str | None = None, scores: np.ndarray | None = None) -> dict:
     """Metrics JSON (see :mod:`wildspace.reid.metrics`) plus the threshold, the Brier score
     and reliability curve of the answers, and the settings.
 
@@ -56,17 +74,23 @@ def leave_one_out(gallery: GalleryData, method: str, groups: list[str] | None = 
         groups: encounter (or any group) label per image, left out with the query.
         pooling: how image scores become identity scores (:mod:`wildspace.reid.pooling`).
         left_out: the sentence describing what was left out (default from ``groups``).
+        scores: ``(N, N)`` pair scores of a :data:`PRECOMPUTED` method (``lightglue``).
     """
-    matcher = Matcher(gallery, method, pooling="lnbnn" if pooling == "lnbnn" else None)
     exclude = exclusion_mask(gallery, groups)
-    if method == "fused":
-        for part in ("embed", "local"):
-            matcher.calibrate(part)
-    sim, votes = matcher.scores(gallery.features, gallery.embeddings, exclude, with_votes=True)
+    if method in PRECOMPUTED:
+        sim = _precomputed(method, scores, (len(gallery), len(gallery)), pooling)
+        sim[exclude] = -np.inf
+        votes = None
+    else:
+        matcher = Matcher(gallery, method, pooling="lnbnn" if pooling == "lnbnn" else None)
+        if method == "fused":
+            for part in ("embed", "local"):
+                matcher.calibrate(part)
+        sim, votes = matcher.scores(gallery.features, gallery.embeddings, exclude, with_votes=True)
     ids = gallery.identities
     labels, best = pooled_scores(pooling, sim, ids, votes=votes, gallery_events=groups,
                                  compared=~exclude)
-    log_scale = method == "local"
+    log_scale = method in LOG_SCALE
     all_rows = np.arange(len(gallery))
     try:
         cal = fit_calibration(*_pairs(best, labels, ids, all_rows), calibration, log_scale=log_scale)
@@ -112,13 +136,14 @@ def leave_one_out(gallery: GalleryData, method: str, groups: list[str] | None = 
 
 
 def open_set_split(gallery: GalleryData, unknown: list[str], method: str = "local",
-                   groups: list[str] | None = None, pooling: str = "max") -> dict:
+                   groups: list[str] | None = None, pooling: str = "max",
+                   scores: np.ndarray | None = None) -> dict:
     """A gallery of all animals but ``unknown``, queried with every image.
 
     The gallery calibrates itself as a real one would (leave-one-encounter-out among its own
     images); queries of a gallery animal leave out their own encounter ("found from another
     night"); queries of an ``unknown`` animal are compared with the whole gallery and should
-    be called *new*.
+    be called *new*. ``scores``: the ``(N, N)`` pair scores of a :data:`PRECOMPUTED` method.
     """
 
     ids = gallery.identities
@@ -135,16 +160,27 @@ def open_set_split(gallery: GalleryData, unknown: list[str], method: str = "loca
                       embeddings=None if gallery.embeddings is None else gallery.embeddings[cols],
                       embedder=gallery.embedder)
     g = None if groups is None else np.asarray(groups, dtype=object)
-    matcher = Matcher(sub, method, pooling=pooling)
     sub_groups = None if g is None else g[cols].tolist()
-    cal = matcher.calibrate(groups=sub_groups)
     exclude = np.zeros((len(gallery), len(cols)), bool)
     exclude[cols, np.arange(len(cols))] = True
     if g is not None:
         exclude |= g[:, None] == g[cols][None, :]
     exclude |= flank_mask(gallery.viewpoints, sub.viewpoints)
-    sim, votes = matcher.scores(gallery.features, gallery.embeddings, exclude, with_votes=True)
-    labels, best = matcher.identity_scores(sim, votes, exclude, sub_groups)
+    if method in PRECOMPUTED:
+        full = _precomputed(method, scores, (len(gallery), len(gallery)), pooling)
+        sim = np.where(exclude, -np.inf, full[:, cols])
+        # the gallery calibrates itself: each of its images with its own encounter left out
+        own = exclude[cols]
+        sub_labels, sub_best = pooled_scores(pooling, np.where(own, -np.inf, sim[cols]), ids[cols],
+                                             gallery_events=sub_groups, compared=~own)
+        cal = calibrate_identity_rows(sub_labels, sub_best, ids[cols], method)
+        labels, best = pooled_scores(pooling, sim, ids[cols], gallery_events=sub_groups,
+                                     compared=~exclude)
+    else:
+        matcher = Matcher(sub, method, pooling=pooling)
+        cal = matcher.calibrate(groups=sub_groups)
+        sim, votes = matcher.scores(gallery.features, gallery.embeddings, exclude, with_votes=True)
+        labels, best = matcher.identity_scores(sim, votes, exclude, sub_groups)
     top = best.max(axis=1)
     top_label = labels[np.argmax(np.where(np.isfinite(best), best, -1e300), axis=1)]
     known_call = np.isfinite(top) & cal.is_known(np.where(np.isfinite(top), top, 0.0))

@@ -70,6 +70,7 @@ class GalleryData:
     embeddings: np.ndarray | None = None
     embedder: str | None = None
     features: list | None = None  # list[LocalFeatures]
+    learned: list | None = None  # list[LearnedFeatures], in memory only (evaluation; not saved)
     calibrations: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 

@@ -241,7 +241,7 @@ class Matcher:
         finally:
             self.method = saved
         ids = self.gallery.identities
-        cal = _calibrate_identity_rows(labels, best, ids[rows], method)
+        cal = calibrate_identity_rows(labels, best, ids[rows], method)
         self.gallery.calibrations[method] = cal.to_dict()
         return cal
 
@@ -273,11 +273,12 @@ class Matcher:
                             probability=top_p, method=self.method, threshold=cal.threshold)
 
 
-def _calibrate_identity_rows(labels, best: np.ndarray, query_ids, method: str) -> Calibration:
+def calibrate_identity_rows(labels, best: np.ndarray, query_ids, method: str) -> Calibration:
     """Positives/negatives from (pooled) identity scores of leave-one-out queries, then a
     logistic fit."""
     from wildspace.reid.calibration import fit_calibration
 
     finite = np.isfinite(best)
     same = np.asarray(labels)[None, :] == np.asarray(query_ids)[:, None]
-    return fit_calibration(best[finite], same[finite], "logistic", log_scale=(method == "local"))
+    return fit_calibration(best[finite], same[finite], "logistic",
+                           log_scale=method in ("local", "lightglue"))
