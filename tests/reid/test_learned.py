@@ -79,6 +79,28 @@ def test_static_matches_are_the_same_place_in_two_frames():
     assert static_matches(kp0[:0], kp1[:0], (80, 60), 0.01).shape == (0,)
 
 
+def test_moved_camera_scenery_is_a_near_identity_transform_over_much_of_the_frame():
+    from wildspace.reid.learned import moved_scene
+
+    rng = np.random.default_rng(0)
+    size = (400, 300)
+    scene = rng.uniform([0, 0], size, (40, 2))
+    shifted = scene + [12.0, -5.0]  # the camera re-mounted a few px off
+    assert moved_scene(scene, shifted, size).all()
+    # plus 10 matches on an animal that moved: they stay
+    animal0 = rng.uniform([50, 50], [120, 120], (10, 2))
+    animal1 = animal0 * 1.0 + [200.0, 100.0]
+    mixed = moved_scene(np.vstack([scene, animal0]), np.vstack([shifted, animal1]), size)
+    assert mixed[:40].all() and not mixed[40:].any()
+    # a consistent group in one corner (the animal itself, slightly moved) is not scenery
+    corner = rng.uniform([0, 0], [80, 60], (30, 2))
+    assert not moved_scene(corner, corner + [5.0, 3.0], size).any()
+    # a large shift or a zoom is another view, not a re-mounted camera
+    assert not moved_scene(scene, scene + [150.0, 0.0], size).any()
+    assert not moved_scene(scene, scene * 1.6, size).any()
+    assert not moved_scene(scene[:5], shifted[:5], size).any()  # too few to tell
+
+
 def test_prepare_cuts_caption_bars_of_frames_not_chips():
     from wildspace.reid.learned import LearnedConfig, prepare
 

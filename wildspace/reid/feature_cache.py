@@ -18,6 +18,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,44 +30,54 @@ _EXTRACT_FIELDS = ("max_side", "n_features", "caption_mask", "clahe_clip", "chip
 VERSION = 2  # bump when extract() changes
 
 
-def feature_key(rgb: np.ndarray, config: LocalFeatureConfig, bbox=None, mirror: bool = False) -> str:
-    """Content hash of one extraction: pixels, box, mirror flag and extraction settings."""
+def content_key(rgb: np.ndarray, settings) -> str:
+    """SHA-256 of an image's pixels (shape, dtype, bytes) and of JSON-able ``settings``."""
     rgb = np.ascontiguousarray(rgb)
     h = hashlib.sha256()
     h.update(repr((rgb.shape, str(rgb.dtype))).encode())
     h.update(rgb.data.cast("B"))
-    settings = {k: v for k, v in asdict(config).items() if k in _EXTRACT_FIELDS}
-    box = None if bbox is None else [round(float(v), 6) for v in bbox]
-    h.update(json.dumps([VERSION, settings, box, bool(mirror)], sort_keys=True).encode())
+    h.update(json.dumps(settings, sort_keys=True).encode())
     return h.hexdigest()
 
 
-class FeatureCache:
-    """A folder of ``<key>.npz`` feature files (``None`` folder: no caching)."""
+def feature_key(rgb: np.ndarray, config: LocalFeatureConfig, bbox=None, mirror: bool = False) -> str:
+    """Content hash of one extraction: pixels, box, mirror flag and extraction settings."""
+    settings = {k: v for k, v in asdict(config).items() if k in _EXTRACT_FIELDS}
+    box = None if bbox is None else [round(float(v), 6) for v in bbox]
+    return content_key(rgb, [VERSION, settings, box, bool(mirror)])
 
-    def __init__(self, folder: Path | None):
+
+class FeatureCache:
+    """A folder of ``<key>.npz`` feature files (``None`` folder: no caching) of one ``kind``
+    (a class with ``to_arrays()`` and ``from_arrays(npz)``)."""
+
+    def __init__(self, folder: Path | None, kind: Any = LocalFeatures):
         self.folder = None if folder is None else Path(folder)
+        self.kind = kind
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: str) -> LocalFeatures | None:
+    def get(self, key: str):
         if self.folder is None:
             return None
         path = self.folder / key[:2] / f"{key}.npz"
         try:
             with np.load(path) as z:
-                feats = LocalFeatures.from_arrays(z)
+                feats = self.kind.from_arrays(z)
         except (OSError, ValueError, KeyError):
             return None
         self.hits += 1
         return feats
 
-    def put(self, key: str, feats: LocalFeatures) -> None:
+    def put(self, key: str, feats) -> None:
         if self.folder is None:
             return
         folder = self.folder / key[:2]
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
+        except OSError:
+            return  # a read-only or full disk only costs the cache
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, **feats.to_arrays())  # type: ignore[arg-type]  # stubs match ** to allow_pickle

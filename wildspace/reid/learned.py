@@ -25,10 +25,6 @@ Features are cached by content hash (pixels, box, settings, weights) under
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -37,6 +33,7 @@ import numpy as np
 
 from wildspace.errors import WildspaceError
 from wildspace.hub.specs import ModelSpec
+from wildspace.reid.feature_cache import FeatureCache, content_key
 
 ALIKED_ARCHS = ("aliked-t16", "aliked-n16", "aliked-n16rot", "aliked-n32")
 VERSION = 1  # bump when extract() changes what it returns
@@ -97,6 +94,40 @@ def static_matches(kp0: np.ndarray, kp1: np.ndarray, size: tuple[int, int], frac
     return np.linalg.norm(np.asarray(kp0, float) - np.asarray(kp1, float), axis=1) < frac * diag
 
 
+def moved_scene(kp0: np.ndarray, kp1: np.ndarray, size: tuple[int, int], tol: float = 0.01,
+                max_shift: float = 0.2, max_scale: float = 1.25, max_rotation: float = 10.0,
+                min_spread: float = 0.3) -> np.ndarray:
+    """``True`` for the matches that are scenery seen by a camera re-mounted between visits:
+    the inliers (within ``tol`` of the diagonal) of a near-identity similarity transform
+    (shift under ``max_shift`` of the frame, scale within ``max_scale``, rotation under
+    ``max_rotation`` degrees) whose points spread over at least ``min_spread`` of the frame's
+    width and height. An animal that moved between two nights does not fit one such
+    transform over that much of the frame."""
+    import cv2
+
+    n = len(kp0)
+    none = np.zeros(n, dtype=bool)
+    if n < 8:
+        return none
+    w, h = size
+    a = np.asarray(kp0, np.float32).reshape(-1, 1, 2)
+    b = np.asarray(kp1, np.float32).reshape(-1, 1, 2)
+    m, inl = cv2.estimateAffinePartial2D(a, b, method=cv2.RANSAC,
+                                         ransacReprojThreshold=tol * float(np.hypot(w, h)),
+                                         maxIters=500, confidence=0.99, refineIters=0)
+    if m is None or inl is None:
+        return none
+    scale = float(np.hypot(m[0, 0], m[1, 0]))
+    angle = abs(float(np.degrees(np.arctan2(m[1, 0], m[0, 0]))))
+    inliers = inl.ravel().astype(bool)
+    if (inliers.sum() < 8 or abs(m[0, 2]) > max_shift * w or abs(m[1, 2]) > max_shift * h
+            or not 1 / max_scale <= scale <= max_scale or angle > max_rotation):
+        return none
+    pts = np.asarray(kp0, float)[inliers]
+    spread = np.ptp(pts, axis=0) / np.array([w, h], float)
+    return inliers if (spread >= min_spread).all() else none
+
+
 def prepare(rgb: np.ndarray, config: LearnedConfig, chip: bool = False) -> np.ndarray:
     """The ``(H, W, 3)`` uint8 image ALIKED sees: an animal chip as it is, or a whole frame
     without its caption bars; resized to a ``max_side`` long side."""
@@ -123,62 +154,35 @@ class LearnedMatcher:
         self.config = config
         self.weights_id = weights_id
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
-        self.cache_hits = 0
+        self.cache = FeatureCache(self.cache_dir, LearnedFeatures)
         self.pairs_run = 0
 
     # -- features -----------------------------------------------------------------------
+    @property
+    def cache_hits(self) -> int:
+        return self.cache.hits
+
     def feature_key(self, rgb: np.ndarray, chip: bool = False) -> str:
-        rgb = np.ascontiguousarray(rgb)
-        h = hashlib.sha256()
-        h.update(repr((rgb.shape, str(rgb.dtype))).encode())
-        h.update(rgb.data.cast("B"))
         c = asdict(self.config)
         settings = {k: c[k] for k in ("max_side", "keypoints", "caption_mask")}
-        h.update(json.dumps([VERSION, self.weights_id, settings, bool(chip)], sort_keys=True).encode())
-        return h.hexdigest()
-
-    def _cached(self, key: str) -> LearnedFeatures | None:
-        if self.cache_dir is None:
-            return None
-        try:
-            with np.load(self.cache_dir / key[:2] / f"{key}.npz") as z:
-                feats = LearnedFeatures.from_arrays(z)
-        except (OSError, ValueError, KeyError):
-            return None
-        self.cache_hits += 1
-        return feats
-
-    def _store(self, key: str, feats: LearnedFeatures) -> None:
-        if self.cache_dir is None:
-            return
-        folder = self.cache_dir / key[:2]
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-        except OSError:
-            return
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **feats.to_arrays())  # type: ignore[arg-type]
-            os.replace(tmp, folder / f"{key}.npz")
-        except OSError:
-            Path(tmp).unlink(missing_ok=True)  # a full disk only costs the cache
+        return content_key(rgb, [VERSION, self.weights_id, settings, bool(chip)])
 
     def extract(self, rgb: np.ndarray, chip: bool = False) -> LearnedFeatures:
         """ALIKED keypoints and descriptors of one image or animal chip (cached by content)."""
         import torch
 
         key = self.feature_key(rgb, chip)
-        hit = self._cached(key)
+        hit = self.cache.get(key)
         if hit is not None:
             return hit
+        self.cache.misses += 1
         img = prepare(rgb, self.config, chip)
         x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255)[None]
         with torch.inference_mode():
             out = self.aliked(x)[0]
         feats = LearnedFeatures(out.keypoints.float().numpy(), out.descriptors.float().numpy(),
                                 (img.shape[1], img.shape[0]))
-        self._store(key, feats)
+        self.cache.put(key, feats)
         return feats
 
     def extract_many(self, images, chips=None) -> list[LearnedFeatures]:
